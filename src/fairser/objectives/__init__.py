@@ -1,0 +1,28 @@
+"""Training objectives behind one registry (METHODS.md §3). Importing this package registers them all."""
+
+from fairser.objectives import erm  # noqa: F401  (registers)
+from fairser.objectives.base import (
+    FEMALE,
+    MALE,
+    OBJECTIVES,
+    UNKNOWN_GENDER,
+    GroupBatch,
+    Objective,
+    ObjectiveOutput,
+    build_objective,
+    group_mean_losses,
+    register,
+)
+
+__all__ = [
+    "FEMALE",
+    "MALE",
+    "OBJECTIVES",
+    "UNKNOWN_GENDER",
+    "GroupBatch",
+    "Objective",
+    "ObjectiveOutput",
+    "build_objective",
+    "group_mean_losses",
+    "register",
+]

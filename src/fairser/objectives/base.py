@@ -1,0 +1,140 @@
+"""The objective interface shared by every training objective (METHODS.md §3; DomainBed-style registry).
+
+An objective turns one batch of *per-sample* losses plus the batch's group metadata into a scalar loss.
+Because it never sees the backbone, the same objective works for an eGeMAPS head, an SSL encoder or a
+LoRA-tuned Qwen2-Audio. Group losses are means over the samples of that group in the batch; groups absent
+from a batch contribute nothing and never produce a NaN.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import ClassVar
+
+import torch
+from torch import Tensor, nn
+
+__all__ = [
+    "FEMALE",
+    "MALE",
+    "UNKNOWN_GENDER",
+    "GroupBatch",
+    "Objective",
+    "ObjectiveOutput",
+    "OBJECTIVES",
+    "build_objective",
+    "group_mean_losses",
+    "register",
+]
+
+MALE, FEMALE, UNKNOWN_GENDER = 0, 1, -1
+
+
+@dataclass
+class GroupBatch:
+    """What an objective sees of one batch.
+
+    Attributes
+    ----------
+    losses : Tensor (N,)
+        Per-sample losses (cross-entropy unless an objective asks for otherwise), carrying gradient.
+    domain : LongTensor (N,)
+        Domain id in ``[0, n_domains)`` (by default a language x modality cell).
+    gender : LongTensor (N,)
+        ``MALE`` (0), ``FEMALE`` (1) or ``UNKNOWN_GENDER`` (-1); unknown-gender samples count in ERM terms
+        but in no group term.
+    logits : Tensor (N, C), optional
+        Class scores, for objectives that need probabilities (soft parity penalties).
+    y : LongTensor (N,), optional
+        Emotion labels.
+    index : LongTensor (N,), optional
+        Row index of each sample in the training set (for per-sample state: JTT, LfF).
+    embedding : Tensor (N, D), optional
+        Shared embedding (for adversarial and contrastive objectives).
+    """
+
+    losses: Tensor
+    domain: Tensor
+    gender: Tensor
+    logits: Tensor | None = None
+    y: Tensor | None = None
+    index: Tensor | None = None
+    embedding: Tensor | None = None
+
+    @property
+    def group(self) -> Tensor:
+        """Group id ``2 * domain + gender`` (-1 where gender is unknown)."""
+        return torch.where(self.gender >= 0, 2 * self.domain + self.gender, torch.full_like(self.domain, -1))
+
+
+@dataclass
+class ObjectiveOutput:
+    """The scalar loss to minimise plus scalars to log (e.g. ``lambda``, ``R``) for this step."""
+
+    loss: Tensor
+    logs: dict[str, float] = field(default_factory=dict)
+
+
+def group_mean_losses(losses: Tensor, group: Tensor, n_groups: int) -> tuple[Tensor, Tensor]:
+    """Mean loss and sample count per group, vectorised (no Python loop over groups).
+
+    Samples with ``group < 0`` are ignored. Returns ``(means, counts)``, both of shape ``(n_groups,)``; the
+    mean of an absent group is 0 (and its count 0) so it can be masked without producing NaN or NaN
+    gradients.
+    """
+    valid = group >= 0
+    idx = torch.where(valid, group, torch.zeros_like(group))
+    w = valid.to(losses.dtype)
+    sums = torch.zeros(n_groups, dtype=losses.dtype, device=losses.device).scatter_add(0, idx, losses * w)
+    counts = torch.zeros(n_groups, dtype=losses.dtype, device=losses.device).scatter_add(0, idx, w)
+    means = sums / counts.clamp_min(1.0)
+    return means, counts
+
+
+class Objective(nn.Module):
+    """Base class: subclasses set ``name`` and implement :meth:`forward`.
+
+    Subclasses take keyword-only hyperparameters after ``n_domains`` and ``n_classes``. An objective may own
+    parameters or modules (e.g. an adversary); the trainer optimises them with the model. ``on_epoch_end``
+    lets stateful objectives (JTT, LfF) update per-sample state between epochs.
+    """
+
+    name: ClassVar[str] = ""
+
+    def __init__(self, *, n_domains: int, n_classes: int) -> None:
+        super().__init__()
+        self.n_domains = int(n_domains)
+        self.n_classes = int(n_classes)
+
+    @property
+    def n_groups(self) -> int:
+        return 2 * self.n_domains
+
+    def forward(self, batch: GroupBatch) -> ObjectiveOutput:  # pragma: no cover - interface
+        raise NotImplementedError
+
+    def on_epoch_end(self, epoch: int) -> None:
+        """Hook called by the trainer after each epoch (default: nothing)."""
+
+
+OBJECTIVES: dict[str, type[Objective]] = {}
+
+
+def register(cls: type[Objective]) -> type[Objective]:
+    """Class decorator adding an objective to :data:`OBJECTIVES` under ``cls.name``."""
+    if not cls.name:
+        raise ValueError(f"{cls.__name__} has no name")
+    if cls.name in OBJECTIVES:
+        raise ValueError(f"objective {cls.name!r} registered twice")
+    OBJECTIVES[cls.name] = cls
+    return cls
+
+
+def build_objective(name: str, *, n_domains: int, n_classes: int, **hparams) -> Objective:
+    """Instantiate a registered objective by name with its hyperparameters."""
+    try:
+        cls: Callable[..., Objective] = OBJECTIVES[name]
+    except KeyError:
+        raise KeyError(f"unknown objective {name!r}; registered: {sorted(OBJECTIVES)}") from None
+    return cls(n_domains=n_domains, n_classes=n_classes, **hparams)
