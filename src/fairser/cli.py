@@ -1,0 +1,185 @@
+"""The ``fairser`` command: thin wrappers that parse options, call the library and print.
+
+Stages (each can be run alone; ``benchmark`` runs them all):
+
+  fairser data synth       build the built-in multilingual synthetic corpus (eSpeak NG)
+  fairser data import      turn a corpus as distributed (EmoDB, RAVDESS, CREMA-D, MELD, MELD-ST) into a manifest
+  fairser data validate    check a manifest and summarise it
+  fairser features         extract and cache audio / transcript embeddings for a config
+  fairser train            train and evaluate every run of a config's grid (resumes)
+  fairser table            print the paper-style table from a results folder
+  fairser benchmark        all of the above, end to end
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+
+app = typer.Typer(
+    help=(
+        "fairser: measure and reduce gender bias in speech emotion recognition across languages and "
+        "modalities (the ERM-MinMaxGAP benchmark, Pang et al. 2026). Start with `fairser benchmark`."
+    ),
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
+data_app = typer.Typer(help="Corpora and manifests: synthesise, import, validate.", no_args_is_help=True)
+app.add_typer(data_app, name="data")
+console = Console()
+
+ConfigOpt = Annotated[
+    Path | None,
+    typer.Option("--config", "-c", help="YAML benchmark config (see configs/); defaults are used when omitted."),
+]
+QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")]
+
+
+def _config(path: Path | None, **overrides):
+    from fairser.config import load_config
+
+    try:
+        return load_config(path, **overrides)
+    except Exception as e:  # validation errors are user errors: show them plainly
+        console.print(f"[red]invalid config[/] {path or '(defaults)'}:\n{e}")
+        raise typer.Exit(2) from e
+
+
+@data_app.command("synth")
+def data_synth(
+    out: Annotated[Path, typer.Option("--out", "-o", help="Output folder (manifest.csv, audio/, corpus.json).")] = Path(
+        "data/synthetic"
+    ),
+    config: ConfigOpt = None,
+    seed: Annotated[int | None, typer.Option(help="Random seed (overrides the config).")] = None,
+    quiet: QuietOpt = False,
+) -> None:
+    """Synthesise the built-in English/German/Japanese emotional speech corpus with eSpeak NG.
+
+    Parallel dialogue lines in the 7 MELD emotions, emotion carried by prosody and (with a set reliability) by
+    wording, speaker-disjoint splits and a known gender-emotion skew in the training split. SYNTHETIC data.
+    """
+    from fairser.data.synth import SynthConfig, generate_corpus
+
+    cfg = _config(config)
+    synth = dict(cfg.corpus.synth)
+    if seed is not None:
+        synth["seed"] = seed
+    manifest = generate_corpus(config=SynthConfig(**synth), out_dir=out, progress=not quiet)
+    _print_summary(manifest)
+    console.print(f"wrote {len(manifest)} utterances to {out}/manifest.csv [bold](synthetic)[/]")
+
+
+@data_app.command("import")
+def data_import(
+    corpus: Annotated[str, typer.Argument(help="Corpus name: emodb, ravdess, crema_d, meld, meld_st, generic.")],
+    path: Annotated[Path, typer.Argument(help="The corpus folder as its authors distribute it.")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Manifest CSV to write.")] = Path("manifest.csv"),
+    target: Annotated[str, typer.Option(help="Target label set: meld7 (7 MELD emotions) or core4.")] = "meld7",
+    split: Annotated[str, typer.Option(help="official (where the corpus has splits) or speaker.")] = "official",
+    gender_table: Annotated[Path | None, typer.Option(help="CSV speaker,gender for speakers not shipped.")] = None,
+    seed: Annotated[int, typer.Option(help="Seed for speaker-independent splits.")] = 0,
+) -> None:
+    """Read a corpus as distributed, map its labels onto a target set and write a validated manifest."""
+    from fairser.data.corpora import import_corpus
+    from fairser.data.manifest import write_manifest
+
+    res = import_corpus(corpus, path, target=target, split=split, gender_table=gender_table, seed=seed)
+    write_manifest(res.manifest, out)
+    console.print(res.summary_text() if hasattr(res, "summary_text") else res.summary())
+    console.print(f"wrote {len(res.manifest)} utterances to {out}")
+
+
+@data_app.command("validate")
+def data_validate(
+    manifest: Annotated[Path, typer.Argument(help="Manifest CSV.")],
+    check_files: Annotated[bool, typer.Option(help="Check that every audio file exists.")] = True,
+) -> None:
+    """Validate a manifest (columns, values, files) and print utterances per language x gender x emotion."""
+    from fairser.data.manifest import ManifestError, read_manifest
+
+    try:
+        df = read_manifest(manifest, check_files=check_files)
+    except ManifestError as e:
+        console.print(f"[red]invalid manifest[/]: {e}")
+        raise typer.Exit(1) from e
+    _print_summary(df)
+
+
+def _print_summary(df) -> None:
+    table = df.pivot_table(index=["language", "gender"], columns="emotion", values="id", aggfunc="count", fill_value=0)
+    console.print(table.to_string())
+    console.print(df.groupby("split")["speaker"].nunique().rename("speakers per split").to_string())
+
+
+@app.command("features")
+def features(config: ConfigOpt = None, quiet: QuietOpt = False) -> None:
+    """Corpus + feature stages only: extract (or reuse from the cache) audio and transcript embeddings."""
+    from fairser.bench.runner import prepare_data
+
+    cfg = _config(config)
+    prepared = prepare_data(cfg, progress=not quiet, console=console)
+    console.print(
+        f"{len(prepared.manifest)} utterances; audio features {prepared.audio.shape}; text features "
+        f"{None if prepared.text is None else prepared.text.shape}; timings {prepared.timings}"
+    )
+
+
+@app.command("train")
+def train(config: ConfigOpt = None, quiet: QuietOpt = False) -> None:
+    """Train and evaluate every run of the grid (finished runs are skipped), then print the table."""
+    benchmark(config=config, quiet=quiet)
+
+
+@app.command("table")
+def table(results: Annotated[Path, typer.Argument(help="A benchmark output folder (holds results.jsonl).")]) -> None:
+    """Print the paper-style table from a results folder."""
+    import json
+
+    from fairser.bench.results import ResultsStore
+    from fairser.bench.table import paper_table, render_table
+
+    rows = [r for r in ResultsStore(results / "results.jsonl").rows() if r.get("status") == "ok"]
+    if not rows:
+        console.print(f"[red]no finished runs in {results / 'results.jsonl'}[/]")
+        raise typer.Exit(1)
+    meta = json.loads((results / "benchmark.json").read_text()) if (results / "benchmark.json").is_file() else {}
+    baseline = rows[0]["objective_label"]
+    for r in rows:
+        if r["objective"] == "erm":
+            baseline = r["objective_label"]
+            break
+    t = paper_table(rows, baseline=baseline)
+    console.print(
+        render_table(t, synthetic=meta.get("synthetic", False), source=meta.get("source", str(results)),
+                     n_seeds=len({r["seed"] for r in rows}))
+    )
+
+
+@app.command("benchmark")
+def benchmark(
+    config: ConfigOpt = None,
+    quiet: QuietOpt = False,
+    output_dir: Annotated[Path | None, typer.Option("--output-dir", "-o", help="Override the output folder.")] = None,
+) -> None:
+    """Run the ERM-MinMaxGAP benchmark end to end: corpus, features, training grid, evaluation, table.
+
+    Defaults: the built-in synthetic corpus; languages en, de, ja; modalities audio and audio+text; ERM and
+    ERM-MinMaxGAP; 3 seeds. Results go to the config's output_dir (results.jsonl, runs/*/predictions.csv,
+    table.md); re-running resumes and skips finished runs.
+    """
+    from fairser.bench.runner import run_benchmark
+
+    cfg = _config(config, output_dir=str(output_dir) if output_dir else None)
+    run_benchmark(cfg, progress=not quiet, console=console)
+
+
+def main() -> None:  # pragma: no cover
+    app()
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()
