@@ -1,0 +1,45 @@
+from pathlib import Path
+
+import pytest
+from pydantic import ValidationError
+
+from fairser.config import BenchmarkConfig, load_config
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def test_defaults_match_the_paper_grid():
+    cfg = BenchmarkConfig()
+    assert cfg.languages == ("en", "de", "ja")
+    assert cfg.modalities == ("audio", "audio+text")
+    assert [o.name for o in cfg.objectives] == ["erm", "minmaxgap"]
+    assert len(cfg.seeds) == 3
+
+
+@pytest.mark.parametrize("path", sorted((REPO / "configs").glob("*.yaml")), ids=lambda p: p.name)
+def test_shipped_configs_validate(path):
+    text = path.read_text()
+    assert text.startswith("#"), "every shipped config opens with a comment on how to run it"
+    load_config(path)
+
+
+def test_unknown_key_is_an_error(tmp_path):
+    p = tmp_path / "c.yaml"
+    p.write_text("train:\n  epochz: 3\n")
+    with pytest.raises(ValidationError, match="epochz"):
+        load_config(p)
+
+
+def test_unknown_objective_is_an_error():
+    with pytest.raises(ValidationError, match="unknown objective 'nope'"):
+        BenchmarkConfig.model_validate({"objectives": [{"name": "nope"}]})
+
+
+def test_duplicate_objective_labels_are_an_error():
+    with pytest.raises(ValidationError, match="unique"):
+        BenchmarkConfig.model_validate({"objectives": [{"name": "erm"}, {"name": "erm"}]})
+
+
+def test_missing_config_file(tmp_path):
+    with pytest.raises(FileNotFoundError, match="config not found"):
+        load_config(tmp_path / "missing.yaml")
