@@ -124,6 +124,8 @@ def fit(
     (e.g. MinMaxGAP's ``lambda`` and ``R``) are kept in ``step_logs``.
     """
     torch.manual_seed(seed)
+    meta = train.tensors()
+    objective.setup(domain=meta["domain"], gender=meta["gender"], y=meta["y"])
     params = list(model.parameters()) + [p for p in objective.parameters() if p.requires_grad]
     opt = torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay)
     best_state, best_score, best_epoch, bad_epochs = None, -np.inf, -1, 0

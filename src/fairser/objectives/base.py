@@ -114,6 +114,13 @@ class Objective(nn.Module):
     def forward(self, batch: GroupBatch) -> ObjectiveOutput:  # pragma: no cover - interface
         raise NotImplementedError
 
+    def setup(self, *, domain: Tensor, gender: Tensor, y: Tensor) -> None:
+        """Hook called once by the trainer with the whole training set's metadata before training.
+
+        Objectives that need training-set statistics (reweighting's cell weights, Group DRO's group sizes)
+        compute them here; the default does nothing.
+        """
+
     def on_epoch_end(self, epoch: int) -> None:
         """Hook called by the trainer after each epoch (default: nothing)."""
 
