@@ -1,0 +1,325 @@
+"""Speaker-independent, gender-stratified splits (METHODS.md §5).
+
+Official splits are used where a corpus has them (MELD-ST, MELD: set by the loaders). Otherwise the splits
+are *speaker-independent* (no speaker in two splits) and *stratified*: speakers are allocated separately
+within each stratum — by default each (corpus, language, gender) — so that every split holds both genders of
+each language whenever the stratum has enough speakers (EmoDB, 5 speakers per gender: 3/1/1 each).
+Fractions are fractions of *speakers* (acted corpora have about equal utterances per speaker).
+
+A speaker is identified by ``(corpus, speaker)``; its gender and stratum are its most frequent values.
+Every function takes a seed; the same manifest and seed give the same split.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from fairser.data.manifest import SPLITS
+
+__all__ = [
+    "SpeakerFold",
+    "assert_speaker_independent",
+    "cross_corpus_split",
+    "leave_one_speaker_out",
+    "speaker_kfold",
+    "speaker_split",
+    "split_summary",
+]
+
+_KEY = ("corpus", "speaker")
+_DEFAULT_WITHIN = ("corpus", "language")
+
+
+@dataclass(frozen=True)
+class SpeakerFold:
+    """One fold of a speaker k-fold or leave-one-speaker-out scheme.
+
+    ``manifest`` is a copy of the input with ``split`` set for this fold; speakers are ``corpus/speaker``
+    strings.
+    """
+
+    index: int
+    manifest: pd.DataFrame
+    test_speakers: tuple[str, ...]
+    valid_speakers: tuple[str, ...]
+
+
+def _mode(s: pd.Series) -> str:
+    counts = s.value_counts()
+    return str(sorted(counts[counts == counts.max()].index)[0])
+
+
+def _speakers(manifest: pd.DataFrame, *, stratify: str | None, within: Sequence[str]) -> pd.DataFrame:
+    """One row per speaker: ``key`` ("corpus/speaker"), ``n`` utterances, ``gender`` and ``stratum``."""
+    if stratify not in (None, "gender"):
+        raise ValueError(f"stratify must be 'gender' or None, got {stratify!r}")
+    cols = list(dict.fromkeys([*_KEY, *within, "gender"]))
+    missing = [c for c in cols if c not in manifest.columns]
+    if missing:
+        raise ValueError(f"manifest lacks column(s) {missing} needed for a speaker split")
+    if manifest.empty:
+        raise ValueError("cannot split an empty manifest")
+    df = manifest[cols].astype(str).copy()
+    df["key"] = df["corpus"] + "/" + df["speaker"]
+    grouped = df.groupby("key", sort=True)
+    spk = pd.DataFrame({"n": grouped.size()})
+    spk["gender"] = grouped["gender"].agg(_mode)
+    strat_cols = [*within, "gender"] if stratify == "gender" else list(within)
+    parts = [grouped[c].agg(_mode) if c != "gender" else spk["gender"] for c in strat_cols]
+    spk["stratum"] = pd.concat(parts, axis=1).astype(str).agg("|".join, axis=1) if parts else ""
+    return spk.reset_index()
+
+
+def _allocate(n: int, fractions: np.ndarray, tie_break: np.ndarray) -> list[int]:
+    """Speakers per split: largest remainder, at least one per split with a positive fraction when possible.
+
+    ``tie_break`` orders splits with equal remainders; one order per call of :func:`speaker_split` gives
+    strata of equal size (e.g. both genders of a balanced corpus) the same counts.
+    """
+    positive = [i for i, f in enumerate(fractions) if f > 0]
+    counts = [0] * len(fractions)
+    if n < len(positive):  # too few speakers: train first, then test, then valid
+        order = [i for i in (0, 2, 1) if i in positive]
+        for i in order[:n]:
+            counts[i] = 1
+        return counts
+    exact = fractions * n
+    counts = [int(np.floor(x)) for x in exact]
+    remainder = exact - np.floor(exact)
+    order = sorted(range(len(fractions)), key=lambda i: (-remainder[i], tie_break[i]))
+    for i in order[: n - sum(counts)]:
+        counts[i] += 1
+    for i in positive:
+        while counts[i] == 0:
+            donor = max(positive, key=lambda j: counts[j])
+            counts[donor] -= 1
+            counts[i] += 1
+    return counts
+
+
+def _check_fractions(fractions: Sequence[float]) -> np.ndarray:
+    f = np.asarray(fractions, dtype=float)
+    if f.shape != (3,) or (f < 0).any() or f.sum() <= 0 or f[0] <= 0:
+        raise ValueError(
+            f"fractions must be three non-negative numbers (train, valid, test) with train > 0, got {fractions}"
+        )
+    return f / f.sum()
+
+
+def speaker_split(
+    manifest: pd.DataFrame,
+    *,
+    fractions: Sequence[float] = (0.6, 0.2, 0.2),
+    seed: int = 0,
+    stratify: str | None = "gender",
+    within: Sequence[str] = _DEFAULT_WITHIN,
+) -> pd.DataFrame:
+    """Assign ``train``/``valid``/``test`` by speaker, stratified by gender within each corpus and language.
+
+    Parameters
+    ----------
+    manifest : DataFrame
+        A manifest (needs ``corpus``, ``speaker``, ``gender`` and the ``within`` columns).
+    fractions : (train, valid, test)
+        Fractions of speakers per split (normalised to sum to 1; a zero fraction leaves that split empty).
+    seed : int
+        Seed of the speaker shuffle.
+    stratify : {"gender", None}
+        Allocate each gender's speakers separately (``unknown`` is its own stratum).
+    within : sequence of str
+        Columns whose values are split separately (default ``corpus`` and ``language``).
+
+    Returns
+    -------
+    DataFrame
+        A copy of ``manifest`` with ``split`` overwritten. A stratum with fewer speakers than splits fills
+        ``train``, then ``test``, then ``valid``.
+    """
+    f = _check_fractions(fractions)
+    spk = _speakers(manifest, stratify=stratify, within=within)
+    rng = np.random.default_rng(seed)
+    tie_break = rng.permutation(len(f))
+    assignment: dict[str, str] = {}
+    for _, group in spk.groupby("stratum", sort=True):
+        keys = list(group["key"])
+        rng.shuffle(keys)
+        counts = _allocate(len(keys), f, tie_break)
+        start = 0
+        for split, c in zip(SPLITS, counts, strict=True):
+            for key in keys[start : start + c]:
+                assignment[key] = split
+            start += c
+    out = manifest.copy()
+    keys = out["corpus"].astype(str) + "/" + out["speaker"].astype(str)
+    out["split"] = keys.map(assignment).astype("string")
+    return out
+
+
+def speaker_kfold(
+    manifest: pd.DataFrame,
+    *,
+    k: int = 5,
+    seed: int = 0,
+    stratify: str | None = "gender",
+    within: Sequence[str] = _DEFAULT_WITHIN,
+    valid: bool = True,
+) -> Iterator[SpeakerFold]:
+    """Speaker k-fold cross-validation, stratified by gender within each corpus and language.
+
+    Each stratum's shuffled speakers are dealt round-robin over the ``k`` folds (continuing where the last
+    stratum stopped, so fold sizes stay even). Fold ``i`` tests on fold ``i``'s speakers, validates on fold
+    ``i + 1``'s (if ``valid``) and trains on the rest. A stratum with fewer than ``k`` speakers is missing from
+    some test folds.
+    """
+    if k < (3 if valid else 2):
+        raise ValueError(f"k must be at least {3 if valid else 2} (valid={valid}), got {k}")
+    spk = _speakers(manifest, stratify=stratify, within=within)
+    if len(spk) < k:
+        raise ValueError(f"{len(spk)} speakers cannot fill {k} folds")
+    rng = np.random.default_rng(seed)
+    fold_of: dict[str, int] = {}
+    pos = 0
+    for _, group in spk.groupby("stratum", sort=True):
+        keys = list(group["key"])
+        rng.shuffle(keys)
+        for key in keys:
+            fold_of[key] = pos % k
+            pos += 1
+    keys = manifest["corpus"].astype(str) + "/" + manifest["speaker"].astype(str)
+    fold = keys.map(fold_of)
+    for i in range(k):
+        v = (i + 1) % k if valid else -1
+        out = manifest.copy()
+        out["split"] = np.where(fold == i, "test", np.where(fold == v, "valid", "train"))
+        out["split"] = out["split"].astype("string")
+        yield SpeakerFold(
+            index=i,
+            manifest=out,
+            test_speakers=tuple(sorted(s for s, f in fold_of.items() if f == i)),
+            valid_speakers=tuple(sorted(s for s, f in fold_of.items() if f == v)),
+        )
+
+
+def leave_one_speaker_out(
+    manifest: pd.DataFrame,
+    *,
+    seed: int = 0,
+    n_valid_per_gender: int = 1,
+    within: Sequence[str] = _DEFAULT_WITHIN,
+) -> Iterator[SpeakerFold]:
+    """Leave-one-speaker-out folds: each speaker is the test set once.
+
+    The validation set of a fold holds ``n_valid_per_gender`` other speakers of each gender (male, female)
+    from the test speaker's own stratum (same corpus and language by default), drawn with ``seed``; the
+    remaining speakers train. ``n_valid_per_gender=0`` gives no validation split.
+    """
+    if n_valid_per_gender < 0:
+        raise ValueError(f"n_valid_per_gender must be >= 0, got {n_valid_per_gender}")
+    spk = _speakers(manifest, stratify=None, within=within)
+    keys = manifest["corpus"].astype(str) + "/" + manifest["speaker"].astype(str)
+    for i, row in enumerate(spk.itertuples(index=False)):
+        rng = np.random.default_rng([seed, i])
+        pool = spk[(spk["stratum"] == row.stratum) & (spk["key"] != row.key)]
+        valid_keys: list[str] = []
+        for gender in ("female", "male"):
+            cands = sorted(pool.loc[pool["gender"] == gender, "key"])
+            take = min(n_valid_per_gender, len(cands))
+            valid_keys += [str(x) for x in rng.choice(cands, size=take, replace=False)] if take else []
+        out = manifest.copy()
+        out["split"] = np.where(keys == row.key, "test", np.where(keys.isin(valid_keys), "valid", "train"))
+        out["split"] = out["split"].astype("string")
+        yield SpeakerFold(
+            index=i, manifest=out, test_speakers=(row.key,), valid_speakers=tuple(sorted(valid_keys))
+        )
+
+
+def _as_list(value: str | Iterable[str], name: str) -> list[str]:
+    values = [value] if isinstance(value, str) else list(value)
+    if not values:
+        raise ValueError(f"{name} must name at least one value")
+    return [str(v) for v in values]
+
+
+def cross_corpus_split(
+    manifest: pd.DataFrame,
+    *,
+    train: str | Iterable[str],
+    test: str | Iterable[str],
+    by: str = "corpus",
+    valid_fraction: float = 0.2,
+    seed: int = 0,
+    stratify: str | None = "gender",
+    shared_speakers: str = "error",
+) -> pd.DataFrame:
+    """Train on some corpora (or languages), test on others.
+
+    Rows whose ``by`` value is in ``train`` become ``train``/``valid`` (a speaker-independent,
+    gender-stratified validation split of ``valid_fraction`` of their speakers); rows whose value is in
+    ``test`` all become ``test``; other rows are left out.
+
+    Parameters
+    ----------
+    by : str
+        ``corpus`` (cross-corpus) or ``language`` (cross-lingual), or any other manifest column.
+    shared_speakers : {"error", "drop_from_train"}
+        What to do with a speaker found on both sides (possible with ``by="language"``): raise, or keep
+        them on the test side only.
+    """
+    if by not in manifest.columns:
+        raise ValueError(f"manifest has no column {by!r} to split by")
+    a, b = _as_list(train, "train"), _as_list(test, "test")
+    overlap = sorted(set(a) & set(b))
+    if overlap:
+        raise ValueError(f"{overlap} are on both the train and the test side")
+    present = set(manifest[by].astype(str))
+    absent = sorted((set(a) | set(b)) - present)
+    if absent:
+        raise ValueError(f"{by} value(s) {absent} not in the manifest (present: {sorted(present)})")
+    if not 0 <= valid_fraction < 1:
+        raise ValueError(f"valid_fraction must be in [0, 1), got {valid_fraction}")
+    if shared_speakers not in ("error", "drop_from_train"):
+        raise ValueError(f"shared_speakers must be 'error' or 'drop_from_train', got {shared_speakers!r}")
+    values = manifest[by].astype(str)
+    keys = manifest["corpus"].astype(str) + "/" + manifest["speaker"].astype(str)
+    side_a, side_b = values.isin(a), values.isin(b)
+    shared = sorted(set(keys[side_a]) & set(keys[side_b]))
+    if shared:
+        if shared_speakers == "error":
+            raise ValueError(
+                f"{len(shared)} speaker(s) on both sides, e.g. {shared[:5]}; pass shared_speakers='drop_from_train'"
+            )
+        side_a &= ~keys.isin(shared)
+    train_part = speaker_split(
+        manifest.loc[side_a],
+        fractions=(1 - valid_fraction, valid_fraction, 0.0),
+        seed=seed,
+        stratify=stratify,
+    )
+    test_part = manifest.loc[side_b].copy()
+    test_part["split"] = "test"
+    out = pd.concat([train_part, test_part]).sort_index()
+    out["split"] = out["split"].astype("string")
+    return out.reset_index(drop=True)
+
+
+def assert_speaker_independent(manifest: pd.DataFrame) -> None:
+    """Raise ``ValueError`` naming every speaker found in more than one split."""
+    keys = manifest["corpus"].astype(str) + "/" + manifest["speaker"].astype(str)
+    n_splits = manifest.groupby(keys)["split"].nunique()
+    leaked = n_splits[n_splits > 1]
+    if len(leaked):
+        detail = ", ".join(
+            f"{k} in {sorted(set(manifest.loc[keys == k, 'split']))}" for k in list(leaked.index)[:10]
+        )
+        raise ValueError(f"{len(leaked)} speaker(s) in more than one split: {detail}")
+
+
+def split_summary(manifest: pd.DataFrame) -> pd.DataFrame:
+    """Speakers and utterances per ``split`` x ``language`` x ``gender``."""
+    df = manifest.assign(_key=manifest["corpus"].astype(str) + "/" + manifest["speaker"].astype(str))
+    g = df.groupby(["split", "language", "gender"], sort=True)
+    return pd.DataFrame({"speakers": g["_key"].nunique(), "utterances": g.size()})
