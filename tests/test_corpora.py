@@ -532,3 +532,13 @@ def test_import_result_summary_table(tmp_path):
     assert res.dropped == {"label 'fear' has no core4 counterpart": 6}
     assert list(res.manifest.columns[: len(MANIFEST_COLUMNS)]) == list(MANIFEST_COLUMNS)
     assert str(res) == res.summary_text()
+
+
+def test_speaker_split_of_a_corpus_with_an_official_split_keeps_it_aside():
+    res = import_corpus("meld", shared("meld"), split="speaker", seed=0)
+    df = res.manifest
+    assert_speaker_independent(df)
+    assert df["official_split"].value_counts().to_dict() == {"train": 9989, "test": 2610, "valid": 1109}
+    known = df[df["gender"] != "unknown"]
+    assert known.groupby("split")["gender"].nunique().to_dict() == {"test": 2, "train": 2, "valid": 2}
+    assert any("speaker-independent" in n for n in res.notes)

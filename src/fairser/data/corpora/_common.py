@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from fairser.data.manifest import GENDERS, MANIFEST_COLUMNS, ManifestError
+from fairser.data.manifest import GENDERS, MANIFEST_COLUMNS, ManifestError, validate_manifest
 
 __all__ = [
     "AUDIO_SUFFIXES",
@@ -197,10 +197,13 @@ def apply_gender_table(manifest: pd.DataFrame, table: GenderTable, *, corpus: st
     return out
 
 
-def finish(df: pd.DataFrame, *, extras: Iterable[str] = ()) -> pd.DataFrame:
-    """Order columns canonically (extras after) and use string dtype throughout."""
+def finish(
+    df: pd.DataFrame, *, extras: Iterable[str] = (), source: str, check_files: bool = True
+) -> pd.DataFrame:
+    """Order columns canonically (extras after), use string dtype and validate (:func:`validate_manifest`)."""
     cols = list(MANIFEST_COLUMNS) + [c for c in extras if c not in MANIFEST_COLUMNS]
     missing = [c for c in cols if c not in df.columns]
     if missing:  # pragma: no cover - a loader bug, not user input
         raise AssertionError(f"loader forgot columns {missing}")
-    return df[cols].astype("string").reset_index(drop=True)
+    out = df[cols].astype("string").reset_index(drop=True)
+    return validate_manifest(out, check_files=check_files, source=source)

@@ -22,7 +22,7 @@ import pandas as pd
 from fairser.data.corpora._common import DropLog, ImportResult, find_audio_files, finish
 from fairser.data.manifest import ManifestError
 
-__all__ = ["DEMOGRAPHICS_FILE", "EMOTION_CODES", "SENTENCES", "load_crema_d"]
+__all__ = ["DEMOGRAPHICS_FILE", "EMOTION_CODES", "SENTENCES", "load_crema_d", "read_demographics"]
 
 CORPUS = "crema_d"
 DEMOGRAPHICS_FILE = "VideoDemographics.csv"
@@ -164,7 +164,7 @@ def load_crema_d(
             f"{CORPUS}: no usable audio files (.wav/.flac named like 1001_DFA_ANG_XX.wav) under {root}"
         )
     return ImportResult(
-        manifest=finish(pd.DataFrame(rows), extras=EXTRAS),
+        manifest=finish(pd.DataFrame(rows), extras=EXTRAS, source=f"{CORPUS} ({root})"),
         dropped=drops.counts(),
         dropped_rows=drops.frame(),
         corpus=CORPUS,

@@ -113,7 +113,7 @@ def load_emodb(path: str | Path, *, strict: bool = True) -> ImportResult:
         raise ManifestError(
             f"{CORPUS}: no usable audio files (.wav/.flac named like 03a01Fa.wav) under {root}"
         )
-    df = finish(pd.DataFrame(rows), extras=EXTRAS)
+    df = finish(pd.DataFrame(rows), extras=EXTRAS, source=f"{CORPUS} ({root})")
     return ImportResult(
         manifest=df,
         dropped=drops.counts(),

@@ -178,7 +178,7 @@ def load_generic(
         name = f"{col}_original" if col in MANIFEST_COLUMNS else col
         out[name] = raw[col].astype("string")
         extras.append(name)
-    df = finish(out.loc[keep], extras=extras)
+    df = finish(out.loc[keep], extras=extras, source=str(path), check_files=check_files)
     return ImportResult(
         manifest=df,
         dropped=drops.counts(),

@@ -188,7 +188,9 @@ def load_meld(path: str | Path, *, gender_table: GenderTable | None = None) -> I
                 }
             )
         )
-    df = finish(pd.concat(parts, ignore_index=True), extras=EXTRAS)
+    df = finish(
+        pd.concat(parts, ignore_index=True), extras=EXTRAS, source=f"{CORPUS} ({root})", check_files=False
+    )
     return ImportResult(
         manifest=df,
         corpus=CORPUS,

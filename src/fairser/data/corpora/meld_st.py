@@ -192,7 +192,7 @@ def load_meld_st(
                     drops.add(p, "audio file missing", f"{csv_path.name} id {i}")
                 parts.append(side.loc[exists.to_numpy()])
     drops.check(hint="pass strict=False to drop utterances without audio and count them")
-    df = finish(pd.concat(parts, ignore_index=True), extras=EXTRAS)
+    df = finish(pd.concat(parts, ignore_index=True), extras=EXTRAS, source=f"{CORPUS} ({root})")
     if df.empty:
         raise ManifestError(
             f"{CORPUS}: no utterance with an audio file under {root} (looked in {audio_dirs[:4]} ...)"

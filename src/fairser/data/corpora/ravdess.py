@@ -135,7 +135,7 @@ def load_ravdess(
             f"{CORPUS}: no usable audio files (.wav/.flac named like 03-01-06-01-02-01-12.wav) under {root}"
         )
     return ImportResult(
-        manifest=finish(pd.DataFrame(rows), extras=EXTRAS),
+        manifest=finish(pd.DataFrame(rows), extras=EXTRAS, source=f"{CORPUS} ({root})"),
         dropped=drops.counts(),
         dropped_rows=drops.frame(),
         corpus=CORPUS,
