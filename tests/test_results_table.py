@@ -14,8 +14,14 @@ def _row(obj, seed, gaps, wf1s, setting="audio"):
         "seed": seed,
         "overall_weighted_f1": sum(wf1s) / len(wf1s),
         "domains": [
-            {"language": lang, "modality": setting, "weighted_f1": w, "weighted_f1_gap": g, "weighted_f1_signed_gap": -g}
-            for lang, w, g in zip(["en", "de"], wf1s, gaps)
+            {
+                "language": lang,
+                "modality": setting,
+                "weighted_f1": w,
+                "weighted_f1_gap": g,
+                "weighted_f1_signed_gap": -g,
+            }
+            for lang, w, g in zip(["en", "de"], wf1s, gaps, strict=False)
         ],
     }
 

@@ -15,16 +15,28 @@ def _data(n, *, seed, text=False):
     audio = rng.normal(size=(n, 8)).astype(np.float32)
     audio[np.arange(n), y] += 2.5  # a learnable signal
     t = rng.normal(size=(n, 4)).astype(np.float32) if text else None
-    return ArrayDataset(audio=audio, y=y, domain=domain, gender=gender, text=t,
-                        text_mask=(rng.random(n) < 0.5) if text else None)
+    return ArrayDataset(
+        audio=audio,
+        y=y,
+        domain=domain,
+        gender=gender,
+        text=t,
+        text_mask=(rng.random(n) < 0.5) if text else None,
+    )
 
 
 def test_fit_learns_and_selects_on_validation():
     train, valid = _data(300, seed=0), _data(120, seed=1)
     cfg = TrainConfig(epochs=15, batch_size=32, sampler="random", patience=15)
     model = build_head(use_text=False, audio_dim=8, text_dim=0, n_classes=3, hidden=16)
-    res = fit(model=model, objective=build_objective("erm", n_domains=2, n_classes=3), train=train, valid=valid,
-              config=cfg, seed=0)
+    res = fit(
+        model=model,
+        objective=build_objective("erm", n_domains=2, n_classes=3),
+        train=train,
+        valid=valid,
+        config=cfg,
+        seed=0,
+    )
     acc = (predict_proba(res.model, valid).argmax(1) == valid.y).mean()
     assert acc > 0.8
     assert res.best_score == max(h["valid_weighted_f1"] for h in res.history)
@@ -38,8 +50,14 @@ def test_fit_is_deterministic_for_a_seed():
     for _ in range(2):
         torch.manual_seed(123)
         model = build_head(use_text=True, audio_dim=8, text_dim=4, n_classes=3, hidden=16)
-        res = fit(model=model, objective=build_objective("erm", n_domains=2, n_classes=3), train=train,
-                  valid=valid, config=cfg, seed=7)
+        res = fit(
+            model=model,
+            objective=build_objective("erm", n_domains=2, n_classes=3),
+            train=train,
+            valid=valid,
+            config=cfg,
+            seed=7,
+        )
         outs.append(predict_proba(res.model, valid))
     np.testing.assert_allclose(outs[0], outs[1])
 

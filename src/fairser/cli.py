@@ -33,7 +33,9 @@ console = Console()
 
 ConfigOpt = Annotated[
     Path | None,
-    typer.Option("--config", "-c", help="YAML benchmark config (see configs/); defaults are used when omitted."),
+    typer.Option(
+        "--config", "-c", help="YAML benchmark config (see configs/); defaults are used when omitted."
+    ),
 ]
 QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")]
 
@@ -50,9 +52,9 @@ def _config(path: Path | None, **overrides):
 
 @data_app.command("synth")
 def data_synth(
-    out: Annotated[Path, typer.Option("--out", "-o", help="Output folder (manifest.csv, audio/, corpus.json).")] = Path(
-        "data/synthetic"
-    ),
+    out: Annotated[
+        Path, typer.Option("--out", "-o", help="Output folder (manifest.csv, audio/, corpus.json).")
+    ] = Path("data/synthetic"),
     config: ConfigOpt = None,
     seed: Annotated[int | None, typer.Option(help="Random seed (overrides the config).")] = None,
     quiet: QuietOpt = False,
@@ -75,12 +77,20 @@ def data_synth(
 
 @data_app.command("import")
 def data_import(
-    corpus: Annotated[str, typer.Argument(help="Corpus name: emodb, ravdess, crema_d, meld, meld_st, generic.")],
+    corpus: Annotated[
+        str, typer.Argument(help="Corpus name: emodb, ravdess, crema_d, meld, meld_st, generic.")
+    ],
     path: Annotated[Path, typer.Argument(help="The corpus folder as its authors distribute it.")],
     out: Annotated[Path, typer.Option("--out", "-o", help="Manifest CSV to write.")] = Path("manifest.csv"),
-    target: Annotated[str, typer.Option(help="Target label set: meld7 (7 MELD emotions) or core4.")] = "meld7",
-    split: Annotated[str, typer.Option(help="official (where the corpus has splits) or speaker.")] = "official",
-    gender_table: Annotated[Path | None, typer.Option(help="CSV speaker,gender for speakers not shipped.")] = None,
+    target: Annotated[
+        str, typer.Option(help="Target label set: meld7 (7 MELD emotions) or core4.")
+    ] = "meld7",
+    split: Annotated[
+        str, typer.Option(help="official (where the corpus has splits) or speaker.")
+    ] = "official",
+    gender_table: Annotated[
+        Path | None, typer.Option(help="CSV speaker,gender for speakers not shipped.")
+    ] = None,
     seed: Annotated[int, typer.Option(help="Seed for speaker-independent splits.")] = 0,
 ) -> None:
     """Read a corpus as distributed, map its labels onto a target set and write a validated manifest."""
@@ -110,7 +120,9 @@ def data_validate(
 
 
 def _print_summary(df) -> None:
-    table = df.pivot_table(index=["language", "gender"], columns="emotion", values="id", aggfunc="count", fill_value=0)
+    table = df.pivot_table(
+        index=["language", "gender"], columns="emotion", values="id", aggfunc="count", fill_value=0
+    )
     console.print(table.to_string())
     console.print(df.groupby("split")["speaker"].nunique().rename("speakers per split").to_string())
 
@@ -135,7 +147,9 @@ def train(config: ConfigOpt = None, quiet: QuietOpt = False) -> None:
 
 
 @app.command("table")
-def table(results: Annotated[Path, typer.Argument(help="A benchmark output folder (holds results.jsonl).")]) -> None:
+def table(
+    results: Annotated[Path, typer.Argument(help="A benchmark output folder (holds results.jsonl).")],
+) -> None:
     """Print the paper-style table from a results folder."""
     import json
 
@@ -146,7 +160,9 @@ def table(results: Annotated[Path, typer.Argument(help="A benchmark output folde
     if not rows:
         console.print(f"[red]no finished runs in {results / 'results.jsonl'}[/]")
         raise typer.Exit(1)
-    meta = json.loads((results / "benchmark.json").read_text()) if (results / "benchmark.json").is_file() else {}
+    meta = (
+        json.loads((results / "benchmark.json").read_text()) if (results / "benchmark.json").is_file() else {}
+    )
     baseline = rows[0]["objective_label"]
     for r in rows:
         if r["objective"] == "erm":
@@ -154,8 +170,12 @@ def table(results: Annotated[Path, typer.Argument(help="A benchmark output folde
             break
     t = paper_table(rows, baseline=baseline)
     console.print(
-        render_table(t, synthetic=meta.get("synthetic", False), source=meta.get("source", str(results)),
-                     n_seeds=len({r["seed"] for r in rows}))
+        render_table(
+            t,
+            synthetic=meta.get("synthetic", False),
+            source=meta.get("source", str(results)),
+            n_seeds=len({r["seed"] for r in rows}),
+        )
     )
 
 
@@ -163,7 +183,9 @@ def table(results: Annotated[Path, typer.Argument(help="A benchmark output folde
 def benchmark(
     config: ConfigOpt = None,
     quiet: QuietOpt = False,
-    output_dir: Annotated[Path | None, typer.Option("--output-dir", "-o", help="Override the output folder.")] = None,
+    output_dir: Annotated[
+        Path | None, typer.Option("--output-dir", "-o", help="Override the output folder.")
+    ] = None,
 ) -> None:
     """Run the ERM-MinMaxGAP benchmark end to end: corpus, features, training grid, evaluation, table.
 

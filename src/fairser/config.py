@@ -132,7 +132,9 @@ class BenchmarkConfig(_Strict):
             raise ValueError("languages, modalities, objectives and seeds must each be non-empty")
         labels = [o.display for o in self.objectives]
         if len(set(labels)) != len(labels):
-            raise ValueError(f"objective labels must be unique, got {labels}; set `label:` to tell them apart")
+            raise ValueError(
+                f"objective labels must be unique, got {labels}; set `label:` to tell them apart"
+            )
         return self
 
 

@@ -163,13 +163,22 @@ def fit(
         objective.on_epoch_end(epoch)
         pred = predict_proba(model, valid).argmax(1)
         score = _score(config.select_metric, valid.y, pred)
-        history.append({"epoch": epoch, "train_loss": float(np.mean(losses)), f"valid_{config.select_metric}": score})
+        history.append(
+            {"epoch": epoch, "train_loss": float(np.mean(losses)), f"valid_{config.select_metric}": score}
+        )
         if score > best_score:
-            best_state, best_score, best_epoch, bad_epochs = copy.deepcopy(model.state_dict()), score, epoch, 0
+            best_state, best_score, best_epoch, bad_epochs = (
+                copy.deepcopy(model.state_dict()),
+                score,
+                epoch,
+                0,
+            )
         else:
             bad_epochs += 1
             if bad_epochs >= config.patience:
                 break
     model.load_state_dict(best_state)
     model.eval()
-    return TrainResult(model=model, best_epoch=best_epoch, best_score=float(best_score), history=history, step_logs=step_logs)
+    return TrainResult(
+        model=model, best_epoch=best_epoch, best_score=float(best_score), history=history, step_logs=step_logs
+    )

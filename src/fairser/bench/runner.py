@@ -77,13 +77,17 @@ def plan_runs(config: BenchmarkConfig) -> list[RunSpec]:
     for setting in settings:
         for spec in config.objectives:
             for seed in config.seeds:
-                key = _hash({**shared, "setting": setting, "objective": spec.model_dump(mode="json"), "seed": seed})
+                key = _hash(
+                    {**shared, "setting": setting, "objective": spec.model_dump(mode="json"), "seed": seed}
+                )
                 name = spec.display.replace(" ", "_").replace("/", "_")
                 runs.append(RunSpec(setting, spec, seed, f"{setting}__{name}__seed{seed}__{key}"))
     return runs
 
 
-def _load_corpus(config: BenchmarkConfig, *, progress: bool, console: Console) -> tuple[pd.DataFrame, bool, str]:
+def _load_corpus(
+    config: BenchmarkConfig, *, progress: bool, console: Console
+) -> tuple[pd.DataFrame, bool, str]:
     if config.corpus.kind == "synthetic":
         from fairser.data.synth import SynthConfig, generate_corpus
 
@@ -96,7 +100,9 @@ def _load_corpus(config: BenchmarkConfig, *, progress: bool, console: Console) -
     return manifest, False, f"{corpora} ({config.corpus.path})"
 
 
-def prepare_data(config: BenchmarkConfig, *, progress: bool = True, console: Console | None = None) -> PreparedData:
+def prepare_data(
+    config: BenchmarkConfig, *, progress: bool = True, console: Console | None = None
+) -> PreparedData:
     """Corpus and feature stages: the manifest of the configured languages plus cached embeddings."""
     from fairser.features import (
         FeatureCache,
@@ -115,15 +121,21 @@ def prepare_data(config: BenchmarkConfig, *, progress: bool = True, console: Con
 
     unknown_labels = sorted(set(manifest["emotion"]) - set(config.corpus.labels))
     if unknown_labels:
-        raise ValueError(f"labels {unknown_labels} are not in the configured label set {list(config.corpus.labels)}")
+        raise ValueError(
+            f"labels {unknown_labels} are not in the configured label set {list(config.corpus.labels)}"
+        )
     missing_langs = sorted(set(config.languages) - set(manifest["language"]))
     if missing_langs:
-        raise ValueError(f"languages {missing_langs} are not in the corpus (it has {sorted(set(manifest['language']))})")
+        raise ValueError(
+            f"languages {missing_langs} are not in the corpus (it has {sorted(set(manifest['language']))})"
+        )
     manifest = manifest[manifest["language"].isin(config.languages)].reset_index(drop=True)
     for lang, sub in manifest.groupby("language"):
         genders = set(sub["gender"]) - {"unknown"}
         if len(genders) < 2:
-            notes.append(f"language {lang!r} has only {sorted(genders) or 'unknown'} speakers: its gender gaps are undefined")
+            notes.append(
+                f"language {lang!r} has only {sorted(genders) or 'unknown'} speakers: its gender gaps are undefined"
+            )
 
     t0 = time.perf_counter()
     cache = FeatureCache(config.features.cache_dir)
@@ -169,7 +181,9 @@ def prepare_data(config: BenchmarkConfig, *, progress: bool = True, console: Con
     )
 
 
-def _split_views(prepared: PreparedData, *, setting: str, config: BenchmarkConfig) -> dict[str, tuple[ArrayDataset, pd.DataFrame]]:
+def _split_views(
+    prepared: PreparedData, *, setting: str, config: BenchmarkConfig
+) -> dict[str, tuple[ArrayDataset, pd.DataFrame]]:
     """ArrayDatasets (and their metadata rows) for train/valid/test of one setting."""
     m = prepared.manifest
     lang_index = {lang: i for i, lang in enumerate(config.languages)}
@@ -240,7 +254,14 @@ def execute_run(
     objective = build_objective(
         spec.objective.name, n_domains=n_domains, n_classes=len(prepared.labels), **spec.objective.params
     )
-    result = fit(model=model, objective=objective, train=train, valid=views["valid"][0], config=config.train, seed=spec.seed)
+    result = fit(
+        model=model,
+        objective=objective,
+        train=train,
+        valid=views["valid"][0],
+        config=config.train,
+        seed=spec.seed,
+    )
 
     test, meta = views["test"]
     proba = predict_proba(result.model, test)
@@ -280,7 +301,13 @@ def execute_run(
     for (lang, mod), sub in pred.groupby(["language", "modality"], sort=False):
         row: dict[str, Any] = {"language": lang, "modality": mod, "n": len(sub)}
         row["weighted_f1"] = float(
-            f1_score(sub["y_true"], sub["y_pred"], labels=list(prepared.labels), average="weighted", zero_division=0)
+            f1_score(
+                sub["y_true"],
+                sub["y_pred"],
+                labels=list(prepared.labels),
+                average="weighted",
+                zero_division=0,
+            )
         )
         gaps = evaluation.gaps
         g = gaps[(gaps["language"] == lang) & (gaps["modality"] == mod)]
@@ -308,11 +335,19 @@ def execute_run(
         "valid_score": result.best_score,
         "epochs_run": len(result.history),
         "final_lambda": lam[-1] if lam else None,
-        "mean_R_last_epoch": float(np.mean(rvals[-max(1, len(rvals) // max(1, len(result.history))):])) if rvals else None,
+        "mean_R_last_epoch": float(np.mean(rvals[-max(1, len(rvals) // max(1, len(result.history))) :]))
+        if rvals
+        else None,
         "elapsed_s": time.perf_counter() - t0,
         "domains": domains,
         "overall_weighted_f1": float(
-            f1_score(pred["y_true"], pred["y_pred"], labels=list(prepared.labels), average="weighted", zero_division=0)
+            f1_score(
+                pred["y_true"],
+                pred["y_pred"],
+                labels=list(prepared.labels),
+                average="weighted",
+                zero_division=0,
+            )
         ),
         "summary": evaluation.summary.to_dict(orient="records"),
         "notes": list(evaluation.notes),
@@ -341,7 +376,9 @@ def _save_run(out_dir: Path, spec: RunSpec, row, pred: pd.DataFrame, step_logs) 
     pd.DataFrame(step_logs).to_csv(run_dir / "train_log.csv", index=False)
 
 
-def run_benchmark(config: BenchmarkConfig, *, progress: bool = True, console: Console | None = None) -> pd.DataFrame:
+def run_benchmark(
+    config: BenchmarkConfig, *, progress: bool = True, console: Console | None = None
+) -> pd.DataFrame:
     """Run (or resume) the whole grid; returns the paper-style table and writes everything to ``output_dir``.
 
     Writes ``results.jsonl`` (one row per run, appended as each finishes), ``runs/<run_id>/predictions.csv``
@@ -361,7 +398,9 @@ def run_benchmark(config: BenchmarkConfig, *, progress: bool = True, console: Co
     done = store.finished()
     todo = [r for r in runs if r.run_id not in done]
     if len(todo) < len(runs):
-        console.print(f"resuming: {len(runs) - len(todo)} of {len(runs)} runs already finished in {store.path}")
+        console.print(
+            f"resuming: {len(runs) - len(todo)} of {len(runs)} runs already finished in {store.path}"
+        )
     t0 = time.perf_counter()
     failures: list[str] = []
     with progress_bar(enabled=progress, console=console) as bar:
@@ -369,7 +408,10 @@ def run_benchmark(config: BenchmarkConfig, *, progress: bool = True, console: Co
         if config.n_jobs > 1 and len(todo) > 1:
             ctx = mp.get_context("spawn")
             with ProcessPoolExecutor(
-                max_workers=min(config.n_jobs, len(todo)), mp_context=ctx, initializer=_worker_init, initargs=(prepared, config)
+                max_workers=min(config.n_jobs, len(todo)),
+                mp_context=ctx,
+                initializer=_worker_init,
+                initargs=(prepared, config),
             ) as pool:
                 futures = {pool.submit(_worker_run, spec): spec for spec in todo}
                 for fut in as_completed(futures):
@@ -390,7 +432,9 @@ def run_benchmark(config: BenchmarkConfig, *, progress: bool = True, console: Co
     rows = [r for r in store.rows() if r["run_id"] in {s.run_id for s in runs} and r.get("status") == "ok"]
     t0 = time.perf_counter()
     table = paper_table(rows, baseline=config.objectives[0].display)
-    text = render_table(table, synthetic=prepared.synthetic, source=prepared.source, n_seeds=len(config.seeds))
+    text = render_table(
+        table, synthetic=prepared.synthetic, source=prepared.source, n_seeds=len(config.seeds)
+    )
     (out_dir / "table.md").write_text(text)
     table.to_csv(out_dir / "table.csv", index=False)
     timings["report"] = time.perf_counter() - t0
@@ -413,7 +457,9 @@ def run_benchmark(config: BenchmarkConfig, *, progress: bool = True, console: Co
     return table
 
 
-def _finish(spec, exc, out, store: ResultsStore, out_dir: Path, failures: list[str], console: Console) -> None:
+def _finish(
+    spec, exc, out, store: ResultsStore, out_dir: Path, failures: list[str], console: Console
+) -> None:
     if exc is not None:
         failures.append(f"{spec.run_id}: {type(exc).__name__}: {exc}")
         store.append({"run_id": spec.run_id, "status": "failed", "error": f"{type(exc).__name__}: {exc}"})

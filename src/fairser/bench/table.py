@@ -38,10 +38,24 @@ def long_results(rows: list[dict[str, Any]]) -> pd.DataFrame:
             )
         gaps_arr = np.asarray(gaps, dtype=float)
         finite = gaps_arr[np.isfinite(gaps_arr)]
-        out.append({**base, "language": "Overall", "modality": r["setting"], "weighted_f1": r["overall_weighted_f1"],
-                    "gap": float(finite.mean()) if finite.size else np.nan})
-        out.append({**base, "language": "Worst domain", "modality": r["setting"], "weighted_f1": np.nan,
-                    "gap": float(finite.max()) if finite.size else np.nan})
+        out.append(
+            {
+                **base,
+                "language": "Overall",
+                "modality": r["setting"],
+                "weighted_f1": r["overall_weighted_f1"],
+                "gap": float(finite.mean()) if finite.size else np.nan,
+            }
+        )
+        out.append(
+            {
+                **base,
+                "language": "Worst domain",
+                "modality": r["setting"],
+                "weighted_f1": np.nan,
+                "gap": float(finite.max()) if finite.size else np.nan,
+            }
+        )
     return pd.DataFrame(out)
 
 
@@ -58,8 +72,13 @@ def paper_table(rows: list[dict[str, Any]], *, baseline: str) -> pd.DataFrame:
     # Overall / Worst rows are per setting; rename the setting for display.
     agg = (
         long.groupby(["language", "modality", "objective"], sort=False)
-        .agg(wf1=("weighted_f1", "mean"), wf1_std=("weighted_f1", "std"), gap=("gap", "mean"), gap_std=("gap", "std"),
-             n_seeds=("seed", "nunique"))
+        .agg(
+            wf1=("weighted_f1", "mean"),
+            wf1_std=("weighted_f1", "std"),
+            gap=("gap", "mean"),
+            gap_std=("gap", "std"),
+            n_seeds=("seed", "nunique"),
+        )
         .reset_index()
     )
     objectives = list(dict.fromkeys(long["objective"]))
@@ -69,8 +88,15 @@ def paper_table(rows: list[dict[str, Any]], *, baseline: str) -> pd.DataFrame:
     table = agg[["language", "modality"]].drop_duplicates().reset_index(drop=True)
     for obj in objectives:
         sub = agg[agg["objective"] == obj].drop(columns="objective")
-        sub = sub.rename(columns={"wf1": f"{obj} W-F1", "wf1_std": f"{obj} W-F1 std", "gap": f"{obj} gap",
-                                  "gap_std": f"{obj} gap std", "n_seeds": f"{obj} n_seeds"})
+        sub = sub.rename(
+            columns={
+                "wf1": f"{obj} W-F1",
+                "wf1_std": f"{obj} W-F1 std",
+                "gap": f"{obj} gap",
+                "gap_std": f"{obj} gap std",
+                "n_seeds": f"{obj} n_seeds",
+            }
+        )
         table = table.merge(sub, on=["language", "modality"], how="left")
     for obj in objectives[1:]:
         if baseline in objectives:
@@ -78,7 +104,11 @@ def paper_table(rows: list[dict[str, Any]], *, baseline: str) -> pd.DataFrame:
             table[f"{obj} Δ gap"] = table[f"{obj} gap"] - table[f"{baseline} gap"]
     order = {"Overall": 1, "Worst domain": 2}
     table["_o"] = table["language"].map(lambda x: order.get(x, 0))
-    table = table.sort_values(["_o", "modality", "language"], kind="stable").drop(columns="_o").reset_index(drop=True)
+    table = (
+        table.sort_values(["_o", "modality", "language"], kind="stable")
+        .drop(columns="_o")
+        .reset_index(drop=True)
+    )
     table.attrs["objectives"] = objectives
     table.attrs["baseline"] = baseline
     return table
@@ -108,16 +138,23 @@ def render_table(table: pd.DataFrame, *, synthetic: bool, source: str, n_seeds: 
             head += ["Δ W-F1", "Δ gap"]
     lines = []
     if synthetic:
-        lines.append("**SYNTHETIC DATA** — built-in eSpeak NG corpus; numbers describe this generator, not real speech.\n")
-    lines.append(f"Data: {source}. W-F1 and gender gap |W-F1(male) − W-F1(female)| in %, mean ± std over {n_seeds} seed(s); "
-                 "Δ = objective − " + f"{baseline}. Overall: W-F1 on all test utterances, gap = mean over domains; "
-                 "Worst domain: max over domains of the gap.\n")
+        lines.append(
+            "**SYNTHETIC DATA** — built-in eSpeak NG corpus; numbers describe this generator, not real speech.\n"
+        )
+    lines.append(
+        f"Data: {source}. W-F1 and gender gap |W-F1(male) − W-F1(female)| in %, mean ± std over {n_seeds} seed(s); "
+        "Δ = objective − " + f"{baseline}. Overall: W-F1 on all test utterances, gap = mean over domains; "
+        "Worst domain: max over domains of the gap.\n"
+    )
     lines.append("| " + " | ".join(head) + " |")
     lines.append("|" + "---|" * len(head))
     for _, r in table.iterrows():
         cells = [str(r["language"]), str(r["modality"])]
         for obj in objectives:
-            cells += [_pm(r.get(f"{obj} W-F1"), r.get(f"{obj} W-F1 std")), _pm(r.get(f"{obj} gap"), r.get(f"{obj} gap std"))]
+            cells += [
+                _pm(r.get(f"{obj} W-F1"), r.get(f"{obj} W-F1 std")),
+                _pm(r.get(f"{obj} gap"), r.get(f"{obj} gap std")),
+            ]
             if obj != baseline and baseline in objectives:
                 cells += [_delta(r.get(f"{obj} Δ W-F1")), _delta(r.get(f"{obj} Δ gap"))]
         lines.append("| " + " | ".join(cells) + " |")

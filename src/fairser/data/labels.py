@@ -18,7 +18,6 @@ MELD_EMOTIONS: tuple[str, ...] = ("neutral", "joy", "sadness", "anger", "surpris
 CORE4: tuple[str, ...] = ("anger", "happiness", "neutral", "sadness")
 
 
-
 def apply_label_map(
     df: pd.DataFrame,
     *,

@@ -57,7 +57,9 @@ class ManifestError(ValueError):
 
 def _rows(df: pd.DataFrame, mask: pd.Series) -> str:
     bad = df.loc[mask]
-    shown = ", ".join(f"row {i} (id={row_id!r})" for i, row_id in zip(bad.index[:_MAX_LISTED], bad["id"]))
+    shown = ", ".join(
+        f"row {i} (id={row_id!r})" for i, row_id in zip(bad.index[:_MAX_LISTED], bad["id"], strict=False)
+    )
     more = f" and {len(bad) - _MAX_LISTED} more" if len(bad) > _MAX_LISTED else ""
     return shown + more
 
@@ -93,7 +95,9 @@ def validate_manifest(
     """
     missing = [c for c in MANIFEST_COLUMNS if c not in df.columns]
     if missing:
-        raise ManifestError(f"{source}: missing column(s) {missing}; required columns are {list(MANIFEST_COLUMNS)}")
+        raise ManifestError(
+            f"{source}: missing column(s) {missing}; required columns are {list(MANIFEST_COLUMNS)}"
+        )
     out = df.copy()
     out = out.reset_index(drop=True)
     for col in MANIFEST_COLUMNS:
@@ -111,11 +115,15 @@ def validate_manifest(
     bad_gender = ~out["gender"].isin(GENDERS)
     if bad_gender.any():
         values = sorted(set(out.loc[bad_gender, "gender"]))
-        raise ManifestError(f"{source}: unknown gender value(s) {values} (allowed {list(GENDERS)}) in {_rows(out, bad_gender)}")
+        raise ManifestError(
+            f"{source}: unknown gender value(s) {values} (allowed {list(GENDERS)}) in {_rows(out, bad_gender)}"
+        )
     bad_split = ~out["split"].isin(SPLITS)
     if bad_split.any():
         values = sorted(set(out.loc[bad_split, "split"]))
-        raise ManifestError(f"{source}: unknown split value(s) {values} (allowed {list(SPLITS)}) in {_rows(out, bad_split)}")
+        raise ManifestError(
+            f"{source}: unknown split value(s) {values} (allowed {list(SPLITS)}) in {_rows(out, bad_split)}"
+        )
     if labels is not None:
         allowed = list(labels)
         bad_label = ~out["emotion"].isin(allowed)
@@ -130,7 +138,12 @@ def validate_manifest(
         exists = pd.Series([p.is_file() for p in paths], index=out.index)
         if not exists.all():
             bad = out.loc[~exists]
-            files = ", ".join(f"{rid!r}: {p}" for rid, p in zip(bad["id"][:_MAX_LISTED], [paths[i] for i in bad.index[:_MAX_LISTED]]))
+            files = ", ".join(
+                f"{rid!r}: {p}"
+                for rid, p in zip(
+                    bad["id"][:_MAX_LISTED], [paths[i] for i in bad.index[:_MAX_LISTED]], strict=False
+                )
+            )
             more = f" and {len(bad) - _MAX_LISTED} more" if len(bad) > _MAX_LISTED else ""
             raise ManifestError(f"{source}: {len(bad)} audio file(s) not found: {files}{more}")
     return out
@@ -142,7 +155,9 @@ def resolve_audio_paths(df: pd.DataFrame, *, root: str | Path | None) -> list[Pa
     return [p if p.is_absolute() else base / p for p in (Path(s) for s in df["audio_path"])]
 
 
-def read_manifest(path: str | Path, *, check_files: bool = True, labels: Iterable[str] | None = None) -> pd.DataFrame:
+def read_manifest(
+    path: str | Path, *, check_files: bool = True, labels: Iterable[str] | None = None
+) -> pd.DataFrame:
     """Read and validate a manifest CSV; relative audio paths are resolved against its folder."""
     path = Path(path)
     if not path.is_file():

@@ -36,7 +36,9 @@ class AudioHead(nn.Module):
         self.encoder = nn.Sequential(_mlp(audio_dim, hidden, dropout), _mlp(hidden, hidden, dropout))
         self.classifier = nn.Linear(hidden, n_classes)
 
-    def forward(self, audio: Tensor, text: Tensor | None = None, text_mask: Tensor | None = None) -> HeadOutput:
+    def forward(
+        self, audio: Tensor, text: Tensor | None = None, text_mask: Tensor | None = None
+    ) -> HeadOutput:
         z = self.encoder(audio)
         return HeadOutput(logits=self.classifier(z), embedding=z)
 
@@ -58,7 +60,9 @@ class FusionHead(nn.Module):
         self.fusion = _mlp(2 * hidden, hidden, dropout)
         self.classifier = nn.Linear(hidden, n_classes)
 
-    def forward(self, audio: Tensor, text: Tensor | None = None, text_mask: Tensor | None = None) -> HeadOutput:
+    def forward(
+        self, audio: Tensor, text: Tensor | None = None, text_mask: Tensor | None = None
+    ) -> HeadOutput:
         a = self.audio_branch(audio)
         if text is None:
             t = self.no_text.expand_as(a)
@@ -75,5 +79,7 @@ def build_head(
 ) -> nn.Module:
     """An :class:`AudioHead`, or a :class:`FusionHead` when any sample sees its transcript."""
     if use_text:
-        return FusionHead(audio_dim=audio_dim, text_dim=text_dim, n_classes=n_classes, hidden=hidden, dropout=dropout)
+        return FusionHead(
+            audio_dim=audio_dim, text_dim=text_dim, n_classes=n_classes, hidden=hidden, dropout=dropout
+        )
     return AudioHead(audio_dim=audio_dim, n_classes=n_classes, hidden=hidden, dropout=dropout)
