@@ -10,7 +10,7 @@ from collections.abc import Mapping
 
 import pandas as pd
 
-__all__ = ["CORE4", "MELD_EMOTIONS", "LabelMapResult", "apply_label_map"]
+__all__ = ["CORE4", "MELD_EMOTIONS", "apply_label_map"]
 
 #: The 7 MELD emotions, the target set of the ERM-MinMaxGAP benchmark (MELD-ST).
 MELD_EMOTIONS: tuple[str, ...] = ("neutral", "joy", "sadness", "anger", "surprise", "fear", "disgust")
