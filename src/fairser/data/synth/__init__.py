@@ -1,0 +1,52 @@
+"""The built-in synthetic multilingual emotional speech corpus (``fairser data synth``).
+
+eSpeak NG voices (en / de / ja) speak parallel dialogue lines with emotion conveyed by prosody, a
+transcript that carries the emotion with a set reliability, speaker-disjoint splits, and a configurable
+gender-emotion skew in the training split. See ``docs/synthetic.md``.
+"""
+
+from fairser.data.synth.config import (
+    BaseProsody,
+    EmotionProsody,
+    Jitter,
+    SkewRule,
+    SpeakerSpread,
+    SplitSizes,
+    SynthConfig,
+    config_hash,
+)
+from fairser.data.synth.espeak import ProsodySettings, espeak_version, synthesize
+from fairser.data.synth.generate import (
+    CORPUS_INFO,
+    CORPUS_NAME,
+    apply_skew,
+    generate_corpus,
+    is_synthetic,
+    plan_corpus,
+    read_corpus_info,
+)
+from fairser.data.synth.lines import DialogueLine, is_kana, load_lines
+
+__all__ = [
+    "CORPUS_INFO",
+    "CORPUS_NAME",
+    "BaseProsody",
+    "DialogueLine",
+    "EmotionProsody",
+    "Jitter",
+    "ProsodySettings",
+    "SkewRule",
+    "SpeakerSpread",
+    "SplitSizes",
+    "SynthConfig",
+    "apply_skew",
+    "config_hash",
+    "espeak_version",
+    "generate_corpus",
+    "is_kana",
+    "is_synthetic",
+    "load_lines",
+    "plan_corpus",
+    "read_corpus_info",
+    "synthesize",
+]
