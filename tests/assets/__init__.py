@@ -1,0 +1,1 @@
+"""Test assets built on the fly (tiny random models, tokenizers, audio); nothing here is downloaded."""

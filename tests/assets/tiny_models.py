@@ -1,0 +1,190 @@
+"""Tiny random models and tokenizers BUILT in the tests (torchtune's tests/assets idea): nothing is downloaded.
+
+Each ``save_tiny_*`` writes a complete local model directory (config, safetensors weights, tokenizer or
+feature extractor) exactly as ``save_pretrained`` does for a real checkpoint, so the tests exercise the same
+local-directory loading path as a real Qwen2-Audio-7B-Instruct or wav2vec2 folder.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+
+__all__ = [
+    "QWEN_SPECIAL_TOKENS",
+    "TINY_LABELS",
+    "build_tiny_tokenizer",
+    "save_tiny_qwen2_audio",
+    "save_tiny_ssl",
+    "tiny_qwen2_audio_config",
+    "tone",
+]
+
+#: Special tokens of the Qwen2-Audio vocabulary that the prompt uses.
+QWEN_SPECIAL_TOKENS = (
+    "<|endoftext|>",
+    "<|im_start|>",
+    "<|im_end|>",
+    "<|audio_bos|>",
+    "<|AUDIO|>",
+    "<|audio_eos|>",
+)
+TINY_LABELS = ("neutral", "joy", "sadness", "anger")
+_SR = 16000
+
+
+def tone(seconds: float, *, freq: float, seed: int = 0, sr: int = _SR) -> np.ndarray:
+    """A sine tone plus a little noise: distinct, deterministic audio for a sample."""
+    rng = np.random.default_rng(seed)
+    t = np.arange(int(seconds * sr)) / sr
+    return (0.3 * np.sin(2 * np.pi * freq * t) + 0.01 * rng.standard_normal(t.size)).astype(np.float32)
+
+
+def build_tiny_tokenizer(*, words: tuple[str, ...] = TINY_LABELS, vocab_size: int = 420):
+    """A byte-level BPE tokenizer trained on the fly (HF ``tokenizers``), with Qwen2-Audio's special tokens."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    corpus = [
+        "You are a helpful assistant. system user assistant Audio 1: Transcript: Answer:",
+        "What is the emotion of the speaker? Answer with one word from this list: " + ", ".join(words) + ".",
+        " ".join(words) + " " + " ".join(f" {w}" for w in words),
+        "hello there how are you today I am fine thanks okay yes no",
+    ] * 30
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=vocab_size,
+        special_tokens=list(QWEN_SPECIAL_TOKENS),
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        show_progress=False,
+    )
+    tok.train_from_iterator(corpus, trainer)
+    return PreTrainedTokenizerFast(
+        tokenizer_object=tok,
+        eos_token="<|im_end|>",
+        pad_token="<|endoftext|>",
+        additional_special_tokens=list(QWEN_SPECIAL_TOKENS[1:]),
+        model_max_length=512,
+    )
+
+
+def tiny_qwen2_audio_config(
+    *, vocab_size: int, audio_token_id: int, mel_bins: int = 16, max_source_positions: int = 50
+):
+    """Qwen2-Audio with a 2-layer Whisper-style encoder (d=32) and a 2-layer Qwen2 LM (hidden 64, GQA 4/2)."""
+    from transformers import Qwen2AudioConfig
+
+    return Qwen2AudioConfig(
+        audio_config={
+            "model_type": "qwen2_audio_encoder",
+            "num_mel_bins": mel_bins,
+            "encoder_layers": 2,
+            "encoder_attention_heads": 2,
+            "encoder_ffn_dim": 64,
+            "d_model": 32,
+            "max_source_positions": max_source_positions,
+        },
+        text_config={
+            "model_type": "qwen2",
+            "vocab_size": vocab_size,
+            "hidden_size": 64,
+            "intermediate_size": 128,
+            "num_hidden_layers": 2,
+            "num_attention_heads": 4,
+            "num_key_value_heads": 2,
+            "max_position_embeddings": 512,
+            "tie_word_embeddings": False,
+        },
+        audio_token_index=audio_token_id,
+    )
+
+
+def save_tiny_qwen2_audio(path: Path, *, words: tuple[str, ...] = TINY_LABELS, seed: int = 0) -> Path:
+    """Write a random tiny Qwen2-Audio (model + processor with a 1-s Whisper feature extractor) to ``path``."""
+    from transformers import Qwen2AudioForConditionalGeneration, Qwen2AudioProcessor, WhisperFeatureExtractor
+
+    tokenizer = build_tiny_tokenizer(words=words)
+    # 16 mel bins and a 1-s window: 100 mel frames = 2 x max_source_positions (50), as the encoder requires
+    features = WhisperFeatureExtractor(feature_size=16, chunk_length=1, sampling_rate=_SR)
+    processor = Qwen2AudioProcessor(feature_extractor=features, tokenizer=tokenizer)
+    config = tiny_qwen2_audio_config(
+        vocab_size=len(tokenizer), audio_token_id=tokenizer.convert_tokens_to_ids("<|AUDIO|>")
+    )
+    torch.manual_seed(seed)
+    model = Qwen2AudioForConditionalGeneration(config)
+    path.mkdir(parents=True, exist_ok=True)
+    model.save_pretrained(path)
+    processor.save_pretrained(path)
+    return path
+
+
+def save_tiny_ssl(path: Path, *, kind: str, seed: int = 0) -> Path:
+    """Write a random tiny SSL encoder directory: ``kind`` in wav2vec2, hubert, wavlm, whisper."""
+    from transformers import (
+        HubertConfig,
+        HubertModel,
+        Wav2Vec2Config,
+        Wav2Vec2FeatureExtractor,
+        Wav2Vec2Model,
+        WavLMConfig,
+        WavLMModel,
+        WhisperConfig,
+        WhisperFeatureExtractor,
+        WhisperModel,
+    )
+
+    torch.manual_seed(seed)
+    conv = {
+        "hidden_size": 32,
+        "num_hidden_layers": 2,
+        "num_attention_heads": 2,
+        "intermediate_size": 64,
+        "conv_dim": (16, 16),
+        "conv_stride": (5, 4),
+        "conv_kernel": (10, 8),
+        "num_conv_pos_embeddings": 16,
+        "num_conv_pos_embedding_groups": 2,
+        "vocab_size": 8,
+    }
+    if kind == "wav2vec2":
+        model, features = (
+            Wav2Vec2Model(Wav2Vec2Config(**conv)),
+            Wav2Vec2FeatureExtractor(return_attention_mask=True),
+        )
+    elif kind == "hubert":
+        model, features = (
+            HubertModel(HubertConfig(**conv)),
+            Wav2Vec2FeatureExtractor(return_attention_mask=True),
+        )
+    elif kind == "wavlm":
+        cfg = WavLMConfig(**conv, num_buckets=16, max_bucket_distance=64)
+        model, features = WavLMModel(cfg), Wav2Vec2FeatureExtractor(return_attention_mask=True)
+    elif kind == "whisper":
+        cfg = WhisperConfig(
+            num_mel_bins=16,
+            d_model=32,
+            encoder_layers=2,
+            decoder_layers=1,
+            encoder_attention_heads=2,
+            decoder_attention_heads=2,
+            encoder_ffn_dim=64,
+            decoder_ffn_dim=64,
+            max_source_positions=50,
+            max_target_positions=16,
+            vocab_size=64,
+            pad_token_id=0,
+            bos_token_id=1,
+            eos_token_id=2,
+            decoder_start_token_id=1,
+        )
+        model, features = WhisperModel(cfg), WhisperFeatureExtractor(feature_size=16, chunk_length=1)
+    else:
+        raise ValueError(f"unknown tiny SSL kind {kind!r}")
+    path.mkdir(parents=True, exist_ok=True)
+    model.save_pretrained(path)
+    features.save_pretrained(path)
+    return path
