@@ -456,7 +456,7 @@ def evaluate_predictions(
         "min_samples": int(min_samples),
         "resample": resample,
         "resample_used": resample_used,
-        "seed": seed if isinstance(seed, int | None) else "Generator",
+        "seed": int(seed) if isinstance(seed, int | np.integer) else (None if seed is None else "Generator"),
         "n_rows": len(df),
         "n_unknown": n_unknown,
         "n_domains": len(domains),
@@ -467,6 +467,18 @@ def evaluate_predictions(
 # ----------------------------------------------------------------------------------------------- internals
 
 _DOMAIN_TABLES = ("by_domain", "by_group", "gaps", "per_class", "confusion")
+_METRIC_COLUMNS = ("metric", "value", "ci_low", "ci_high", "n", "n_speakers", "reason")
+_GAP_COLUMNS = (
+    "metric",
+    "gap",
+    "signed_gap",
+    "ci_low",
+    "ci_high",
+    "signed_ci_low",
+    "signed_ci_high",
+    "p_value",
+    "reason",
+)
 
 
 @dataclass
@@ -664,8 +676,8 @@ def _evaluate_domain(
         cm=cm,
         boot=boot,
         by_domain=by_domain,
-        by_group=pd.DataFrame(by_group),
-        gaps=pd.DataFrame(gaps),
+        by_group=pd.DataFrame(by_group, columns=[*ctx.domain_cols, sens, *_METRIC_COLUMNS]),
+        gaps=pd.DataFrame(gaps, columns=[*ctx.domain_cols, *_GAP_COLUMNS]),
         per_class=pd.DataFrame(per_class),
         confusion=pd.DataFrame(confusion),
         gap_obs=gap_obs,
