@@ -11,7 +11,7 @@ from __future__ import annotations
 import multiprocessing
 import os
 from collections.abc import Iterator, Sequence
-from contextlib import nullcontext
+from contextlib import ExitStack, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
@@ -109,24 +109,32 @@ def _extract_one(task: tuple[str, str]) -> tuple[str, np.ndarray | None, str | N
     return content_hash, vector, None
 
 
-def _run_tasks(
-    tasks: list[tuple[str, str]], *, encoder: AudioEncoder, cache: FeatureCache, fingerprint: str, n_jobs: int
+def _results(
+    tasks: list[tuple[str, str]],
+    *,
+    encoder: AudioEncoder,
+    cache: FeatureCache,
+    fingerprint: str,
+    n_jobs: int,
+    stack: ExitStack,
 ) -> Iterator[tuple[str, np.ndarray | None, str | None]]:
-    """Yield results as they finish: in-process for one job or one task, else over a process pool."""
+    """Results as they finish: in-process for one job or one task, else from a process pool.
+
+    The pool is entered into ``stack``, so leaving it (normally, on an error or on ``on_error="raise"``)
+    terminates the workers; every file they finished is already in the cache by then.
+    """
     if n_jobs == 1 or len(tasks) == 1:
         _init_worker(encoder, cache, fingerprint)
-        for task in tasks:
-            yield _extract_one(task)
-        return
+        return map(_extract_one, tasks)
     n_workers = min(n_jobs, len(tasks))
     # Chunks amortise inter-process overhead; several chunks per worker keep the tail balanced.
     chunksize = max(1, min(16, -(-len(tasks) // (n_workers * 8))))
-    with multiprocessing.get_context().Pool(
-        n_workers, initializer=_init_worker, initargs=(encoder, cache, fingerprint)
-    ) as pool:
-        yield from pool.imap_unordered(_extract_one, tasks, chunksize=chunksize)
-    # Leaving the with-block (also on an exception or an abandoned generator) terminates the workers;
-    # every file they finished is already in the cache.
+    pool = stack.enter_context(
+        multiprocessing.get_context().Pool(
+            n_workers, initializer=_init_worker, initargs=(encoder, cache, fingerprint)
+        )
+    )
+    return pool.imap_unordered(_extract_one, tasks, chunksize=chunksize)
 
 
 def extract_audio_features(
@@ -202,27 +210,28 @@ def extract_audio_features(
     if tasks:
         cache.record_encoder(fingerprint=fingerprint, config=encoder.config())
         bar = _progress(progress)
-        with bar if progress else nullcontext():
+        with ExitStack() as stack:
+            # The pool starts (forks) before the progress bar starts its refresh thread.
+            results = _results(
+                tasks, encoder=encoder, cache=cache, fingerprint=fingerprint, n_jobs=n_jobs, stack=stack
+            )
+            stack.enter_context(bar)
             task_id = bar.add_task(f"{encoder.name} features", total=len(tasks))
-            results = _run_tasks(tasks, encoder=encoder, cache=cache, fingerprint=fingerprint, n_jobs=n_jobs)
-            try:
-                for digest, vector, reason in results:
-                    rows = rows_by_hash[digest]
-                    if reason is None:
-                        if vector.shape != (dim,):
-                            reason = f"encoder returned shape {vector.shape}, expected ({dim},)"
-                        else:
-                            features[rows] = vector
-                            ok[rows] = True
-                            n_extracted += len(rows)
-                    if reason is not None:
-                        if on_error == "raise":
-                            raise AudioError(path_list[rows[0]], reason)
-                        for i in rows:
-                            reasons[i] = reason
-                    bar.advance(task_id)
-            finally:
-                results.close()  # stops the pool on an early exit
+            for digest, vector, reason in results:
+                rows = rows_by_hash[digest]
+                if reason is None:
+                    if vector.shape != (dim,):
+                        reason = f"encoder returned shape {vector.shape}, expected ({dim},)"
+                    else:
+                        features[rows] = vector
+                        ok[rows] = True
+                        n_extracted += len(rows)
+                if reason is not None:
+                    if on_error == "raise":
+                        raise AudioError(path_list[rows[0]], reason)
+                    for i in rows:
+                        reasons[i] = reason
+                bar.advance(task_id)
 
     failures = [(path_list[i], reasons[i]) for i in sorted(reasons)]
     return AudioFeatures(
