@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import warnings
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -307,3 +308,39 @@ def test_other_sensitive_attribute_and_all_unknown():
     assert ev.by_group.empty and list(ev.by_group.columns[:3]) == ["language", "modality", "age_band"]
     assert ev.gaps.gap.isna().all() and ev.gaps.reason.str.contains("one age_band only").all()
     assert _row(ev.overall, metric="accuracy").n == len(df)
+
+
+EMODB = Path(__file__).resolve().parents[2] / "shared" / "data" / "emodb" / "manifest.csv"
+
+
+@pytest.mark.realdata
+def test_emodb_oracle_predictions_show_the_label_imbalance_and_wide_speaker_cis():
+    if not EMODB.exists():
+        pytest.skip(f"EmoDB manifest not found at {EMODB} (shared data folder missing)")
+    manifest = pd.read_csv(EMODB)
+    labels = sorted(manifest.emotion.unique())
+    oracle = manifest.assign(
+        id=manifest.path, y_true=manifest.emotion, y_pred=manifest.emotion, modality="audio"
+    )
+    ev = evaluate_predictions(oracle, labels=labels, n_boot=200, n_perm=200)
+    # A perfect predictor has no performance, TPR or FPR gap ...
+    assert (ev.gaps.set_index("metric").loc[["accuracy", "uar", "deo_max", "eodds_max"], "gap"] == 0).all()
+    # ... but its predictions inherit the corpus's gender imbalance: disgust is 35 of 302 female utterances
+    # vs 11 of 233 male ones (README of the shared data), and that is exactly ΔSP for disgust.
+    counts = pd.crosstab(manifest.emotion, manifest.gender)
+    share = counts / counts.sum()
+    disgust = _row(ev.per_class, **{"class": "disgust"})
+    assert disgust.sp_gap == pytest.approx(abs(share.loc["disgust", "female"] - share.loc["disgust", "male"]))
+    assert _row(ev.gaps, metric="dsp_max").gap == pytest.approx((share.female - share.male).abs().max())
+    assert (ev.by_group.n_speakers == 5).all()
+
+    # A noisy predictor whose accuracy differs by speaker: with 5 speakers per gender the speaker-level
+    # intervals are much wider than utterance-level ones, as METHODS.md §2 says the report must show.
+    rng = np.random.default_rng(0)
+    skill = dict(zip(sorted(manifest.speaker.unique()), rng.uniform(0.3, 0.95, 10), strict=True))
+    correct = rng.random(len(manifest)) < manifest.speaker.map(skill).to_numpy()
+    noisy = oracle.assign(y_pred=np.where(correct, oracle.y_true, rng.choice(labels, len(oracle))))
+    spk = evaluate_predictions(noisy, labels=labels, n_boot=300, n_perm=0, resample="speaker")
+    utt = evaluate_predictions(noisy, labels=labels, n_boot=300, n_perm=0, resample="utterance")
+    width = [(e.by_group.ci_high - e.by_group.ci_low).mean() for e in (spk, utt)]
+    assert width[0] > 1.5 * width[1]
