@@ -122,8 +122,12 @@ def save_tiny_qwen2_audio(path: Path, *, words: tuple[str, ...] = TINY_LABELS, s
     return path
 
 
-def save_tiny_ssl(path: Path, *, kind: str, seed: int = 0) -> Path:
-    """Write a random tiny SSL encoder directory: ``kind`` in wav2vec2, hubert, wavlm, whisper."""
+def save_tiny_ssl(path: Path, *, kind: str, seed: int = 0, layer_norm_cnn: bool = False) -> Path:
+    """Write a random tiny SSL encoder directory: ``kind`` in wav2vec2, hubert, wavlm, whisper.
+
+    ``layer_norm_cnn`` builds the "large" wav2vec2-family variant (LayerNorm CNN, stable layer norm), which
+    takes an attention mask and can be batched with padding; the default is the GroupNorm "base" variant.
+    """
     from transformers import (
         HubertConfig,
         HubertModel,
@@ -150,6 +154,8 @@ def save_tiny_ssl(path: Path, *, kind: str, seed: int = 0) -> Path:
         "num_conv_pos_embedding_groups": 2,
         "vocab_size": 8,
     }
+    if layer_norm_cnn:
+        conv.update(feat_extract_norm="layer", do_stable_layer_norm=True)
     if kind == "wav2vec2":
         model, features = (
             Wav2Vec2Model(Wav2Vec2Config(**conv)),
@@ -180,6 +186,7 @@ def save_tiny_ssl(path: Path, *, kind: str, seed: int = 0) -> Path:
             bos_token_id=1,
             eos_token_id=2,
             decoder_start_token_id=1,
+            encoder_layerdrop=0.1,
         )
         model, features = WhisperModel(cfg), WhisperFeatureExtractor(feature_size=16, chunk_length=1)
     else:
