@@ -19,7 +19,7 @@ from typing import Literal
 import numpy as np
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-from fairser.features.audio import AudioError
+from fairser.features.audio import AudioError, load_audio
 from fairser.features.base import AudioEncoder, TextEncoder
 from fairser.features.cache import FeatureCache, sha256_text
 
@@ -92,8 +92,6 @@ def _extract_one(task: tuple[str, str]) -> tuple[str, np.ndarray | None, str | N
         if hasattr(encoder, "encode_file"):
             vector = encoder.encode_file(path)
         else:
-            from fairser.features.audio import load_audio
-
             vector = encoder.encode_signal(
                 load_audio(path, sample_rate=encoder.sample_rate), sample_rate=encoder.sample_rate
             )
