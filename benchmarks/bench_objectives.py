@@ -1,0 +1,109 @@
+"""Cost of one training step with ERM-MinMaxGAP (every weighting mode) relative to ERM, measured in one run.
+
+Run: ``.venv/bin/python benchmarks/bench_objectives.py [--reps 2000] [--threads 1]``
+
+One step = forward of an MLP head (88 -> 256 -> 7) on random 88-dim eGeMAPS-sized features, per-sample
+cross-entropy, the objective, backward, Adam step. Batch of 256 drawn over 3 languages x 2 genders (the
+same fixed batch for every objective; no sampler is used). Steps of all objectives are interleaved
+(in a shuffled order each round) so machine noise hits them alike; each ratio is median(objective) / median(ERM). A second,
+identical ERM shows the noise floor (its ratio should be ~1). The last line is the worst ratio of a
+non-ERM objective (goal: <= 1.1). On a loaded machine tiny ops slow down far more than the head's matmuls,
+so run it when the machine is quiet.
+"""
+
+from __future__ import annotations
+
+import argparse
+import random
+import statistics
+import time
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from fairser.objectives import GroupBatch, build_objective
+
+N_FEATURES, HIDDEN, N_CLASSES, N_DOMAINS, BATCH = 88, 256, 7, 3, 256
+
+VARIANTS: dict[str, tuple[str, dict]] = {
+    "erm": ("erm", {}),
+    "erm (2nd copy: noise check)": ("erm", {}),
+    "minmaxgap weight=fixed": ("minmaxgap", {"weight": "fixed"}),
+    "minmaxgap weight=dual": ("minmaxgap", {"weight": "dual"}),
+    "minmaxgap weight=ratio": ("minmaxgap", {"weight": "ratio"}),
+    "minmaxgap dual max=smooth": ("minmaxgap", {"max": "smooth"}),
+    "minmaxgap dual estimate=ema": ("minmaxgap", {"estimate": "ema"}),
+}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--reps", type=int, default=2000, help="timed steps per objective")
+    parser.add_argument("--warmup", type=int, default=50, help="untimed steps per objective first")
+    parser.add_argument("--threads", type=int, default=1, help="torch intra-op threads")
+    parser.add_argument(
+        "--clock",
+        choices=("thread", "wall"),
+        default="thread",
+        help="thread: CPU time of this thread (robust on a shared machine); wall: perf_counter",
+    )
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    gen = torch.Generator().manual_seed(0)
+    x = torch.randn(BATCH, N_FEATURES, generator=gen)
+    y = torch.randint(0, N_CLASSES, (BATCH,), generator=gen)
+    domain = torch.randint(0, N_DOMAINS, (BATCH,), generator=gen)
+    gender = torch.randint(0, 2, (BATCH,), generator=gen)
+
+    setups = {}
+    for label, (name, hparams) in VARIANTS.items():
+        torch.manual_seed(0)
+        model = nn.Sequential(nn.Linear(N_FEATURES, HIDDEN), nn.ReLU(), nn.Linear(HIDDEN, N_CLASSES))
+        objective = build_objective(name, n_domains=N_DOMAINS, n_classes=N_CLASSES, **hparams)
+        optimizer = torch.optim.Adam([*model.parameters(), *objective.parameters()], lr=1e-3)
+        setups[label] = (model, objective, optimizer)
+
+    def step(model, objective, optimizer) -> None:
+        logits = model(x)
+        losses = F.cross_entropy(logits, y, reduction="none")
+        out = objective(GroupBatch(losses=losses, domain=domain, gender=gender, logits=logits, y=y))
+        optimizer.zero_grad(set_to_none=True)
+        out.loss.backward()
+        optimizer.step()
+
+    name_of = {label: name for label, (name, _) in VARIANTS.items()}
+    clock = time.thread_time if args.clock == "thread" else time.perf_counter
+    times: dict[str, list[float]] = {label: [] for label in setups}
+    order = list(setups)
+    shuffler = random.Random(0)
+    for rep in range(args.warmup + args.reps):
+        shuffler.shuffle(order)  # no objective always runs right after the same one
+        for label in order:
+            setup = setups[label]
+            start = clock()
+            step(*setup)
+            if rep >= args.warmup:
+                times[label].append(clock() - start)
+
+    print(
+        f"one training step, batch {BATCH}, MLP {N_FEATURES}-{HIDDEN}-{N_CLASSES}, {N_DOMAINS} languages x 2 "
+        f"genders, {args.reps} interleaved reps, {args.threads} thread(s), "
+        f"{args.clock} clock, sampler: none (fixed batch)"
+    )
+    base = statistics.median(times["erm"])
+    print(f"{'erm':<30} {base * 1e6:8.1f} us  1.000x")
+    worst = ("", 0.0)
+    for label, ts in times.items():
+        if label == "erm":
+            continue
+        med = statistics.median(ts)
+        ratio = med / base
+        print(f"{label:<30} {med * 1e6:8.1f} us  {ratio:.3f}x")
+        if name_of[label] != "erm" and ratio > worst[1]:
+            worst = (label, ratio)
+    print(f"worst ratio vs erm: {worst[1]:.3f}x ({worst[0]})")
+
+
+if __name__ == "__main__":
+    main()

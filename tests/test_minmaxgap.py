@@ -1,0 +1,300 @@
+"""ERM-MinMaxGAP on hand-computed toy batches: values, gradients, and the adaptive weight's dynamics."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from fairser.objectives import GroupBatch, build_objective, group_mean_losses
+from fairser.objectives.minmaxgap import MinMaxGap
+
+# domain 0: male [1, 3] (mean 2), female [1] (mean 1), one unknown-gender sample -> gap 1
+# domain 1: male [0.5] (mean 0.5), female [1, 3] (mean 2)                          -> gap 1.5 (the worst)
+LOSSES = [1.0, 3.0, 1.0, 2.0, 0.5, 1.0, 3.0]
+DOMAIN = [0, 0, 0, 0, 1, 1, 1]
+GENDER = [0, 0, 1, -1, 0, 1, 1]
+N = len(LOSSES)
+D0 = torch.tensor(DOMAIN) == 0
+
+
+def toy(losses=LOSSES, domain=DOMAIN, gender=GENDER) -> GroupBatch:
+    return GroupBatch(
+        losses=torch.tensor(losses, dtype=torch.float64, requires_grad=True),
+        domain=torch.tensor(domain),
+        gender=torch.tensor(gender),
+    )
+
+
+def loss_and_grad(objective, batch: GroupBatch):
+    out = objective(batch)
+    (grad,) = torch.autograd.grad(out.loss, batch.losses)
+    return out, grad
+
+
+def fixed(**kw) -> MinMaxGap:
+    return MinMaxGap(n_domains=2, n_classes=4, weight="fixed", lam=1.0, **kw)
+
+
+def test_hard_abs_value_and_gradient_only_on_worst_domain() -> None:
+    out, grad = loss_and_grad(fixed(), toy())
+    erm = sum(LOSSES) / N
+    assert out.loss.item() == pytest.approx(erm + 1.5)
+    assert out.logs["R"] == pytest.approx(1.5)
+    assert out.logs["worst_domain"] == 1
+    assert out.logs["erm"] == pytest.approx(erm)
+    assert out.logs["n_valid_domains"] == 2
+    # R = mean(d1, female) - mean(d1, male): -1 on the d1 male sample, +1/2 on each d1 female sample
+    expected = torch.full((N,), 1 / N, dtype=torch.float64)
+    expected[4] += -1.0
+    expected[5:] += 0.5
+    torch.testing.assert_close(grad, expected)
+    assert torch.equal(grad[D0], torch.full((4,), 1 / N, dtype=torch.float64))  # exactly the ERM part
+
+
+def test_squared_gap_value_and_gradient() -> None:
+    out, grad = loss_and_grad(fixed(gap="squared"), toy())
+    assert out.logs["R"] == pytest.approx(1.5**2)
+    expected = torch.full((N,), 1 / N, dtype=torch.float64)
+    # d/dl (m - f)^2 = 2 (m - f) * dm/dl - 2 (m - f) * df/dl with m - f = -1.5
+    expected[4] += 2 * -1.5
+    expected[5:] += -2 * -1.5 * 0.5
+    torch.testing.assert_close(grad, expected)
+
+
+def test_smooth_max_is_logsumexp_and_spreads_gradient() -> None:
+    tau = 0.5
+    out, grad = loss_and_grad(fixed(max="smooth", tau=tau), toy())
+    lse = tau * math.log(math.exp(1.0 / tau) + math.exp(1.5 / tau))
+    assert out.logs["R"] == pytest.approx(lse)
+    assert 1.5 <= out.logs["R"] <= 1.5 + tau * math.log(2)
+    p0 = math.exp(1.0 / tau) / (math.exp(1.0 / tau) + math.exp(1.5 / tau))
+    expected = torch.full((N,), 1 / N, dtype=torch.float64)
+    expected[0:2] += p0 * 0.5  # gap_0 = mean(d0 male) - mean(d0 female) = 2 - 1 > 0
+    expected[2] += -p0
+    expected[4] += -(1 - p0)
+    expected[5:] += (1 - p0) * 0.5
+    torch.testing.assert_close(grad, expected)
+    assert (grad[D0] != 1 / N).sum() == 3  # the non-worst domain's gendered samples get gradient too
+
+
+def test_domain_missing_a_gender_contributes_nothing() -> None:
+    # domain 1 has no female sample: only domain 0 (gap 1) is valid
+    batch = toy(losses=[1.0, 3.0, 1.0, 2.0, 0.5], domain=[0, 0, 0, 0, 1], gender=[0, 0, 1, -1, 0])
+    for kw in ({}, {"max": "smooth"}, {"gap": "squared"}):
+        out, grad = loss_and_grad(fixed(**kw), batch)
+        assert out.logs["R"] == pytest.approx(1.0)
+        assert out.logs["worst_domain"] == 0
+        assert grad[4].item() == pytest.approx(1 / 5)
+
+
+@pytest.mark.parametrize(
+    "kw", [{}, {"max": "smooth"}, {"gap": "squared"}, {"weight": "ratio"}, {"estimate": "ema"}]
+)
+def test_no_valid_domain_gives_zero_penalty_and_finite_gradient(kw) -> None:
+    for gender in ([-1, -1, -1], [0, 0, -1], [1, -1, 1]):
+        batch = toy(losses=[1.0, 2.0, 4.0], domain=[0, 1, 1], gender=gender)
+        objective = MinMaxGap(n_domains=2, n_classes=4, **kw)
+        out, grad = loss_and_grad(objective, batch)
+        assert out.logs["R"] == 0.0 and out.logs["worst_domain"] == -1
+        assert out.loss.item() == pytest.approx(7 / 3)
+        torch.testing.assert_close(grad, torch.full((3,), 1 / 3, dtype=torch.float64))
+
+
+def test_dual_weight_rises_above_budget_then_decays_to_zero() -> None:
+    objective = MinMaxGap(n_domains=2, n_classes=4, weight="dual", lam=0.2, eta=0.1, budget=0.5)
+    lams = []
+    for _ in range(3):  # R = 1.5 > budget: lambda += 0.1 * (1.5 - 0.5) each step
+        lams.append(objective(toy()).logs["lambda"])
+    assert lams == pytest.approx([0.2, 0.3, 0.4])
+    assert objective.state_dict()["lam_t"].item() == pytest.approx(0.5)
+
+    small = toy(losses=[1.0, 1.0, 1.1, 2.0, 1.0, 1.0, 1.0])  # R = 0.1 < budget: lambda -= 0.1 * 0.4
+    lams = [objective(small).logs["lambda"] for _ in range(16)]
+    assert lams[:3] == pytest.approx([0.5, 0.46, 0.42])
+    assert all(b <= a for a, b in zip(lams, lams[1:], strict=False))
+    assert lams[-1] == 0.0 and objective.lam_t.item() == 0.0  # projected onto lambda >= 0
+
+    restored = MinMaxGap(n_domains=2, n_classes=4, weight="dual", lam=0.2, eta=0.1, budget=0.5)
+    restored.load_state_dict(objective.state_dict())
+    assert restored(toy()).logs["lambda"] == 0.0
+
+
+def test_dual_weight_used_in_loss_and_frozen_in_eval_mode() -> None:
+    objective = MinMaxGap(n_domains=2, n_classes=4, weight="dual", lam=0.3, eta=0.1, budget=0.5)
+    out, grad = loss_and_grad(objective, toy())
+    assert out.loss.item() == pytest.approx(sum(LOSSES) / N + 0.3 * 1.5)
+    assert grad[4].item() == pytest.approx(1 / N - 0.3)
+    objective.eval()
+    assert [objective(toy()).logs["lambda"] for _ in range(3)] == pytest.approx([0.4] * 3)
+
+
+def test_ratio_weight_is_stopgrad_erm_over_r() -> None:
+    objective = MinMaxGap(n_domains=2, n_classes=4, weight="ratio", lam=0.5)
+    out, grad = loss_and_grad(objective, toy())
+    erm = sum(LOSSES) / N
+    lam = 0.5 * erm / (1.5 + 1e-8)
+    assert out.logs["lambda"] == pytest.approx(lam)
+    assert out.loss.item() == pytest.approx(erm + lam * 1.5)
+    # gradient treats lambda as a constant: no term from d(erm / R)/dl
+    expected = torch.full((N,), 1 / N, dtype=torch.float64)
+    expected[4] += -lam
+    expected[5:] += lam * 0.5
+    torch.testing.assert_close(grad, expected)
+
+
+def test_ema_estimate_blends_history_and_keeps_gradient_on_current_batch() -> None:
+    beta = 0.75
+    objective = MinMaxGap(n_domains=2, n_classes=4, weight="fixed", lam=1.0, estimate="ema", beta=beta)
+    first = objective(toy())  # first sight of every group: estimates are the batch means
+    assert first.logs["R"] == pytest.approx(1.5)
+    torch.testing.assert_close(objective.ema, torch.tensor([2.0, 1.0, 0.5, 2.0]))
+
+    # second batch: domain 1 has only a male sample (loss 1.5); d1 female comes from the EMA alone
+    batch = toy(losses=[2.0, 1.0, 1.5], domain=[0, 0, 1], gender=[0, 1, 0])
+    out, grad = loss_and_grad(objective, batch)
+    d0_m, d0_f = beta * 2.0 + (1 - beta) * 2.0, beta * 1.0 + (1 - beta) * 1.0
+    d1_m, d1_f = beta * 0.5 + (1 - beta) * 1.5, 2.0
+    assert out.logs["R"] == pytest.approx(abs(d1_m - d1_f))  # 1.25 > |d0_m - d0_f| = 1
+    assert out.logs["worst_domain"] == 1
+    # only the current term carries gradient, scaled by 1 - beta; the EMA-only female term carries none
+    torch.testing.assert_close(grad, torch.tensor([1 / 3, 1 / 3, 1 / 3 - (1 - beta)], dtype=torch.float64))
+    torch.testing.assert_close(objective.ema, torch.tensor([d0_m, d0_f, d1_m, d1_f]))
+
+    objective.eval()  # no update outside training
+    objective(batch)
+    torch.testing.assert_close(objective.ema, torch.tensor([d0_m, d0_f, d1_m, d1_f]))
+
+
+def test_logs_and_registry() -> None:
+    objective = build_objective("minmaxgap", n_domains=2, n_classes=4)
+    assert isinstance(objective, MinMaxGap)
+    assert (objective.gap, objective.max, objective.estimate, objective.weight) == (
+        "abs",
+        "hard",
+        "batch",
+        "dual",
+    )
+    logs = objective(toy()).logs
+    assert {"lambda", "R", "erm", "worst_domain"} <= set(logs)
+
+
+@pytest.mark.parametrize(
+    ("kw", "needle"),
+    [
+        ({"gap": "l1"}, "gap='l1'"),
+        ({"max": "soft"}, "max='soft'"),
+        ({"tau": 0.0}, "tau"),
+        ({"beta": 1.0}, "beta"),
+        ({"weight": "adaptive"}, "weight"),
+        ({"lam": -1.0}, "lam"),
+        ({"eta": -0.1}, "eta"),
+    ],
+)
+def test_bad_options_are_named(kw, needle) -> None:
+    with pytest.raises(ValueError, match=needle):
+        MinMaxGap(n_domains=2, n_classes=4, **kw)
+
+
+def reference_loss(batch: GroupBatch, *, n_domains, gap, max, tau, estimate, beta, lam, ema, seen):
+    """Plain-autograd ERM-MinMaxGAP on the shared ``group_mean_losses``: what the closed form must equal."""
+    means, counts = group_mean_losses(batch.losses, batch.group, 2 * n_domains)
+    present = counts > 0
+    if estimate == "ema":
+        est = torch.where(present, torch.where(seen, beta * ema + (1 - beta) * means, means), ema)
+        available = present | seen
+    else:
+        est, available = means, present
+    diff = est[0::2] - est[1::2]
+    gaps = diff.abs() if gap == "abs" else diff.square()
+    valid = available[0::2] & available[1::2]
+    if not valid.any():
+        r = batch.losses.sum() * 0.0
+    elif max == "hard":
+        r = torch.where(valid, gaps, -torch.inf).max(dim=0).values
+    else:
+        r = tau * torch.logsumexp(torch.where(valid, gaps / tau, -torch.inf), dim=0)
+    return batch.losses.mean() + lam * r, est.detach(), present
+
+
+@pytest.mark.parametrize("estimate", ["batch", "ema"])
+@pytest.mark.parametrize("max_", ["hard", "smooth"])
+@pytest.mark.parametrize("gap", ["abs", "squared"])
+@pytest.mark.parametrize("weight", ["fixed", "dual", "ratio"])
+def test_closed_form_equals_autograd_reference(estimate, max_, gap, weight) -> None:
+    gen = torch.Generator().manual_seed(0)
+    n_domains, beta, tau = 3, 0.6, 0.3
+    objective = MinMaxGap(
+        n_domains=n_domains,
+        n_classes=4,
+        gap=gap,
+        max=max_,
+        tau=tau,
+        estimate=estimate,
+        beta=beta,
+        weight=weight,
+        lam=0.7,
+        eta=0.5,
+        budget=0.1,
+    )
+    ema = torch.zeros(2 * n_domains, dtype=torch.float64)
+    seen = torch.zeros(2 * n_domains, dtype=torch.bool)
+    for step in range(12):  # small batches: groups and whole domains are often missing
+        n = 3 + step % 6
+        batch = GroupBatch(
+            losses=torch.rand(n, generator=gen, dtype=torch.float64).mul(3).requires_grad_(),
+            domain=torch.randint(0, n_domains, (n,), generator=gen),
+            gender=torch.randint(-1, 2, (n,), generator=gen),
+        )
+        out, grad = loss_and_grad(objective, batch)
+        lam = out.logs["lambda"]
+        if weight == "ratio":
+            assert lam == pytest.approx(0.7 * out.logs["erm"] / (out.logs["R"] + 1e-8))
+        ref, est, present = reference_loss(
+            batch,
+            n_domains=n_domains,
+            gap=gap,
+            max=max_,
+            tau=tau,
+            estimate=estimate,
+            beta=beta,
+            lam=lam,
+            ema=ema,
+            seen=seen,
+        )
+        (ref_grad,) = torch.autograd.grad(ref, batch.losses)
+        assert out.loss.item() == pytest.approx(ref.item(), rel=1e-6)  # the EMA buffer is float32
+        torch.testing.assert_close(grad, ref_grad)
+        ema = torch.where(present, est, ema)
+        seen = seen | present
+        if estimate == "ema":
+            torch.testing.assert_close(objective.ema, ema.float())
+
+
+def test_group_statistics_match_group_mean_losses() -> None:
+    gen = torch.Generator().manual_seed(1)
+    batch = GroupBatch(
+        losses=torch.rand(50, generator=gen),
+        domain=torch.randint(0, 4, (50,), generator=gen),
+        gender=torch.randint(-1, 2, (50,), generator=gen),
+    )
+    means, counts, erm, _ = MinMaxGap(n_domains=4, n_classes=4).group_statistics(batch)
+    means, counts = means.reshape(-1), counts.reshape(-1)
+    ref_means, ref_counts = group_mean_losses(batch.losses, batch.group, 8)
+    np.testing.assert_allclose(means, ref_means.numpy(), rtol=1e-6)
+    np.testing.assert_array_equal(counts, ref_counts.numpy())
+    assert erm == pytest.approx(batch.losses.mean().item())
+
+
+def test_bad_batches_are_named() -> None:
+    objective = MinMaxGap(n_domains=2, n_classes=4)
+    with pytest.raises(ValueError, match="n_domains=2"):
+        objective(toy(domain=[0, 0, 0, 0, 1, 2, 1]))
+    with pytest.raises(ValueError, match=">= 0"):
+        objective(toy(domain=[0, 0, 0, 0, 1, -1, 1]))
+    with pytest.raises(ValueError, match="gender"):
+        objective(toy(gender=[0, 0, 1, 2, 0, 1, 1]))
+    with pytest.raises(ValueError, match="empty"):
+        objective(toy(losses=[], domain=[], gender=[]))
