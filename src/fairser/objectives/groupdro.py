@@ -1,0 +1,112 @@
+"""Group DRO: minimise the loss of the worst group by online exponentiated-gradient group weights."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from fairser.objectives._common import check_choice, check_range, require_field
+from fairser.objectives.base import GroupBatch, Objective, ObjectiveOutput, group_mean_losses, register
+
+__all__ = ["GroupDRO"]
+
+
+@register
+class GroupDRO(Objective):
+    """Group DRO (Sagawa, Koh, Hashimoto, Liang 2020, "Distributionally Robust Neural Networks", Algorithm 1).
+
+    Each step, for the groups present in the batch, ``q_g <- q_g * exp(eta * (Lbar_g + C / sqrt(n_g)))``,
+    then ``q`` is renormalised (absent groups keep their weight before renormalisation), and
+    ``L = sum_g q_g * (Lbar_g + C / sqrt(n_g))`` over the present groups (as in the authors' code, the
+    weights are updated before the loss is formed and are not renormalised over the present groups).
+    Unknown-gender samples belong to no group and do not enter the loss; a batch with no group gives
+    ``L = 0`` (zero gradient).
+
+    Parameters
+    ----------
+    n_domains, n_classes : int
+        Number of domains and emotion classes.
+    groups : {"domain_gender", "domain_gender_label"}
+        Groups ``(d, s)`` (default) or ``(d, s, y)`` (then the batch must carry ``y``); group id
+        ``2 * d + s``, resp. ``(2 * d + s) * n_classes + y``.
+    eta : float
+        Step size of the group-weight update (Sagawa et al.'s ``eta_q``, default 0.01 as in their code).
+    adjustment : float
+        ``C`` of the generalisation adjustment ``C / sqrt(n_g)`` (0 = none); needs ``group_counts``.
+    group_counts : array of shape (n_groups,), optional
+        Training-set size ``n_g`` of each group, in group-id order.
+
+    Notes
+    -----
+    ``q`` is a buffer (saved in ``state_dict``) and is updated only in training mode.
+    """
+
+    name = "groupdro"
+
+    def __init__(
+        self,
+        *,
+        n_domains: int,
+        n_classes: int,
+        groups: str = "domain_gender",
+        eta: float = 0.01,
+        adjustment: float = 0.0,
+        group_counts: np.ndarray | Tensor | None = None,
+    ) -> None:
+        super().__init__(n_domains=n_domains, n_classes=n_classes)
+        self.groups = check_choice(self.name, "groups", groups, ("domain_gender", "domain_gender_label"))
+        self.eta = check_range(self.name, "eta", eta, low=0.0)
+        self.adjustment = check_range(self.name, "adjustment", adjustment, low=0.0)
+        n_dro = self.n_groups * (self.n_classes if self.groups == "domain_gender_label" else 1)
+        self.n_dro_groups = n_dro
+        adj = torch.zeros(n_dro)
+        if self.adjustment > 0:
+            if group_counts is None:
+                raise ValueError(
+                    f"{self.name}: adjustment={adjustment} needs group_counts (training size per group)"
+                )
+            counts = torch.as_tensor(np.asarray(group_counts), dtype=torch.float32)
+            if counts.shape != (n_dro,):
+                raise ValueError(
+                    f"{self.name}: group_counts has shape {tuple(counts.shape)}; expected ({n_dro},) for "
+                    f"groups={groups!r} with {self.n_domains} domains"
+                )
+            if (counts < 0).any():
+                raise ValueError(f"{self.name}: group_counts must be >= 0; got {counts.tolist()}")
+            adj = self.adjustment / counts.clamp_min(1.0).sqrt()
+        self.q: Tensor
+        self.adj: Tensor
+        self.register_buffer("q", torch.full((n_dro,), 1.0 / n_dro))
+        self.register_buffer("adj", adj, persistent=False)
+
+    def group_ids(self, batch: GroupBatch) -> Tensor:
+        """DRO group id of each sample (-1 for unknown gender)."""
+        group = batch.group
+        if self.groups == "domain_gender":
+            return group
+        y = require_field(batch, "y", self.name)
+        if y.numel() and (int(y.min()) < 0 or int(y.max()) >= self.n_classes):
+            raise ValueError(f"{self.name}: labels y must lie in [0, {self.n_classes}); got {y.tolist()}")
+        return torch.where(group >= 0, group * self.n_classes + y, group)
+
+    def forward(self, batch: GroupBatch) -> ObjectiveOutput:
+        means, counts = group_mean_losses(batch.losses, self.group_ids(batch), self.n_dro_groups)
+        present = counts > 0
+        adjusted = means + self.adj.to(means.dtype)
+        q = self.q
+        if self.training:
+            with torch.no_grad():
+                step = torch.where(present, self.eta * adjusted.detach(), torch.zeros_like(adjusted))
+                q = q * torch.exp(step.to(q.dtype))
+                q = q / q.sum()
+                self.q.copy_(q)
+        loss = (q.to(adjusted.dtype) * torch.where(present, adjusted, torch.zeros_like(adjusted))).sum()
+        worst = int(q.argmax())
+        logs = {
+            "erm": float(batch.losses.detach().mean()),
+            "robust_loss": float(loss.detach()),
+            "worst_group": float(worst),
+            "q_max": float(q[worst]),
+        }
+        return ObjectiveOutput(loss=loss, logs=logs)
