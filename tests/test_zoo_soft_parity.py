@@ -1,0 +1,97 @@
+"""Soft ΔSP / ΔEO penalties: hand computations, the hard-prediction limit, and that minimising them closes
+the gaps."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from fairser.objectives import GroupBatch
+from fairser.objectives.soft_parity import SoftDEO, SoftDSP
+
+# domain 0: two male rows, one female row; domain 1: a male row only (no gap defined there)
+PROBS = np.array([[0.7, 0.2, 0.1], [0.5, 0.3, 0.2], [0.2, 0.5, 0.3], [0.1, 0.1, 0.8]])
+DOMAIN = [0, 0, 0, 1]
+GENDER = [0, 0, 1, 0]
+
+
+def make(probs=PROBS, domain=DOMAIN, gender=GENDER, y=None, logits=None) -> GroupBatch:
+    logits = torch.log(torch.tensor(probs)) if logits is None else logits  # softmax(log p) = p
+    n = logits.shape[0]
+    return GroupBatch(
+        losses=torch.zeros(n, dtype=logits.dtype),
+        domain=torch.tensor(domain),
+        gender=torch.tensor(gender),
+        logits=logits,
+        y=None if y is None else torch.tensor(y),
+    )
+
+
+def test_soft_dsp_by_hand() -> None:
+    gap = np.abs(PROBS[:2].mean(0) - PROBS[2])  # [0.4, 0.25, 0.15]
+    assert SoftDSP(n_domains=2, n_classes=3).penalty(make()).item() == pytest.approx(gap.mean())
+    assert SoftDSP(n_domains=2, n_classes=3, reduce="max").penalty(make()).item() == pytest.approx(0.4)
+
+
+def test_soft_deo_by_hand() -> None:
+    # y = [0, 1, 0, 2]: class 0 has a male (p=0.7) and a female (p=0.2) sample in domain 0; class 1 only male
+    penalty = SoftDEO(n_domains=2, n_classes=3).penalty(make(y=[0, 1, 0, 2]))
+    assert penalty.item() == pytest.approx(0.5)
+
+
+def test_hard_prediction_limit_equals_the_metric() -> None:
+    rng = np.random.default_rng(0)
+    n = 60
+    pred = rng.integers(0, 3, n)
+    y = rng.integers(0, 3, n)
+    domain = rng.integers(0, 2, n)
+    gender = rng.integers(0, 2, n)
+    logits = torch.nn.functional.one_hot(torch.tensor(pred), 3).double() * 60.0  # softmax ~ one-hot
+    batch = make(domain=domain.tolist(), gender=gender.tolist(), y=y.tolist(), logits=logits)
+    dsp, deo = [], []
+    for d in range(2):
+        m, f = (domain == d) & (gender == 0), (domain == d) & (gender == 1)
+        dsp.append(np.mean([abs((pred[m] == c).mean() - (pred[f] == c).mean()) for c in range(3)]))
+        deo.append(
+            np.mean(
+                [abs((pred[m & (y == c)] == c).mean() - (pred[f & (y == c)] == c).mean()) for c in range(3)]
+            )
+        )
+    assert SoftDSP(n_domains=2, n_classes=3).penalty(batch).item() == pytest.approx(np.mean(dsp), abs=1e-9)
+    assert SoftDEO(n_domains=2, n_classes=3).penalty(batch).item() == pytest.approx(np.mean(deo), abs=1e-9)
+
+
+@pytest.mark.parametrize("cls", [SoftDSP, SoftDEO])
+def test_minimising_the_penalty_closes_the_gap(cls) -> None:
+    gen = torch.Generator().manual_seed(0)
+    n = 40
+    logits = torch.randn(n, 3, generator=gen, dtype=torch.float64).mul(2).requires_grad_()
+    domain = torch.arange(n) % 2
+    gender = (torch.arange(n) // 2) % 2
+    y = torch.randint(0, 3, (n,), generator=gen)
+    objective = cls(n_domains=2, n_classes=3, beta=1.0)
+    optimizer = torch.optim.SGD([logits], lr=5.0)
+
+    def penalty():
+        return objective.penalty(
+            GroupBatch(losses=torch.zeros(n), domain=domain, gender=gender, logits=logits, y=y)
+        )
+
+    start = penalty().item()
+    for _ in range(200):
+        optimizer.zero_grad()
+        penalty().backward()
+        optimizer.step()
+    assert start > 0.05 and penalty().item() < 0.1 * start
+
+
+def test_missing_inputs_are_named() -> None:
+    batch = make()
+    with pytest.raises(ValueError, match="needs GroupBatch.y"):
+        SoftDEO(n_domains=2, n_classes=3)(batch)
+    batch.logits = None
+    with pytest.raises(ValueError, match="needs GroupBatch.logits"):
+        SoftDSP(n_domains=2, n_classes=3)(batch)
+    with pytest.raises(ValueError, match="reduce"):
+        SoftDSP(n_domains=2, n_classes=3, reduce="median")
