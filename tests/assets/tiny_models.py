@@ -50,8 +50,8 @@ def build_tiny_tokenizer(*, words: tuple[str, ...] = TINY_LABELS, vocab_size: in
     corpus = [
         "You are a helpful assistant. system user assistant Audio 1: Transcript: Answer:",
         "What is the emotion of the speaker? Answer with one word from this list: " + ", ".join(words) + ".",
-        " ".join(words) + " " + " ".join(f" {w}" for w in words),
         "hello there how are you today I am fine thanks okay yes no",
+        *words,  # each word alone: the unspaced form that starts an assistant answer
     ] * 30
     tok = Tokenizer(models.BPE())
     tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
@@ -103,11 +103,15 @@ def tiny_qwen2_audio_config(
     )
 
 
-def save_tiny_qwen2_audio(path: Path, *, words: tuple[str, ...] = TINY_LABELS, seed: int = 0) -> Path:
-    """Write a random tiny Qwen2-Audio (model + processor with a 1-s Whisper feature extractor) to ``path``."""
+def save_tiny_qwen2_audio(
+    path: Path, *, words: tuple[str, ...] = TINY_LABELS, seed: int = 0, vocab_size: int = 420
+) -> Path:
+    """Write a random tiny Qwen2-Audio (model + processor with a 1-s Whisper feature extractor) to ``path``.
+
+    The tokenizer is trained so that ``words`` are single tokens (raise ``vocab_size`` for more words)."""
     from transformers import Qwen2AudioForConditionalGeneration, Qwen2AudioProcessor, WhisperFeatureExtractor
 
-    tokenizer = build_tiny_tokenizer(words=words)
+    tokenizer = build_tiny_tokenizer(words=words, vocab_size=vocab_size)
     # 16 mel bins and a 1-s window: 100 mel frames = 2 x max_source_positions (50), as the encoder requires
     features = WhisperFeatureExtractor(feature_size=16, chunk_length=1, sampling_rate=_SR)
     processor = Qwen2AudioProcessor(feature_extractor=features, tokenizer=tokenizer)
