@@ -3,6 +3,8 @@
 :class:`GroupStratifiedSampler` puts every (domain, gender) cell in every batch, so a group objective such as
 ERM-MinMaxGAP (Pang, Gao, Kawahara, Chen 2026) sees both genders of each domain at each step. Benchmarks must
 say whether it was used, and use the same sampler for ERM and the method compared with it.
+:class:`BalancedGroupSampler` is the *resampling* method of the zoo: the reweighing balance (gender
+independent of the label within each domain) through sampling with replacement.
 
 Both samplers are torch *batch* samplers (``DataLoader(dataset, batch_sampler=sampler)``), deterministic for
 a seed and an epoch (:meth:`set_epoch`), and resumable mid-epoch (:meth:`state_dict` /
@@ -18,7 +20,9 @@ from typing import Any
 import numpy as np
 from torch.utils.data import Sampler
 
-__all__ = ["GroupStratifiedSampler", "group_ids"]
+from fairser.objectives.reweighting import reweighing_weights
+
+__all__ = ["BalancedGroupSampler", "GroupStratifiedSampler", "group_ids"]
 
 
 def group_ids(*, domain: np.ndarray, gender: np.ndarray) -> np.ndarray:
@@ -233,3 +237,58 @@ class GroupStratifiedSampler(_EpochBatchSampler):
         fill_counts = sizes - floor.shape[1]
         chunks = np.split(filler_all[: fill_counts.sum()], np.cumsum(fill_counts)[:-1])
         return [rng.permutation(np.concatenate([floor[j], chunks[j]])) for j in rng.permutation(n_batches)]
+
+
+class BalancedGroupSampler(_EpochBatchSampler):
+    """Resampling (Kamiran & Calders 2012): batches drawn with replacement, sample ``i`` with probability
+    proportional to its reweighing weight ``P(d,s) P(d,y) / (P(d) P(d,s,y))``
+    (:func:`fairser.objectives.reweighting.reweighing_weights`).
+
+    The expected make-up of the drawn samples is ``P(d) P(s | d) P(y | d)``: gender independent of the label
+    within each domain, with domain and gender (and label) marginals kept, provided every (gender, label)
+    combination occurs in each domain. Used with plain ERM.
+
+    Parameters
+    ----------
+    domain, gender, y : array (N,)
+        Domain, gender (unknown = -1 is one more value) and label of each training sample.
+    batch_size : int
+        Batch size.
+    seed : int
+        Seed; the draws of epoch ``e`` depend only on ``(seed, e)``.
+    num_samples : int, optional
+        Draws per epoch (default ``N``).
+    drop_last : bool
+        Drop the last, shorter batch.
+    """
+
+    def __init__(
+        self,
+        *,
+        domain: np.ndarray,
+        gender: np.ndarray,
+        y: np.ndarray,
+        batch_size: int,
+        seed: int,
+        num_samples: int | None = None,
+        drop_last: bool = False,
+    ) -> None:
+        weights = reweighing_weights(domain=domain, gender=gender, y=y)
+        if weights.size == 0:
+            raise ValueError("BalancedGroupSampler: no samples to draw from")
+        super().__init__(
+            seed=seed, batch_size=batch_size, drop_last=drop_last, fingerprint=_fingerprint(weights)
+        )
+        self.probabilities = weights / weights.sum()
+        self.num_samples = weights.size if num_samples is None else int(num_samples)
+        if self.num_samples < 1:
+            raise ValueError(f"BalancedGroupSampler: num_samples={num_samples} must be >= 1")
+
+    def __len__(self) -> int:
+        full, rest = divmod(self.num_samples, self.batch_size)
+        return full + (1 if rest and not self.drop_last else 0)
+
+    def _epoch_batches(self, rng: np.random.Generator) -> list[np.ndarray]:
+        draws = rng.choice(self.probabilities.size, size=self.num_samples, replace=True, p=self.probabilities)
+        batches = [draws[i : i + self.batch_size] for i in range(0, self.num_samples, self.batch_size)]
+        return batches[: len(self)]

@@ -1,6 +1,6 @@
 """Training objectives behind one registry (METHODS.md §3). Importing this package registers them all."""
 
-from fairser.objectives import cvar, erm, groupdro, minmaxgap, soft_parity, vrex  # noqa: F401  (registers)
+from fairser.objectives import cvar, erm, groupdro, minmaxgap, reweighting, soft_parity, vrex  # noqa: F401  (registers)
 from fairser.objectives.base import (
     FEMALE,
     MALE,

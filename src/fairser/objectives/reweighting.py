@@ -1,0 +1,114 @@
+"""Reweighting (Kamiran & Calders 2012; AIF360 ``Reweighing``): per-sample weights that make the sensitive
+attribute independent of the label within each domain, and the objective that trains with them."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from fairser.objectives._common import require_field
+from fairser.objectives.base import GroupBatch, Objective, ObjectiveOutput, register
+
+__all__ = ["Reweighting", "reweighing_weights"]
+
+
+def _codes(values, what: str) -> np.ndarray:
+    arr = np.asarray(values)
+    if arr.ndim != 1:
+        raise ValueError(f"reweighing_weights: {what} must be 1-D; got shape {arr.shape}")
+    return np.unique(arr, return_inverse=True)[1].reshape(-1)
+
+
+def _cell_sizes(*codes: np.ndarray) -> np.ndarray:
+    """Size of each sample's cell, the cell being the combination of the given codes (vectorised)."""
+    _, inverse, counts = np.unique(np.stack(codes, axis=1), axis=0, return_inverse=True, return_counts=True)
+    return counts[inverse.reshape(-1)].astype(np.float64)
+
+
+def reweighing_weights(*, domain: np.ndarray, gender: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """Kamiran-Calders reweighing weights, within each domain.
+
+    ``w_i = P(d, s) P(d, y) / (P(d) P(d, s, y)) = n_ds * n_dy / (n_d * n_dsy)`` for the training sample ``i``
+    in cell ``(d, s, y)`` (Kamiran & Calders 2012, "Data preprocessing techniques for classification without
+    discrimination", KAIS 33(1); AIF360's ``Reweighing`` is the one-domain, binary case). Under these weights
+    ``P_w(d, s, y) = P(d) P(s | d) P(y | d)``: gender is independent of the label within each domain, and the
+    weights sum to ``N``, provided every ``(s, y)`` combination occurs in the domain (an empty cell cannot
+    be weighted into existence; its mass is then missing). Unknown gender (-1) is one more value of ``s``.
+
+    Parameters
+    ----------
+    domain, gender, y : array (N,)
+        Domain, sensitive attribute and label of each training sample (any values with equality, e.g.
+        ints or strings).
+
+    Returns
+    -------
+    np.ndarray (N,)
+        The weight of each sample.
+    """
+    d, s, label = _codes(domain, "domain"), _codes(gender, "gender"), _codes(y, "y")
+    if not d.shape == s.shape == label.shape:
+        raise ValueError(
+            f"reweighing_weights: domain, gender and y must have one length; got {d.shape[0]}, {s.shape[0]}, "
+            f"{label.shape[0]}"
+        )
+    if d.size == 0:
+        return np.empty(0)
+    return _cell_sizes(d, s) * _cell_sizes(d, label) / (_cell_sizes(d) * _cell_sizes(d, s, label))
+
+
+@register
+class Reweighting(Objective):
+    """Reweighting (Kamiran & Calders 2012): ``L = mean_i w_i * l_i`` with fixed per-sample weights.
+
+    The weights (e.g. :func:`reweighing_weights` of the training set) are looked up by ``batch.index``, the
+    row of each sample in the training set. ``mean_i w_i l_i`` is an unbiased estimate of the weighted risk
+    (reweighing weights average to 1 over the training set) **(our choice)**; ``normalize=True`` uses
+    ``sum_i w_i l_i / sum_i w_i`` instead (lower variance, slightly biased).
+
+    Parameters
+    ----------
+    n_domains, n_classes : int
+        Number of domains and emotion classes.
+    weights : array (N_train,)
+        Non-negative finite weight of each training sample.
+    normalize : bool
+        Divide by the batch's weight sum instead of the batch size.
+    """
+
+    name = "reweighting"
+
+    def __init__(
+        self, *, n_domains: int, n_classes: int, weights: np.ndarray | Tensor, normalize: bool = False
+    ) -> None:
+        super().__init__(n_domains=n_domains, n_classes=n_classes)
+        w = torch.as_tensor(np.asarray(weights, dtype=np.float64))
+        if w.dim() != 1 or w.numel() == 0:
+            raise ValueError(
+                f"{self.name}: weights must be a non-empty 1-D array; got shape {tuple(w.shape)}"
+            )
+        bad = ~torch.isfinite(w) | (w < 0)
+        if bad.any():
+            row = int(bad.nonzero()[0])
+            raise ValueError(
+                f"{self.name}: weights must be finite and >= 0; weights[{row}] = {w[row].item()}"
+            )
+        self.normalize = bool(normalize)
+        self.weights: Tensor
+        self.register_buffer("weights", w.float(), persistent=False)  # a hyperparameter, not learned state
+
+    def forward(self, batch: GroupBatch) -> ObjectiveOutput:
+        index = require_field(batch, "index", self.name)
+        if index.numel() and (int(index.min()) < 0 or int(index.max()) >= self.weights.numel()):
+            raise ValueError(
+                f"{self.name}: batch.index must lie in [0, {self.weights.numel()}) (rows of the training set "
+                f"the weights were computed on); got min {int(index.min())}, max {int(index.max())}"
+            )
+        losses = batch.losses
+        w = self.weights.index_select(0, index).to(losses.dtype)
+        weighted = (w * losses).sum()
+        loss = weighted / w.sum().clamp_min(1e-12) if self.normalize else weighted / losses.shape[0]
+        return ObjectiveOutput(
+            loss=loss, logs={"erm": float(losses.detach().mean()), "weighted": float(loss.detach())}
+        )
