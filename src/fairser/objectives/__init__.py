@@ -1,6 +1,15 @@
 """Training objectives behind one registry (METHODS.md §3). Importing this package registers them all."""
 
-from fairser.objectives import cvar, erm, groupdro, minmaxgap, reweighting, soft_parity, vrex  # noqa: F401  (registers)
+from fairser.objectives import (  # noqa: F401  (importing a module registers its objectives)
+    adversarial,
+    cvar,
+    erm,
+    groupdro,
+    minmaxgap,
+    reweighting,
+    soft_parity,
+    vrex,
+)
 from fairser.objectives.base import (
     FEMALE,
     MALE,

@@ -1,0 +1,121 @@
+"""Adversarial gender removal: a gender classifier on the shared embedding behind a gradient-reversal layer."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import Tensor, nn
+from torch.nn import functional as F
+
+from fairser.objectives._common import check_choice, check_range, require_field
+from fairser.objectives.base import GroupBatch, Objective, ObjectiveOutput, register
+
+__all__ = ["GenderAdversary", "GradientReversal", "grad_reverse"]
+
+
+class GradientReversal(torch.autograd.Function):
+    """Gradient-reversal layer (Ganin & Lempitsky 2015, "Unsupervised Domain Adaptation by
+    Backpropagation"): the identity forward, the gradient multiplied by ``-coeff`` backward."""
+
+    @staticmethod
+    def forward(ctx, x: Tensor, coeff: float) -> Tensor:
+        ctx.coeff = coeff
+        return x.view_as(x)
+
+    @staticmethod
+    def backward(ctx, grad: Tensor) -> tuple[Tensor, None]:
+        return -ctx.coeff * grad, None
+
+
+def grad_reverse(x: Tensor, *, coeff: float = 1.0) -> Tensor:
+    """Apply :class:`GradientReversal` to ``x``."""
+    return GradientReversal.apply(x, coeff)
+
+
+@register
+class GenderAdversary(Objective):
+    """Adversarial gender removal (Ganin & Lempitsky 2015): ``L = L_CE + alpha_t * L_gender``.
+
+    ``L_gender`` is the cross-entropy of a gender classifier (an MLP owned by this objective, optimised by
+    the trainer with the model) on ``batch.embedding`` seen through a gradient-reversal layer, averaged over
+    the known-gender samples (0 when there are none). The adversary descends ``alpha_t * L_gender`` while the
+    encoder producing the embedding ascends it, which removes gender information from the embedding; this
+    is Ganin & Lempitsky's update rule, eqs. (13)-(15), where the domain classifier's step is scaled by the
+    same ``lambda``. ``alpha_t`` warms up from 0 to ``alpha`` over ``warmup_steps`` training steps, by
+    their schedule ``2 / (1 + exp(-10 p)) - 1`` (``schedule="dann"``, default) or linearly, with
+    ``p = min(1, step / warmup_steps)``.
+
+    Parameters
+    ----------
+    n_domains, n_classes : int
+        Number of domains and emotion classes.
+    embed_dim : int
+        Dimension of ``batch.embedding``.
+    hidden : int
+        Width of the adversary's hidden layer.
+    alpha : float
+        Final weight of the gender loss (>= 0).
+    warmup_steps : int
+        Steps to reach ``alpha`` (0: ``alpha`` from the start).
+    schedule : {"dann", "linear"}
+        Warm-up shape.
+    """
+
+    name = "adversarial"
+
+    def __init__(
+        self,
+        *,
+        n_domains: int,
+        n_classes: int,
+        embed_dim: int,
+        hidden: int = 64,
+        alpha: float = 1.0,
+        warmup_steps: int = 1000,
+        schedule: str = "dann",
+    ) -> None:
+        super().__init__(n_domains=n_domains, n_classes=n_classes)
+        if int(embed_dim) < 1 or int(hidden) < 1:
+            raise ValueError(f"{self.name}: embed_dim={embed_dim} and hidden={hidden} must be >= 1")
+        self.embed_dim = int(embed_dim)
+        self.alpha = check_range(self.name, "alpha", alpha, low=0.0)
+        self.warmup_steps = int(check_range(self.name, "warmup_steps", warmup_steps, low=0))
+        self.schedule = check_choice(self.name, "schedule", schedule, ("dann", "linear"))
+        self.adversary = nn.Sequential(
+            nn.Linear(self.embed_dim, int(hidden)), nn.ReLU(), nn.Linear(int(hidden), 2)
+        )
+        self.step: Tensor
+        self.register_buffer("step", torch.zeros((), dtype=torch.long))
+
+    def current_alpha(self) -> float:
+        """``alpha_t`` at the current training step."""
+        if self.warmup_steps == 0:
+            return self.alpha
+        p = min(1.0, int(self.step) / self.warmup_steps)
+        ramp = 2.0 / (1.0 + math.exp(-10.0 * p)) - 1.0 if self.schedule == "dann" else p
+        return self.alpha * ramp
+
+    def forward(self, batch: GroupBatch) -> ObjectiveOutput:
+        embedding = require_field(batch, "embedding", self.name)
+        if embedding.dim() != 2 or embedding.shape[1] != self.embed_dim:
+            raise ValueError(
+                f"{self.name}: GroupBatch.embedding has shape {tuple(embedding.shape)}; expected "
+                f"(N, {self.embed_dim}) (embed_dim)"
+            )
+        erm = batch.losses.mean()
+        known = (batch.gender >= 0).to(erm.dtype)
+        logits = self.adversary(grad_reverse(embedding))
+        ce = F.cross_entropy(logits, batch.gender.clamp_min(0), reduction="none")
+        gender_loss = (ce * known).sum() / known.sum().clamp_min(1.0)
+        alpha = self.current_alpha()
+        loss = erm + alpha * gender_loss
+        if self.training:
+            self.step += 1
+        with torch.no_grad():
+            correct = ((logits.argmax(dim=1) == batch.gender).to(erm.dtype) * known).sum()
+            accuracy = float(correct / known.sum()) if known.sum() > 0 else float("nan")
+        logs = {"erm": float(erm.detach()), "gender_loss": float(gender_loss.detach()), "alpha": alpha}
+        if accuracy == accuracy:  # omitted when no sample has a known gender
+            logs["gender_acc"] = accuracy
+        return ObjectiveOutput(loss=loss, logs=logs)
