@@ -1,0 +1,89 @@
+"""End to end: a small synthetic corpus through features, training, evaluation and the table; resume."""
+
+import json
+
+import pandas as pd
+import pytest
+
+from fairser.bench.results import ResultsStore
+from fairser.bench.runner import plan_runs, run_benchmark
+from fairser.config import BenchmarkConfig
+
+pytestmark = pytest.mark.slow
+
+
+def _config(tmp_path, **extra):
+    return BenchmarkConfig.model_validate(
+        {
+            "name": "e2e",
+            "output_dir": str(tmp_path / "out"),
+            "corpus": {
+                "kind": "synthetic",
+                "path": str(tmp_path / "corpus"),
+                "synth": {
+                    "languages": ["en", "de"],
+                    "speakers_per_gender": 4,
+                    "split_speakers": {"train": 2, "valid": 1, "test": 1},
+                    "utterances_per_emotion": 1,
+                    "skew": {"de": {"gender": "female", "emotions": ["anger"], "drop_fraction": 1.0}},
+                },
+            },
+            "features": {"cache_dir": str(tmp_path / "cache"), "n_jobs": 2},
+            "languages": ["en", "de"],
+            "seeds": [0],
+            "train": {"epochs": 3, "batch_size": 32},
+            "evaluation": {"n_boot": 50, "n_perm": 50, "min_samples": 3},
+            "n_jobs": 1,
+            **extra,
+        }
+    )
+
+
+def test_benchmark_writes_table_and_resumes(tmp_path, capsys):
+    cfg = _config(tmp_path)
+    table = run_benchmark(cfg, progress=False)
+    out = tmp_path / "out"
+    store = ResultsStore(out / "results.jsonl")
+    runs = plan_runs(cfg)
+    assert len(runs) == 4  # 2 modality settings x 2 objectives x 1 seed
+    assert store.finished() == {r.run_id for r in runs}
+
+    text = (out / "table.md").read_text()
+    assert "SYNTHETIC" in text
+    for lang in ("en", "de"):
+        for modality in ("audio", "audio+text"):
+            assert f"| {lang} | {modality} |" in text
+    assert {"ERM W-F1", "ERM-MinMaxGAP W-F1", "ERM-MinMaxGAP Δ gap"} <= set(table.columns)
+    meta = json.loads((out / "benchmark.json").read_text())
+    assert meta["synthetic"] is True and meta["n_finished"] == 4
+
+    pred = pd.read_csv(out / "runs" / runs[0].run_id / "predictions.csv")
+    assert {"id", "y_true", "y_pred", "gender", "language", "modality", "speaker", "prob_joy"} <= set(pred.columns)
+    assert set(pred["language"]) == {"en", "de"}
+    log = pd.read_csv(out / "runs" / runs[1].run_id / "train_log.csv")
+    assert {"lambda", "R"} <= set(log.columns)  # MinMaxGAP logs its weight and penalty every step
+
+    # Resume: delete one run's row; only that run is redone, features come from the cache.
+    before = {r["run_id"]: r for r in store.rows()}
+    victim = runs[2].run_id
+    assert store.remove(victim) == 1
+    capsys.readouterr()
+    run_benchmark(cfg, progress=False)
+    printed = capsys.readouterr().out
+    assert "resuming: 3 of 4 runs already finished" in printed
+    after = {r["run_id"]: r for r in store.rows()}
+    assert set(after) == set(before)
+    for rid in before:
+        if rid != victim:
+            assert after[rid]["elapsed_s"] == before[rid]["elapsed_s"]  # untouched rows
+    meta = json.loads((out / "benchmark.json").read_text())
+    assert meta["timings_s"]["features_audio_extracted"] == 0  # warm cache: nothing re-extracted
+
+
+def test_joint_modalities_masks_text_and_uses_language_x_modality_domains(tmp_path):
+    cfg = _config(tmp_path, joint_modalities=True, objectives=[{"name": "minmaxgap"}])
+    run_benchmark(cfg, progress=False)
+    rows = ResultsStore(tmp_path / "out" / "results.jsonl").rows()
+    assert len(rows) == 1 and rows[0]["setting"] == "joint"
+    domains = {(d["language"], d["modality"]) for d in rows[0]["domains"]}
+    assert domains == {(lang, m) for lang in ("en", "de") for m in ("audio", "audio+text")}
