@@ -144,8 +144,11 @@ class MinMaxGap(Objective):
                 f"minmaxgap: gender must be 0 (male), 1 (female) or -1 (unknown); got {batch.gender}"
             )
         slot = (batch.gender + 1).add_(batch.domain, alpha=3)
+        losses = batch.losses.detach()
+        if losses.element_size() < 4:  # half precision: sum in float32 (and keep counts exact)
+            losses = losses.float()
         try:
-            sums = torch.bincount(slot, weights=batch.losses.detach(), minlength=n_slots)
+            sums = torch.bincount(slot, weights=losses, minlength=n_slots)
             counts = torch.bincount(slot, minlength=n_slots)
         except RuntimeError as err:  # a negative slot
             raise ValueError(f"minmaxgap: domain ids must be >= 0; got {batch.domain}") from err
