@@ -300,3 +300,14 @@ def test_the_reproduction_guide_training_loop_runs(tmp_path):
     np.testing.assert_allclose(
         again.predict(audios=audios, **kw).proba, clf.predict(audios=audios, **kw).proba, atol=1e-6
     )
+
+
+def test_bf16_base_keeps_fp32_adapters_and_losses(tiny_dir):
+    clf = _load(tiny_dir, precision="bf16", gradient_checkpointing=True)
+    assert clf.model.dtype == torch.bfloat16
+    assert {p.dtype for p in clf.trainable_parameters()} == {torch.float32}
+    out = clf(audios=AUDIOS, texts=TEXTS, labels=Y)
+    assert out.losses.dtype == torch.float32 and torch.isfinite(out.losses).all()
+    out.losses.mean().backward()
+    grads = [p.grad for p in clf.trainable_parameters()]
+    assert all(g is not None and torch.isfinite(g).all() for g in grads)
