@@ -65,6 +65,7 @@ def wavs(tmp_path) -> list[Path]:
 
 
 # -- encoders ---------------------------------------------------------------------------------------------
+@pytest.mark.realdata
 def test_egemaps_on_real_file_matches_opensmile(egemaps):
     path = real_files(1)[0]
     signal = load_audio(path)
@@ -316,6 +317,7 @@ def test_bad_arguments_are_rejected(tmp_path, wavs, egemaps):
         extract_audio_features(paths=wavs[0], encoder=egemaps, cache=cache, progress=False)
 
 
+@pytest.mark.realdata
 def test_real_files_extract_finite_88_dim(tmp_path, egemaps):
     paths = real_files(4)
     res = extract_audio_features(
