@@ -162,6 +162,19 @@ def test_loading_errors_are_clear(tiny_dirs, tmp_path):
         SSLEncoder.from_pretrained(tmp_path / "bert")
 
 
+@pytest.mark.parametrize("kind", ["wav2vec2", "whisper"])
+def test_task_checkpoints_load_their_encoder_weights(tmp_path, kind):
+    """Released checkpoints are often Wav2Vec2ForCTC / WhisperForConditionalGeneration: same encoder weights."""
+    path = save_tiny_ssl(tmp_path / kind, kind=kind, task_head=True, seed=3)
+    stored = load_file(path / "model.safetensors")
+    prefix = "model.encoder." if kind == "whisper" else "wav2vec2."
+    assert all(k.startswith((prefix, "model.decoder.", "proj_out", "lm_head")) for k in stored)
+    mine = SSLEncoder.from_pretrained(path).model.state_dict()
+    encoder_keys = {k[len(prefix) :] for k in stored if k.startswith(prefix)}
+    assert encoder_keys <= set(mine) and len(encoder_keys) > 10
+    assert all(torch.equal(mine[k], stored[prefix + k]) for k in encoder_keys)  # the checkpoint's tensors
+
+
 def test_checkpoint_missing_encoder_weights_is_refused(tiny_dirs, tmp_path):
     src = tiny_dirs["wav2vec2"]
     dst = tmp_path / "partial"

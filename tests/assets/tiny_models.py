@@ -126,22 +126,28 @@ def save_tiny_qwen2_audio(
     return path
 
 
-def save_tiny_ssl(path: Path, *, kind: str, seed: int = 0, layer_norm_cnn: bool = False) -> Path:
+def save_tiny_ssl(
+    path: Path, *, kind: str, seed: int = 0, layer_norm_cnn: bool = False, task_head: bool = False
+) -> Path:
     """Write a random tiny SSL encoder directory: ``kind`` in wav2vec2, hubert, wavlm, whisper.
 
     ``layer_norm_cnn`` builds the "large" wav2vec2-family variant (LayerNorm CNN, stable layer norm), which
     takes an attention mask and can be batched with padding; the default is the GroupNorm "base" variant.
+    ``task_head`` saves the checkpoint as most released ones are (wav2vec2: ``Wav2Vec2ForCTC``; whisper:
+    ``WhisperForConditionalGeneration``), with the encoder under a prefix.
     """
     from transformers import (
         HubertConfig,
         HubertModel,
         Wav2Vec2Config,
         Wav2Vec2FeatureExtractor,
+        Wav2Vec2ForCTC,
         Wav2Vec2Model,
         WavLMConfig,
         WavLMModel,
         WhisperConfig,
         WhisperFeatureExtractor,
+        WhisperForConditionalGeneration,
         WhisperModel,
     )
 
@@ -162,7 +168,7 @@ def save_tiny_ssl(path: Path, *, kind: str, seed: int = 0, layer_norm_cnn: bool 
         conv.update(feat_extract_norm="layer", do_stable_layer_norm=True)
     if kind == "wav2vec2":
         model, features = (
-            Wav2Vec2Model(Wav2Vec2Config(**conv)),
+            (Wav2Vec2ForCTC if task_head else Wav2Vec2Model)(Wav2Vec2Config(**conv)),
             Wav2Vec2FeatureExtractor(return_attention_mask=True),
         )
     elif kind == "hubert":
@@ -192,7 +198,8 @@ def save_tiny_ssl(path: Path, *, kind: str, seed: int = 0, layer_norm_cnn: bool 
             decoder_start_token_id=1,
             encoder_layerdrop=0.1,
         )
-        model, features = WhisperModel(cfg), WhisperFeatureExtractor(feature_size=16, chunk_length=1)
+        cls = WhisperForConditionalGeneration if task_head else WhisperModel
+        model, features = cls(cfg), WhisperFeatureExtractor(feature_size=16, chunk_length=1)
     else:
         raise ValueError(f"unknown tiny SSL kind {kind!r}")
     path.mkdir(parents=True, exist_ok=True)
