@@ -67,6 +67,14 @@ def test_planned_trainable_count_equals_the_classifier(tiny_dir, mode, r):
     assert plan.params_trainable == counts["trainable"]
 
 
+def test_planner_defaults_match_the_classifier_defaults(tiny_dir):
+    from fairser.models.qwen2_audio import DEFAULT_LORA, Qwen2AudioClassifier
+
+    clf = Qwen2AudioClassifier.from_pretrained(tiny_dir, labels=("neutral", "joy", "sadness", "anger"))
+    assert clf.mode == "label_tokens" and clf.lora == DEFAULT_LORA and DEFAULT_LORA.r == 8
+    assert plan_memory(backbone=tiny_dir).params_trainable == clf.count_parameters()["trainable"]
+
+
 def test_planned_counts_with_unfrozen_audio_parts(tiny_dir):
     from fairser.models.qwen2_audio import Qwen2AudioClassifier
 

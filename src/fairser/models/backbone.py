@@ -62,7 +62,7 @@ class Prediction:
     labels: tuple[str, ...]
 
 
-@dataclass
+@dataclass(frozen=True)
 class LoraSpec:
     """LoRA hyper-parameters (Hu et al. 2022; PEFT ``LoraConfig``).
 
@@ -84,7 +84,7 @@ class LoraSpec:
             raise ValueError(
                 f"LoraSpec.target_modules must be a non-empty list of names, got {self.target_modules!r}"
             )
-        self.target_modules = tuple(self.target_modules)
+        object.__setattr__(self, "target_modules", tuple(self.target_modules))
 
     @classmethod
     def coerce(cls, value: LoraSpec | Mapping | None, *, default_targets: Sequence[str]) -> LoraSpec | None:

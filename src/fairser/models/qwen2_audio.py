@@ -48,6 +48,7 @@ from fairser.models.backbone import (
 
 __all__ = [
     "AUDIO_PLACEHOLDER",
+    "DEFAULT_LORA",
     "DEFAULT_INSTRUCTION",
     "Qwen2AudioClassifier",
     "resolve_dtype",
@@ -57,6 +58,8 @@ __all__ = [
 AUDIO_PLACEHOLDER = "<|audio_bos|><|AUDIO|><|audio_eos|>"
 #: The instruction; ``{labels}`` is replaced by the comma-separated label words **(our choice)**.
 DEFAULT_INSTRUCTION = "What is the emotion of the speaker? Answer with one word from this list: {labels}."
+#: LoRA r=8, alpha=16, dropout=0.05 on q/k/v/o and gate/up/down **(our choice; the paper's values are not public)**.
+DEFAULT_LORA = LoraSpec()
 _SYSTEM = "You are a helpful assistant."
 _MODALITIES = ("audio", "audio+text")
 _MODES = ("label_tokens", "head")
@@ -65,6 +68,7 @@ _DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}
 #: Clips shorter than this are zero-padded: Qwen2-Audio needs >= 2 audio tokens (10 mel frames) per clip.
 _MIN_SAMPLES = 1600
 _META = "fairser_classifier.json"
+_UNSET = object()  # "not given": from_pretrained then takes the adapter's saved LoRA spec, or the default
 _HEAD_FILE = "fairser_cls_head.safetensors"
 _ADAPTER_DIR = "lora_adapter"
 
@@ -96,8 +100,9 @@ class Qwen2AudioClassifier(nn.Module):
     mode : {"label_tokens", "head"}
         Classification by label-word first-token scores, or by a linear head on mean-pooled hidden states.
     lora : LoraSpec, mapping or None
-        LoRA on the language model's ``q/k/v/o`` and ``gate/up/down`` projections only; ``None`` trains no
-        adapter (a frozen-LM probe in ``head`` mode, zero-shot scoring in ``label_tokens`` mode).
+        LoRA on the language model's ``q/k/v/o`` and ``gate/up/down`` projections only (default r=8,
+        alpha=16, dropout=0.05); ``None`` trains no adapter (a frozen-LM probe in ``head`` mode, zero-shot
+        scoring in ``label_tokens`` mode).
     label_words : sequence of str, optional
         Words naming the classes in the prompt and scored in ``label_tokens`` mode (default: ``labels``).
         Their first tokens must be distinct.
@@ -120,7 +125,7 @@ class Qwen2AudioClassifier(nn.Module):
         processor: Qwen2AudioProcessor,
         labels: Sequence[str],
         mode: Literal["label_tokens", "head"] = "label_tokens",
-        lora: LoraSpec | Mapping | None = None,
+        lora: LoraSpec | Mapping | None = DEFAULT_LORA,
         label_words: Sequence[str] | None = None,
         instruction: str = DEFAULT_INSTRUCTION,
         prompt_style: Literal["chat", "plain"] = "chat",
@@ -171,7 +176,7 @@ class Qwen2AudioClassifier(nn.Module):
                 lora_alpha=int(self.lora.alpha),
                 lora_dropout=float(self.lora.dropout),
                 # full-match regex: the language model's projections only, never the Whisper encoder's q/k/v
-                target_modules=rf"^model\.language_model\..*\.({names})$",
+                target_modules=rf"^(.*\.)?language_model\..*\.({names})$",
                 bias="none",
             )
             self.backbone: nn.Module = get_peft_model(model, config)
@@ -198,7 +203,7 @@ class Qwen2AudioClassifier(nn.Module):
         *,
         labels: Sequence[str],
         mode: Literal["label_tokens", "head"] | None = None,
-        lora: LoraSpec | Mapping | None = None,
+        lora: LoraSpec | Mapping | None | object = _UNSET,
         precision: str | torch.dtype | None = "auto",
         attn_implementation: str | None = None,
         adapter: str | Path | None = None,
@@ -208,7 +213,8 @@ class Qwen2AudioClassifier(nn.Module):
 
         ``path`` is a saved ``Qwen2AudioForConditionalGeneration`` directory (e.g. a local copy of
         Qwen2-Audio-7B-Instruct); ``precision`` is ``"bf16"``, ``"fp16"``, ``"fp32"`` or ``"auto"`` (the
-        checkpoint's dtype). ``adapter`` is a directory written by :meth:`save_adapter`: its LoRA weights and
+        checkpoint's dtype). ``lora`` defaults to :data:`DEFAULT_LORA` (``None``: no adapters).
+        ``adapter`` is a directory written by :meth:`save_adapter`: its LoRA weights and
         head are loaded, and its saved settings (mode, LoRA spec, label words, instruction, prompt style) fill
         whatever is not passed here (what is passed must match them). ``mode`` defaults to
         ``"label_tokens"``. Other keyword arguments go to the constructor. Raises
@@ -220,11 +226,12 @@ class Qwen2AudioClassifier(nn.Module):
             raise ValueError(f"{str(root)!r} holds a {config_type!r} model, not qwen2_audio")
         if adapter is not None:
             meta = _read_adapter_meta(adapter)
-            lora = meta["lora"] if lora is None else lora
+            lora = meta["lora"] if lora is _UNSET else lora
             mode = meta["mode"] if mode is None else mode
             for key in ("label_words", "instruction", "prompt_style"):
                 kwargs.setdefault(key, meta[key])
         mode = "label_tokens" if mode is None else mode
+        lora = DEFAULT_LORA if lora is _UNSET else lora
         load_kwargs = {
             "local_files_only": True,
             "trust_remote_code": False,
