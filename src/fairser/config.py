@@ -17,6 +17,8 @@ from fairser.data.labels import MELD_EMOTIONS
 __all__ = [
     "BenchmarkConfig",
     "CorpusConfig",
+    "CorpusSource",
+    "CrossProtocol",
     "EvalConfig",
     "FeatureConfig",
     "ObjectiveSpec",
@@ -31,16 +33,54 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
-class CorpusConfig(_Strict):
-    """Where the utterances come from: the built-in synthetic corpus or a manifest CSV."""
+class CorpusSource(_Strict):
+    """One corpus read as its authors distribute it (``fairser data import``)."""
 
-    kind: Literal["synthetic", "manifest"] = "synthetic"
+    name: str
+    path: Path
+    options: dict[str, Any] = Field(default_factory=dict)
+
+
+class CrossProtocol(_Strict):
+    """Cross-corpus / cross-lingual protocol (METHODS.md §5): train + select on A, test on B."""
+
+    by: Literal["corpus", "language"] = "corpus"
+    train: tuple[str, ...]
+    test: tuple[str, ...]
+    valid_fraction: float = Field(0.2, gt=0, lt=1)
+
+
+class CorpusConfig(_Strict):
+    """Where the utterances come from: the built-in synthetic corpus, a manifest CSV, or imported corpora."""
+
+    kind: Literal["synthetic", "manifest", "import"] = "synthetic"
     #: Output folder of the synthetic corpus, or the manifest CSV for ``kind: manifest``.
     path: Path = Path("data/synthetic")
     #: Overrides of the synthetic corpus settings (``fairser.data.synth.SynthConfig``).
     synth: dict[str, Any] = Field(default_factory=dict)
-    #: Target label set; rows with other labels are an error (map them at import time).
+    #: ``kind: import``: the corpora to read and merge (each split speaker-independently unless official).
+    sources: tuple[CorpusSource, ...] = ()
+    #: ``kind: import``: target label set the corpora's own labels are mapped onto (unmapped: dropped).
+    target: Literal["meld7", "core4"] = "meld7"
+    #: ``kind: import``: ``auto`` keeps official splits where a corpus has them, else speaker-independent.
+    split: Literal["auto", "official", "speaker"] = "auto"
+    split_seed: int = 0
+    #: Optional cross-corpus / cross-lingual protocol applied after import (replaces the splits).
+    cross: CrossProtocol | None = None
+    #: Target label set; rows with other labels are an error (for ``kind: import`` it follows ``target``).
     labels: tuple[str, ...] = MELD_EMOTIONS
+
+    @model_validator(mode="after")
+    def _check(self) -> CorpusConfig:
+        if self.kind == "import":
+            if not self.sources:
+                raise ValueError("corpus.kind 'import' needs at least one entry in corpus.sources")
+            from fairser.data.label_maps import target_labels
+
+            object.__setattr__(self, "labels", tuple(target_labels(self.target)))
+        elif self.sources:
+            raise ValueError("corpus.sources is only used with corpus.kind 'import'")
+        return self
 
 
 class FeatureConfig(_Strict):

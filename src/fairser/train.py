@@ -52,7 +52,7 @@ class ArrayDataset:
 
     def tensors(self, idx: np.ndarray | slice = slice(None)) -> dict[str, Tensor | None]:
         def t(a, dtype):
-            return None if a is None else torch.as_tensor(a[idx], dtype=dtype)
+            return None if a is None else torch.tensor(a[idx], dtype=dtype)  # copy: arrays may be read-only
 
         return {
             "audio": t(self.audio, torch.float32),

@@ -88,16 +88,50 @@ def plan_runs(config: BenchmarkConfig) -> list[RunSpec]:
 def _load_corpus(
     config: BenchmarkConfig, *, progress: bool, console: Console
 ) -> tuple[pd.DataFrame, bool, str]:
-    if config.corpus.kind == "synthetic":
+    corpus = config.corpus
+    if corpus.kind == "synthetic":
         from fairser.data.synth import SynthConfig, generate_corpus
 
-        synth = SynthConfig(**config.corpus.synth)
-        manifest = generate_corpus(config=synth, out_dir=config.corpus.path, progress=progress)
-        manifest.attrs["root"] = str(Path(config.corpus.path).resolve())
-        return manifest, True, f"built-in synthetic corpus (eSpeak NG), {config.corpus.path}"
-    manifest = read_manifest(config.corpus.path, labels=config.corpus.labels)
-    corpora = ", ".join(sorted(set(manifest["corpus"])))
-    return manifest, False, f"{corpora} ({config.corpus.path})"
+        synth = SynthConfig(**corpus.synth)
+        manifest = generate_corpus(config=synth, out_dir=corpus.path, progress=progress)
+        manifest.attrs["root"] = str(Path(corpus.path).resolve())
+        return manifest, True, f"built-in synthetic corpus (eSpeak NG), {corpus.path}"
+    if corpus.kind == "manifest":
+        manifest = read_manifest(corpus.path, labels=corpus.labels)
+        source = f"{', '.join(sorted(set(manifest['corpus'])))} ({corpus.path})"
+    else:
+        from fairser.data.corpora import import_corpus
+
+        parts = []
+        for src in corpus.sources:
+            res = import_corpus(
+                src.name,
+                src.path,
+                target=corpus.target,
+                split=corpus.split,
+                seed=corpus.split_seed,
+                **src.options,
+            )
+            dropped = ", ".join(f"{k}: {v}" for k, v in res.dropped.items()) or "none"
+            console.print(f"imported {src.name}: {len(res.manifest)} utterances (dropped: {dropped})")
+            parts.append(res.manifest)
+        manifest = pd.concat(parts, ignore_index=True)
+        source = ", ".join(f"{s.name} ({s.path})" for s in corpus.sources)
+    if corpus.cross is not None:
+        from fairser.data.splits import cross_corpus_split
+
+        cross = corpus.cross
+        manifest = cross_corpus_split(
+            manifest,
+            train=cross.train,
+            test=cross.test,
+            by=cross.by,
+            valid_fraction=cross.valid_fraction,
+            seed=corpus.split_seed,
+            shared_speakers="drop_from_train",
+        ).reset_index(drop=True)
+        source += f"; cross-{cross.by}: train {list(cross.train)} -> test {list(cross.test)}"
+    return manifest, False, source
 
 
 def prepare_data(
@@ -117,6 +151,7 @@ def prepare_data(
     notes: list[str] = []
     t0 = time.perf_counter()
     manifest, synthetic, source = _load_corpus(config, progress=progress, console=console)
+    root = manifest.attrs.get("root")
     timings["corpus"] = time.perf_counter() - t0
 
     unknown_labels = sorted(set(manifest["emotion"]) - set(config.corpus.labels))
@@ -139,7 +174,7 @@ def prepare_data(
 
     t0 = time.perf_counter()
     cache = FeatureCache(config.features.cache_dir)
-    paths = resolve_audio_paths(manifest, root=manifest.attrs.get("root"))
+    paths = resolve_audio_paths(manifest, root=root)
     audio = extract_audio_features(
         paths=paths,
         encoder=build_audio_encoder(config.features.audio, **config.features.audio_options),
