@@ -47,9 +47,11 @@ from pathlib import Path
 from fairser.models.backbone import QWEN2_LORA_TARGETS
 
 __all__ = [
+    "AUDIO_TOKENS_PER_SECOND",
     "PRESETS",
     "Plan",
     "Qwen2AudioDims",
+    "audio_token_count",
     "count_parameters",
     "format_plan_table",
     "lora_parameter_count",
