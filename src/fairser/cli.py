@@ -199,6 +199,139 @@ def benchmark(
     run_benchmark(cfg, progress=not quiet, console=console)
 
 
+@app.command("audit")
+def audit(
+    predictions: Annotated[
+        list[Path],
+        typer.Argument(
+            help="Predictions CSV(s): one row per utterance with y_true, y_pred (or prob_<label> columns), the "
+            "sensitive and domain columns, ideally speaker and id. A benchmark output folder reads all its "
+            "runs/*/predictions.csv."
+        ),
+    ],
+    labels: Annotated[
+        str | None, typer.Option(help="Label set: comma-separated, or meld7 / core4 (default: inferred).")
+    ] = None,
+    group_cols: Annotated[
+        str,
+        typer.Option(
+            "--group-cols",
+            help="Sensitive columns, comma-separated (e.g. gender,age_band); with several, their "
+            "intersection is audited too.",
+        ),
+    ] = "gender",
+    domain_cols: Annotated[
+        str, typer.Option("--domain-cols", help="Columns whose combination is a domain ('' for none).")
+    ] = "language,modality",
+    by: Annotated[
+        str | None,
+        typer.Option(
+            "--by",
+            help="Columns identifying a run, each audited separately (default: those of objective, setting, "
+            "seed, run_id, split present; '' for one run).",
+        ),
+    ] = None,
+    n_boot: Annotated[int, typer.Option(help="Bootstrap resamples (0: no CIs).")] = 1000,
+    n_perm: Annotated[int, typer.Option(help="Permutations for the gap p-values (0: none).")] = 1000,
+    ci: Annotated[float, typer.Option(help="Confidence level of the percentile CIs.")] = 0.95,
+    min_samples: Annotated[int, typer.Option(help="Smallest group or domain with defined metrics.")] = 10,
+    resample: Annotated[
+        str, typer.Option(help="speaker (cluster bootstrap, default) or utterance.")
+    ] = "speaker",
+    intersectional: Annotated[
+        bool, typer.Option(help="Audit the intersection of several sensitive columns too.")
+    ] = True,
+    seed: Annotated[int, typer.Option(help="Seed of the bootstrap and permutations.")] = 0,
+    out: Annotated[
+        Path | None,
+        typer.Option(
+            "--out", "-o", help="Output folder (default: <file>_audit beside the file, or <folder>/audit)."
+        ),
+    ] = None,
+    quiet: QuietOpt = False,
+) -> None:
+    """Fairness audit of any model's predictions: metrics, gender gaps, parity, CIs, p-values (METHODS.md §2).
+
+    Per run, domain and group (and intersectional groups), with per-class TPR/FPR gaps and confusion matrices
+    per group. Writes tidy CSVs, undefined.csv (every NaN with its reason) and audit.json to --out; render
+    them with `fairser report OUT`.
+    """
+    from fairser.audit import AuditInputError, audit_predictions
+
+    def cols(text: str | None) -> list[str] | None:
+        return None if text is None else [c.strip() for c in text.split(",") if c.strip()]
+
+    try:
+        result = audit_predictions(
+            predictions,
+            labels=labels,
+            group_cols=cols(group_cols),
+            domain_cols=cols(domain_cols),
+            by=cols(by),
+            intersectional=intersectional,
+            n_boot=n_boot,
+            n_perm=n_perm,
+            ci=ci,
+            min_samples=min_samples,
+            resample=resample,
+            seed=seed,
+            progress=not quiet,
+        )
+    except AuditInputError as e:
+        from rich.markup import escape
+
+        console.print(f"[red]cannot audit[/] {escape(', '.join(map(str, predictions)))}:\n{escape(str(e))}")
+        raise typer.Exit(2) from e
+    if out is None:
+        first = predictions[0]
+        out = first / "audit" if first.is_dir() else first.with_name(f"{first.stem}_audit")
+    result.print_summary(console=console)
+    paths = result.write(out)
+    console.print(
+        f"wrote the audit ({len(result)} run × attribute frame(s)) to {out}/: "
+        + ", ".join(p.name for p in paths.values())
+    )
+
+
+@app.command("report")
+def report(
+    source: Annotated[
+        Path,
+        typer.Argument(help="A benchmark output folder (results.jsonl) or an audit folder (audit.json)."),
+    ],
+    out: Annotated[
+        Path | None, typer.Option("--out", "-o", help="Output folder (default: SOURCE/report).")
+    ] = None,
+    n_boot: Annotated[
+        int, typer.Option(help="Bootstrap resamples for the per-class CIs of a benchmark folder.")
+    ] = 1000,
+    seed: Annotated[int, typer.Option(help="Seed of that bootstrap.")] = 0,
+    quiet: QuietOpt = False,
+) -> None:
+    """Self-contained HTML report (figures embedded, no network needed), PNG figures and a Markdown table.
+
+    Figures: language x modality heatmap of the W-F1 gender gap per objective; W-F1 against worst-domain gap
+    per objective (error bars); per-class TPR gaps with CIs. Plus the paper-style table and every undefined
+    number with its reason.
+    """
+    from fairser.report import build_report
+
+    try:
+        result = build_report(source, out_dir=out, n_boot=n_boot, seed=seed, progress=not quiet)
+    except (FileNotFoundError, ValueError) as e:
+        from rich.markup import escape
+
+        console.print(f"[red]cannot build a report[/] from {escape(str(source))}: {escape(str(e))}")
+        raise typer.Exit(2) from e
+    if result.data is not None and result.data.synthetic:
+        console.print("[bold reverse] SYNTHETIC DATA [/] the report says so on every page and figure")
+    console.print(f"report: {result.html}")
+    console.print(
+        f"markdown: {result.markdown}  table: {result.table}  undefined numbers: {result.undefined}"
+    )
+    console.print("figures: " + ", ".join(str(p) for p in result.figures.values()))
+
+
 def main() -> None:  # pragma: no cover
     app()
 

@@ -1,0 +1,231 @@
+"""``fairser report``: a benchmark or audit folder -> one self-contained HTML file, PNG figures, Markdown."""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from fairser.bench.table import long_results, paper_table, render_table
+from fairser.report.data import ReportData, load_report_data
+from fairser.report.figures import (
+    figure_png,
+    gap_cells,
+    plot_gap_heatmap,
+    plot_per_class_gaps,
+    plot_tradeoff,
+    tradeoff_points,
+)
+from fairser.report.html import ReportFigure, render_html
+from fairser.report.markdown import render_markdown
+
+__all__ = ["Report", "build_report", "headline_table"]
+
+
+@dataclass
+class Report:
+    """Where a report was written."""
+
+    out_dir: Path
+    html: Path
+    markdown: Path
+    table: Path | None
+    undefined: Path
+    figures: dict[str, Path] = field(default_factory=dict)
+    data: ReportData | None = None
+
+    def files(self) -> list[Path]:
+        out = [self.html, self.markdown, *self.figures.values(), self.undefined]
+        if self.table is not None:
+            out.insert(2, self.table)
+        return out
+
+
+def _pm(mean: float, std: float) -> str:
+    if not np.isfinite(mean):
+        return "–"
+    return f"{100 * mean:.1f}" + (f" ± {100 * std:.1f}" if np.isfinite(std) else "")
+
+
+def headline_table(rows: list[dict]) -> pd.DataFrame:
+    """Per objective and setting: overall W-F1, mean and worst-domain W-F1 gender gap, in % (mean ± std over
+    seeds)."""
+    long = long_results(rows)
+    if long.empty:
+        return pd.DataFrame()
+    out = []
+    for (obj, setting), sub in long.groupby(["objective", "setting"], sort=False):
+        overall = sub[sub["language"] == "Overall"]
+        worst = sub[sub["language"] == "Worst domain"]
+        out.append(
+            {
+                "objective": obj,
+                "setting": setting,
+                "seeds": int(overall["seed"].nunique()),
+                "W-F1 (%)": _pm(overall["weighted_f1"].mean(), overall["weighted_f1"].std()),
+                "mean gap (%)": _pm(overall["gap"].mean(), overall["gap"].std()),
+                "worst-domain gap (%)": _pm(worst["gap"].mean(), worst["gap"].std()),
+            }
+        )
+    return pd.DataFrame(out)
+
+
+def build_report(
+    source: str | Path,
+    *,
+    out_dir: str | Path | None = None,
+    n_boot: int = 1000,
+    seed: int = 0,
+    dpi: int = 110,
+    progress: bool = False,
+) -> Report:
+    """Render the report of a benchmark output folder or an audit folder.
+
+    Parameters
+    ----------
+    source : path
+        A folder with ``results.jsonl`` (``fairser benchmark``) or ``audit.json`` (``fairser audit --out``).
+    out_dir : path, optional
+        Where to write; default ``<source>/report``. Writes ``report.html`` (self-contained: figures
+        embedded as base64 PNG, CSS inline, no network needed), ``report.md``, ``table.md`` / ``table.csv``
+        (the paper-style table), ``undefined.csv`` and ``figures/gap_heatmap.png``, ``figures/tradeoff.png``,
+        ``figures/per_class_tpr_gaps.png``.
+    n_boot : int
+        Bootstrap resamples for the per-class CIs of a benchmark folder (an audit folder has its own CIs).
+    seed : int
+        Seed of that bootstrap.
+    """
+    source = Path(source)
+    data = load_report_data(source, n_boot=n_boot, seed=seed, progress=progress)
+    out = Path(out_dir) if out_dir is not None else (source if source.is_dir() else source.parent) / "report"
+    fig_dir = out / "figures"
+    fig_dir.mkdir(parents=True, exist_ok=True)
+    src_text = data.source
+    row_name, col_name = data.axis_names
+
+    figures: list[ReportFigure] = []
+    cells = gap_cells(data.rows)
+    fig = plot_gap_heatmap(
+        cells,
+        row_name=row_name or "domain",
+        col_name=col_name or "",
+        synthetic=data.synthetic,
+        source=src_text,
+    )
+    figures.append(
+        ReportFigure(
+            "gap_heatmap",
+            figure_png(fig, dpi=dpi),
+            f"Gender gap in W-F1 per {row_name or 'domain'} × {col_name or '-'} and objective, in % (mean ± std "
+            "over seeds), with the number of seeds whose permutation test gives p < 0.05. Hatched cells "
+            "(n/a) are undefined; the reasons are listed below.",
+            "Heatmap of the W-F1 gender gap per domain, one panel per objective",
+        )
+    )
+    points = tradeoff_points(data.rows)
+    fig = plot_tradeoff(points, synthetic=data.synthetic, source=src_text)
+    errors = "; ".join(sorted(set(points["error"].dropna()))) or "none"
+    figures.append(
+        ReportFigure(
+            "tradeoff",
+            figure_png(fig, dpi=dpi),
+            "Overall W-F1 against the worst-domain W-F1 gender gap, one point per objective (up and left is "
+            f"better). Error bars: {errors}.",
+            "Scatter of overall W-F1 against worst-domain gender gap per objective",
+        )
+    )
+    if len(data.per_class):
+        fig = plot_per_class_gaps(
+            data.per_class,
+            domain_cols=data.domain_cols,
+            ci=data.ci,
+            synthetic=data.synthetic,
+            source=src_text,
+            error_label=data.per_class_error,
+        )
+        figures.append(
+            ReportFigure(
+                "per_class_tpr_gaps",
+                figure_png(fig, dpi=dpi),
+                "Which emotions drive the gap: per-class gender gap in TPR (recall); bars: "
+                f"{data.per_class_error or f'{int(round(100 * data.ci))}% speaker-level bootstrap CI'}. "
+                f"{data.per_class_caption}",
+                "Per-class TPR gender gaps with confidence intervals, one panel per domain",
+            )
+        )
+    paths: dict[str, Path] = {}
+    for f in figures:
+        f.filename = f"figures/{f.name}.png"
+        paths[f.name] = out / f.filename
+        paths[f.name].write_bytes(f.png)
+
+    table = paper_table(data.rows, baseline=data.baseline)
+    table_md = render_table(table, synthetic=data.synthetic, source=src_text, n_seeds=max(1, data.n_seeds))
+    if data.kind == "audit" and data.axis_names != ("language", "modality"):
+        table_md += f"\nLanguage = {row_name or 'all'}, Modality = {col_name or 'all'} (the audit's domain columns).\n"
+    (out / "table.md").write_text(table_md)
+    table.to_csv(out / "table.csv", index=False)
+    undefined_path = out / "undefined.csv"
+    data.undefined.to_csv(undefined_path, index=False)
+
+    headline = headline_table(data.rows)
+    when = dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
+    kind = "benchmark output folder" if data.kind == "benchmark" else "audit folder"
+    meta_lines = [
+        f"**Data source:** {src_text}" + (" — **SYNTHETIC**" if data.synthetic else ""),
+        f"**Input:** {kind} `{data.path}`; {len(data.rows)} run(s), {data.n_seeds} seed(s), baseline {data.baseline}.",
+        f"**Generated:** {when} by fairser report.",
+        "Gap = |W-F1(male) − W-F1(female)| within a domain (METHODS.md §2); mean gap = mean over domains; "
+        "worst-domain gap = max over domains.",
+    ]
+    files = [
+        str(p)
+        for p in (
+            out / "report.html",
+            out / "report.md",
+            out / "table.md",
+            out / "table.csv",
+            undefined_path,
+            *paths.values(),
+        )
+    ]
+    title = "fairser report: gender gaps in speech emotion recognition"
+    page = render_html(
+        title=title,
+        synthetic=data.synthetic,
+        meta_lines=meta_lines,
+        headline=headline,
+        figures=figures,
+        table_markdown=table_md,
+        undefined=data.undefined,
+        notes=data.notes,
+        warnings=data.warnings,
+        files=files,
+    )
+    html_path = out / "report.html"
+    html_path.write_text(page, encoding="utf-8")
+    md = render_markdown(
+        title=title,
+        synthetic=data.synthetic,
+        meta_lines=meta_lines,
+        headline=headline,
+        figures=[(f.filename, f.caption) for f in figures],
+        table_markdown=table_md,
+        undefined=data.undefined,
+        notes=data.notes,
+        warnings=data.warnings,
+    )
+    md_path = out / "report.md"
+    md_path.write_text(md, encoding="utf-8")
+    return Report(
+        out_dir=out,
+        html=html_path,
+        markdown=md_path,
+        table=out / "table.md",
+        undefined=undefined_path,
+        figures=paths,
+        data=data,
+    )

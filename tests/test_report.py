@@ -1,0 +1,329 @@
+"""fairser report: figures, self-contained HTML and Markdown from a (fake) benchmark folder and an audit folder."""
+
+from __future__ import annotations
+
+import base64
+import json
+import re
+import zlib
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from PIL import Image
+from sklearn.metrics import f1_score
+from typer.testing import CliRunner
+
+from fairser.audit import audit_predictions
+from fairser.bench.results import ResultsStore
+from fairser.bench.table import paper_table, render_table
+from fairser.cli import app
+from fairser.metrics import evaluate_predictions
+from fairser.report import build_report, gap_cells, plot_gap_heatmap, plot_tradeoff, tradeoff_points
+
+LABELS = ["neutral", "joy", "sadness", "anger"]
+OBJECTIVES = (("erm", "ERM"), ("minmaxgap", "ERM-MinMaxGAP"))
+
+
+def _predictions(*, setting, objective, label, seed, languages, female_only=(), utts=12, spk=4):
+    """Test predictions of one run: 'de' has a planted gap (females worse) that MinMaxGAP halves."""
+    rng = np.random.default_rng(zlib.crc32(f"{setting}/{objective}/{seed}".encode()))
+    modalities = ["audio", "audio+text"] if setting == "joint" else [setting]
+    rows = []
+    for lang in languages:
+        for gender in ("male", "female"):
+            if gender == "male" and lang in female_only:
+                continue
+            for s in range(spk):
+                speaker = f"{lang}-{gender[0]}{s}"
+                acc = 0.75
+                if lang == "de" and gender == "female":
+                    acc = 0.45 if objective == "erm" else 0.6
+                for u in range(utts):
+                    t = (s + u) % len(LABELS)
+                    p = t if rng.random() < acc else (t + 1 + int(rng.integers(3))) % len(LABELS)
+                    prob = np.full(len(LABELS), 0.1)
+                    prob[p] = 0.7
+                    for mod in modalities:
+                        rows.append(
+                            {
+                                "id": f"{speaker}-{u}",
+                                "split": "test",
+                                "y_true": LABELS[t],
+                                "y_pred": LABELS[p],
+                                **{f"prob_{lab}": prob[i] for i, lab in enumerate(LABELS)},
+                                "gender": gender,
+                                "language": lang,
+                                "modality": mod,
+                                "speaker": speaker,
+                                "corpus": "synthetic",
+                            }
+                        )
+    pred = pd.DataFrame(rows)
+    pred["objective"], pred["seed"], pred["setting"] = label, seed, setting
+    return pred
+
+
+def _run_row(pred: pd.DataFrame, *, run_id, setting, objective, label, seed) -> dict:
+    """A results.jsonl row as fairser.bench.runner.execute_run writes it."""
+    ev = evaluate_predictions(pred, labels=LABELS, n_boot=50, n_perm=50, seed=seed)
+    domains = []
+    for (lang, mod), sub in pred.groupby(["language", "modality"], sort=False):
+        d = {"language": lang, "modality": mod, "n": len(sub)}
+        d["weighted_f1"] = f1_score(
+            sub.y_true, sub.y_pred, labels=LABELS, average="weighted", zero_division=0
+        )
+        g = ev.gaps[(ev.gaps.language == lang) & (ev.gaps.modality == mod)]
+        for rec in g.to_dict(orient="records"):
+            for col in ("gap", "signed_gap", "ci_low", "ci_high", "p_value", "reason"):
+                d[f"{rec['metric']}_{col}"] = rec[col]
+        b = ev.by_group[(ev.by_group.language == lang) & (ev.by_group.modality == mod)]
+        for rec in b[b.metric == "weighted_f1"].to_dict(orient="records"):
+            d[f"weighted_f1_{rec['gender']}"] = rec["value"]
+        domains.append(d)
+    return {
+        "run_id": run_id,
+        "status": "ok",
+        "setting": setting,
+        "objective": objective,
+        "objective_label": label,
+        "seed": seed,
+        "domains": domains,
+        "overall_weighted_f1": f1_score(
+            pred.y_true, pred.y_pred, labels=LABELS, average="weighted", zero_division=0
+        ),
+        "summary": ev.summary.to_dict(orient="records"),
+        "notes": list(ev.notes),
+    }
+
+
+def make_fake_benchmark(
+    root: Path,
+    *,
+    seeds=(0, 1),
+    settings=("audio", "audio+text"),
+    languages=("en", "de", "ja"),
+    female_only=("ja",),
+    synthetic=True,
+    with_predictions=True,
+) -> Path:
+    """A benchmark output folder as fairser.bench.runner.run_benchmark writes it (results.jsonl,
+    runs/<id>/predictions.csv, table.md/csv, benchmark.json), without training anything."""
+    root.mkdir(parents=True, exist_ok=True)
+    store = ResultsStore(root / "results.jsonl")
+    for setting in settings:
+        for objective, label in OBJECTIVES:
+            for seed in seeds:
+                run_id = f"{setting}__{label}__seed{seed}__fake"
+                pred = _predictions(
+                    setting=setting,
+                    objective=objective,
+                    label=label,
+                    seed=seed,
+                    languages=languages,
+                    female_only=female_only,
+                )
+                pred["run_id"] = run_id
+                if with_predictions:
+                    (root / "runs" / run_id).mkdir(parents=True, exist_ok=True)
+                    pred.to_csv(root / "runs" / run_id / "predictions.csv", index=False)
+                store.append(
+                    _run_row(
+                        pred, run_id=run_id, setting=setting, objective=objective, label=label, seed=seed
+                    )
+                )
+    store.append({"run_id": "broken", "status": "failed", "error": "RuntimeError: boom"})
+    rows = [r for r in store.rows() if r["status"] == "ok"]
+    table = paper_table(rows, baseline="ERM")
+    source = "built-in synthetic corpus (eSpeak NG), data/synthetic" if synthetic else "emodb (fake)"
+    (root / "table.md").write_text(
+        render_table(table, synthetic=synthetic, source=source, n_seeds=len(seeds))
+    )
+    table.to_csv(root / "table.csv", index=False)
+    meta = {"name": "fake", "synthetic": synthetic, "source": source, "sampler": "stratified", "notes": []}
+    (root / "benchmark.json").write_text(json.dumps(meta))
+    return root
+
+
+# ----------------------------------------------------------------------------------------------- fixtures
+
+
+@pytest.fixture(scope="module")
+def bench_dir(tmp_path_factory):
+    return make_fake_benchmark(tmp_path_factory.mktemp("bench") / "results")
+
+
+@pytest.fixture(scope="module")
+def bench_report(bench_dir, tmp_path_factory):
+    return build_report(bench_dir, out_dir=tmp_path_factory.mktemp("report"), n_boot=100)
+
+
+_EXTERNAL = re.compile(r"""(?:src|href|srcset|action|poster|data)\s*=\s*["']?\s*(?:https?:)?//""", re.I)
+
+
+def assert_self_contained(page: str) -> None:
+    """No resource the browser would fetch: no http(s):// or //host src/href, no <link>, no script src,
+    no CSS url() or @import to anything but data: URIs."""
+    assert not _EXTERNAL.search(page), _EXTERNAL.search(page).group(0)
+    assert "<link" not in page.lower() and "<script" not in page.lower()
+    assert "@import" not in page
+    for url in re.findall(r"url\(([^)]*)\)", page):
+        assert url.strip("'\" ").startswith("data:"), url
+
+
+def _png_images(page: str) -> list[bytes]:
+    return [
+        base64.b64decode(b) for b in re.findall(r'<img src="data:image/png;base64,([A-Za-z0-9+/=]+)"', page)
+    ]
+
+
+# ----------------------------------------------------------------------------------------------- report
+
+
+def test_report_from_benchmark_folder(bench_report, bench_dir):
+    page = bench_report.html.read_text()
+    assert_self_contained(page)
+    images = _png_images(page)
+    assert len(images) == 3 and all(img.startswith(b"\x89PNG\r\n\x1a\n") for img in images)
+    for name in ("gap_heatmap", "tradeoff", "per_class_tpr_gaps"):
+        png = bench_report.figures[name]
+        assert png.parent == bench_report.out_dir / "figures" and png.read_bytes() in images
+        pixels = np.asarray(Image.open(png).convert("L"), dtype=float)
+        assert pixels.std() > 20 and pixels.shape[0] > 300  # a drawn figure, not a blank canvas
+    assert 'id="synthetic-banner"' in page and "SYNTHETIC DATA" in page
+    assert "built-in synthetic corpus (eSpeak NG)" in page
+    # The paper table is fairser.bench.table's own rendering.
+    rows = [r for r in ResultsStore(bench_dir / "results.jsonl").rows() if r["status"] == "ok"]
+    expected = render_table(
+        paper_table(rows, baseline="ERM"), synthetic=True, source=bench_report.data.source, n_seeds=2
+    )
+    assert bench_report.table.read_text() == expected
+    assert page.count("<tr>") > 10 and "ERM-MinMaxGAP" in page
+    # Undefined numbers with their reason: Japanese has female speakers only.
+    und = pd.read_csv(bench_report.undefined)
+    ja = und[und.domain.str.startswith("ja")]
+    assert len(ja) and ja.reason.str.contains("one gender only").all()
+    assert "one gender only (female): no gap" in page
+    assert "run broken failed: RuntimeError: boom" in page  # the failed run is a visible warning
+    md = bench_report.markdown.read_text()
+    assert "SYNTHETIC DATA" in md and "![" in md and "figures/tradeoff.png" in md and expected in md
+
+
+def test_report_from_audit_folder_of_a_hand_made_csv(tmp_path):
+    rng = np.random.default_rng(0)
+    rows = []
+    for lang in ("en", "de"):
+        for gender in ("male", "female"):
+            for s in range(3):
+                for u in range(8):
+                    t = LABELS[(s + u) % 4]
+                    p = (
+                        t
+                        if rng.random() < (0.5 if gender == "female" and lang == "de" else 0.8)
+                        else LABELS[0]
+                    )
+                    rows.append((f"{lang}{gender}{s}-{u}", t, p, gender, lang, "audio", f"{lang}{gender}{s}"))
+    cols = ["id", "y_true", "y_pred", "gender", "language", "modality", "speaker"]
+    csv = tmp_path / "mine.csv"
+    pd.DataFrame(rows, columns=cols).to_csv(csv, index=False)
+    audit = audit_predictions(csv, labels=LABELS, n_boot=100, n_perm=100)
+    audit.write(tmp_path / "audit")
+    report = build_report(tmp_path / "audit")
+    assert report.out_dir == tmp_path / "audit" / "report"
+    page = report.html.read_text()
+    assert_self_contained(page)
+    assert "SYNTHETIC" not in page and "mine.csv" in page
+    assert len(_png_images(page)) == 3
+    # The paper table holds the audit's own numbers.
+    frame = audit.frame()
+    table = pd.read_csv(report.out_dir / "table.csv")
+    de = table[(table.language == "de") & (table.modality == "audio")].iloc[0]
+    assert de["model W-F1"] == pytest.approx(frame.by_domain.loc[("de", "audio"), "weighted_f1"])
+    assert de["model gap"] == pytest.approx(
+        frame.difference(metric="weighted_f1").loc[("de", "audio")].iloc[0]
+    )
+    # One run: the trade-off error bars are its bootstrap CIs.
+    assert "bootstrap CI (one seed)" in page
+
+
+def test_report_without_predictions_or_metadata_says_what_is_missing(tmp_path):
+    root = make_fake_benchmark(tmp_path / "r", seeds=(0,), settings=("audio",), with_predictions=False)
+    (root / "benchmark.json").unlink()
+    report = build_report(root, n_boot=50)
+    page = report.html.read_text()
+    assert "per_class_tpr_gaps" not in report.figures and len(_png_images(page)) == 2
+    assert "per-class figure not drawn: no runs/&lt;run_id&gt;/predictions.csv" in page
+    assert "benchmark.json is missing" in page
+    with pytest.raises(FileNotFoundError, match="neither results.jsonl"):
+        build_report(tmp_path)
+
+
+def test_tradeoff_points_and_plot(bench_dir):
+    rows = [r for r in ResultsStore(bench_dir / "results.jsonl").rows() if r["status"] == "ok"]
+    points = tradeoff_points(rows)
+    assert len(points) == 4 and set(points.n_seeds) == {2}
+    erm = points[(points.objective == "ERM") & (points.setting == "audio")].iloc[0]
+    runs = [r for r in rows if r["objective_label"] == "ERM" and r["setting"] == "audio"]
+    wf1 = np.array([r["overall_weighted_f1"] for r in runs])
+    worst = np.array(
+        [
+            np.nanmax(
+                [np.nan if d["weighted_f1_gap"] is None else d["weighted_f1_gap"] for d in r["domains"]]
+            )
+            for r in runs
+        ]
+    )
+    assert erm.wf1 == pytest.approx(wf1.mean()) and erm.wf1_high - erm.wf1 == pytest.approx(wf1.std(ddof=1))
+    assert erm.gap == pytest.approx(worst.mean()) and erm.gap - erm.gap_low == pytest.approx(
+        worst.std(ddof=1)
+    )
+    fig = plot_tradeoff(points, synthetic=True, source="test data")
+    axes = [ax for ax in fig.axes if ax.get_xlabel()]
+    assert len(axes) == 2 and all("gap" in ax.get_xlabel() and "W-F1" in ax.get_ylabel() for ax in axes)
+    # Grayscale: objectives differ by marker shape and fill, not by colour alone.
+    lines = [ln for ln in axes[0].get_lines() if ln.get_marker() not in ("None", None, "_", "|")]
+    assert {ln.get_marker() for ln in lines} == {"o", "s"}
+    assert {ln.get_markerfacecolor() for ln in lines} == {"black", "white"}
+    texts = [t.get_text() for t in fig.texts]
+    assert any("SYNTHETIC" in t for t in texts) and any("Data: test data" in t for t in texts)
+    # Into a caller's axes (the method-zoo comparison): no banner added.
+    from matplotlib.figure import Figure
+
+    own = Figure()
+    ax = own.subplots()
+    assert plot_tradeoff(points[points.setting == "audio"], ax=ax) is own and len(ax.get_lines()) > 0
+    assert not own.texts
+
+
+def test_gap_cells_and_heatmap_mark_undefined_cells(bench_dir):
+    rows = [r for r in ResultsStore(bench_dir / "results.jsonl").rows() if r["status"] == "ok"]
+    cells = gap_cells(rows)
+    de = cells[(cells.objective == "ERM") & (cells.language == "de") & (cells.modality == "audio")].iloc[0]
+    gaps = [
+        d["weighted_f1_gap"]
+        for r in rows
+        if r["objective_label"] == "ERM"
+        for d in r["domains"]
+        if (d["language"], d["modality"]) == ("de", "audio")
+    ]
+    assert de.gap == pytest.approx(np.mean(gaps)) and de.n_seeds == 2 and de.n_tested == 2
+    ja = cells[cells.language == "ja"]
+    assert ja.gap.isna().all() and ja.n_tested.eq(0).all() and ja.reason.str.contains("one gender only").all()
+    fig = plot_gap_heatmap(cells, synthetic=False, source="x")
+    texts = [t.get_text() for ax in fig.axes for t in ax.texts]
+    assert texts.count("n/a") == 4  # ja x 2 modalities x 2 objectives
+    assert any(t.startswith(f"{100 * de.gap:.1f} ± ") for t in texts)
+    heat_axes = [ax for ax in fig.axes if ax.get_title()]
+    assert [ax.get_title() for ax in heat_axes] == ["ERM", "ERM-MinMaxGAP"]
+    assert all(ax.get_xlabel() == "modality" and ax.get_ylabel() == "language" for ax in heat_axes)
+
+
+def test_cli_report(bench_dir, tmp_path):
+    out = tmp_path / "rep"
+    result = CliRunner().invoke(app, ["report", str(bench_dir), "--out", str(out), "--n-boot", "50", "-q"])
+    assert result.exit_code == 0, result.output
+    assert str(out / "report.html") in result.output and "figures:" in result.output
+    assert (out / "figures" / "tradeoff.png").is_file()
+    bad = CliRunner().invoke(app, ["report", str(tmp_path / "missing")])
+    assert bad.exit_code == 2 and "does not exist" in bad.output
