@@ -4,11 +4,11 @@ Run: ``.venv/bin/python benchmarks/bench_objectives.py [--reps 2000] [--threads 
 
 One step = forward of an MLP head (88 -> 256 -> 7) on random 88-dim eGeMAPS-sized features, per-sample
 cross-entropy, the objective, backward, Adam step. Batch of 256 drawn over 3 languages x 2 genders (the
-same fixed batch for every objective; no sampler is used). Steps of all objectives are interleaved
-(in a shuffled order each round) so machine noise hits them alike; each ratio is median(objective) / median(ERM). A second,
-identical ERM shows the noise floor (its ratio should be ~1). The last line is the worst ratio of a
-non-ERM objective (goal: <= 1.1). On a loaded machine tiny ops slow down far more than the head's matmuls,
-so run it when the machine is quiet.
+same fixed batch for every objective; no sampler is used). Steps of all objectives are interleaved in a
+shuffled order each round, so machine noise hits them alike, and timed by this thread's CPU clock by
+default; each ratio is median(objective) / median(ERM). A second, identical ERM shows the noise floor (its
+ratio should be ~1). The last line is the worst ratio of a non-ERM objective (goal: <= 1.1). On a loaded
+machine each tiny op slows down far more than the head's matmuls, so run it when the machine is quiet.
 """
 
 from __future__ import annotations

@@ -15,9 +15,19 @@ from torch import Tensor
 from fairser.objectives._common import check_choice, check_range
 from fairser.objectives.base import GroupBatch, Objective, ObjectiveOutput, register
 
-__all__ = ["GapPenalty", "MinMaxGap"]
+__all__ = ["GapPenalty", "GroupStats", "MinMaxGap"]
 
 _RATIO_EPS = 1e-8
+
+
+class GroupStats(NamedTuple):
+    """One batch's group statistics (NumPy, float64), from :meth:`MinMaxGap.group_statistics`."""
+
+    means: np.ndarray  # (n_domains, 2) mean loss of (domain, male) and (domain, female); 0 if absent
+    counts: np.ndarray  # (n_domains, 2) sample counts
+    erm: float  # mean loss over the whole batch (unknown gender included)
+    slot: Tensor  # (N,) slot 3 * domain + gender + 1 of each sample (slot 0 of a domain: unknown gender)
+    slot_sums: np.ndarray  # (n_domains, 3) loss sums per slot
 
 
 class GapPenalty(NamedTuple):
@@ -129,7 +139,7 @@ class MinMaxGap(Objective):
         self.register_buffer("ema", torch.zeros(self.n_groups))
         self.register_buffer("ema_seen", torch.zeros(self.n_groups, dtype=torch.bool))
 
-    def group_statistics(self, batch: GroupBatch) -> tuple[np.ndarray, np.ndarray, float, Tensor]:
+    def group_statistics(self, batch: GroupBatch) -> GroupStats:
         """Batch mean loss of each (domain, gender) group, its count, the mean loss, and each sample's slot.
 
         Means and counts are ``(n_domains, 2)`` arrays (column 0 male, 1 female) holding the same values as
@@ -138,12 +148,16 @@ class MinMaxGap(Objective):
         samples): a fraction of the cost of a dozen tiny ops, which matters next to a small head's step.
         """
         n_slots = 3 * self.n_domains
-        lo, hi = torch.aminmax(batch.gender)
-        if lo.item() < -1 or hi.item() > 1:
+        slot = batch.gender + 1
+        try:
+            gender_ok = torch.bincount(slot).shape[0] <= 3  # a shape check: no sync
+        except RuntimeError:  # a negative value
+            gender_ok = False
+        if not gender_ok:
             raise ValueError(
                 f"minmaxgap: gender must be 0 (male), 1 (female) or -1 (unknown); got {batch.gender}"
             )
-        slot = (batch.gender + 1).add_(batch.domain, alpha=3)
+        slot.add_(batch.domain, alpha=3)
         losses = batch.losses.detach()
         if losses.element_size() < 4:  # half precision: sum in float32 (and keep counts exact)
             losses = losses.float()
@@ -159,7 +173,7 @@ class MinMaxGap(Objective):
         stats = torch.cat([sums, counts]).cpu().numpy().astype(np.float64).reshape(2, self.n_domains, 3)
         erm = float(stats[0].sum()) / slot.shape[0]
         counts_mf = stats[1, :, 1:]
-        return stats[0, :, 1:] / np.maximum(counts_mf, 1.0), counts_mf, erm, slot
+        return GroupStats(stats[0, :, 1:] / np.maximum(counts_mf, 1.0), counts_mf, erm, slot, stats[0])
 
     def gap_penalty(self, *, means: np.ndarray, counts: np.ndarray) -> GapPenalty:
         """``R_t`` and ``dR_t / d mean_g`` from one batch's ``(n_domains, 2)`` group means and counts.
@@ -202,8 +216,9 @@ class MinMaxGap(Objective):
         losses = batch.losses
         if losses.shape[0] == 0:
             raise ValueError("minmaxgap: the batch is empty")
-        means, counts, erm, slot = self.group_statistics(batch)
-        pen = self.gap_penalty(means=means, counts=counts)
+        stats = self.group_statistics(batch)
+        erm, counts = stats.erm, stats.counts
+        pen = self.gap_penalty(means=stats.means, counts=counts)
         if self.weight == "fixed":
             lam = self.lam
         elif self.weight == "dual":
@@ -212,12 +227,12 @@ class MinMaxGap(Objective):
             lam = self.lam * erm / (pen.r + _RATIO_EPS)  # a Python float: no gradient through the ratio
 
         # dL/dl_i = 1/N + lam * dR/d mean_g / n_g for sample i in group g (unknown gender: 1/N); the dot
-        # product carries this exact gradient, and the constant shifts its value to the exact L
+        # product carries this exact gradient, and a constant shifts its value to the exact L
         table = np.full((self.n_domains, 3), 1.0 / losses.shape[0])
         table[:, 1:] += lam * pen.d_r_d_mean / np.maximum(counts, 1.0)
-        weights = torch.from_numpy(table.reshape(-1)).to(losses).index_select(0, slot)
-        surrogate = torch.dot(losses, weights)
-        loss = surrogate + (erm + lam * pen.r - surrogate.item())
+        weights = torch.from_numpy(table.reshape(-1)).to(losses).index_select(0, stats.slot)
+        dot_value = float(np.dot(table.reshape(-1), stats.slot_sums.reshape(-1)))  # = sum_i w_i l_i
+        loss = torch.dot(losses, weights) + (erm + lam * pen.r - dot_value)
 
         if self.training:
             with torch.no_grad():
