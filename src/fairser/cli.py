@@ -332,6 +332,48 @@ def report(
     console.print("figures: " + ", ".join(str(p) for p in result.figures.values()))
 
 
+@app.command("plan")
+def plan(
+    backbone: Annotated[
+        str, typer.Option(help="Preset name (qwen2-audio-7b) or a local model folder with config.json.")
+    ] = "qwen2-audio-7b",
+    batch: Annotated[list[int], typer.Option("--batch", "-b", help="Per-device batch size (repeatable).")] = [
+        1,
+        4,
+        8,
+    ],  # noqa: B006
+    audio_seconds: Annotated[float, typer.Option(help="Audio length per sample in seconds.")] = 30.0,
+    text_tokens: Annotated[int, typer.Option(help="Prompt + transcript tokens per sample.")] = 64,
+    precision: Annotated[str, typer.Option(help="bf16, fp16 or fp32.")] = "bf16",
+    mode: Annotated[str, typer.Option(help="label_tokens or head.")] = "label_tokens",
+    lora_r: Annotated[int, typer.Option(help="LoRA rank (0 = no adapters).")] = 8,
+    gradient_checkpointing: Annotated[
+        bool, typer.Option(help="Recompute activations in the backward pass.")
+    ] = False,
+    gpus: Annotated[
+        list[float], typer.Option("--gpu", help="GPU memory sizes in GB to check (repeatable).")
+    ] = [24, 40, 80],  # noqa: B006
+) -> None:
+    """Estimate parameters, trainable parameters, and weight / gradient / optimizer / activation memory of a
+    speech-LLM fine-tuning setup, and whether it fits a given GPU -- before renting hardware."""
+    from fairser.models.plan import format_plan_table, plan_memory
+
+    plans = [
+        plan_memory(
+            backbone=backbone,
+            batch=b,
+            audio_seconds=audio_seconds,
+            text_tokens=text_tokens,
+            precision=precision,
+            mode=mode,
+            lora_r=lora_r,
+            gradient_checkpointing=gradient_checkpointing,
+        )
+        for b in batch
+    ]
+    typer.echo(format_plan_table(plans, gpus=tuple(gpus)))
+
+
 def main() -> None:  # pragma: no cover
     app()
 
