@@ -82,9 +82,19 @@ def test_size_adjustment_and_label_groups() -> None:
 
 
 def test_bad_configuration_is_named() -> None:
-    with pytest.raises(ValueError, match="needs group_counts"):
-        GroupDRO(n_domains=2, n_classes=3, adjustment=1.0)
+    with pytest.raises(ValueError, match="needs the training group sizes"):
+        GroupDRO(n_domains=2, n_classes=3, adjustment=1.0)(batch())
     with pytest.raises(ValueError, match=r"expected \(4,\)"):
         GroupDRO(n_domains=2, n_classes=3, adjustment=1.0, group_counts=np.ones(3))
     with pytest.raises(ValueError, match="needs GroupBatch.y"):
         GroupDRO(n_domains=2, n_classes=3, groups="domain_gender_label")(batch())
+
+
+def test_setup_counts_training_groups_for_the_adjustment() -> None:
+    domain = torch.tensor([0] * 9 + [1] * 5)
+    gender = torch.tensor([0] * 4 + [1] * 5 + [0] * 1 + [1] * 3 + [-1])  # sizes: 4, 5, 1, 3 (+1 unknown)
+    obj = GroupDRO(n_domains=2, n_classes=3, adjustment=3.0, eta=0.1)
+    obj.setup(domain=domain, gender=gender, y=torch.zeros(14, dtype=torch.long))
+    given = GroupDRO(n_domains=2, n_classes=3, adjustment=3.0, eta=0.1, group_counts=np.array([4, 5, 1, 3]))
+    torch.testing.assert_close(obj.adj, 3.0 / torch.tensor([4.0, 5.0, 1.0, 3.0]).sqrt())
+    assert obj(batch()).loss.item() == pytest.approx(given(batch()).loss.item())

@@ -92,3 +92,25 @@ def test_bad_input_is_named() -> None:
         obj(batch)
     with pytest.raises(ValueError, match="one length"):
         reweighing_weights(domain=[0, 0], gender=[0], y=[1, 1])
+
+
+def test_setup_computes_the_training_sets_weights() -> None:
+    rng = np.random.default_rng(2)
+    domain, gender, y = rng.integers(0, 2, 40), rng.integers(-1, 2, 40), rng.integers(0, 3, 40)
+    obj = Reweighting(n_domains=2, n_classes=3)
+    with pytest.raises(ValueError, match="no weights"):
+        obj(
+            GroupBatch(
+                losses=torch.ones(1),
+                domain=torch.zeros(1, dtype=torch.long),
+                gender=torch.zeros(1, dtype=torch.long),
+                index=torch.tensor([0]),
+            )
+        )
+    obj.setup(domain=torch.as_tensor(domain), gender=torch.as_tensor(gender), y=torch.as_tensor(y))
+    expected = reweighing_weights(domain=domain, gender=gender, y=y)
+    np.testing.assert_allclose(obj.weights.numpy(), expected, rtol=1e-6)
+    with pytest.raises(ValueError, match="3 weights were given but the training set has 40"):
+        Reweighting(n_domains=2, n_classes=3, weights=[1.0, 1.0, 1.0]).setup(
+            domain=torch.as_tensor(domain), gender=torch.as_tensor(gender), y=torch.as_tensor(y)
+        )

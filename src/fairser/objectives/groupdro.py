@@ -33,9 +33,10 @@ class GroupDRO(Objective):
     eta : float
         Step size of the group-weight update (Sagawa et al.'s ``eta_q``, default 0.01 as in their code).
     adjustment : float
-        ``C`` of the generalisation adjustment ``C / sqrt(n_g)`` (0 = none); needs ``group_counts``.
+        ``C`` of the generalisation adjustment ``C / sqrt(n_g)`` (0 = none).
     group_counts : array of shape (n_groups,), optional
-        Training-set size ``n_g`` of each group, in group-id order.
+        Training-set size ``n_g`` of each group, in group-id order; by default counted in :meth:`setup`
+        (the trainer calls it with the training set's metadata).
 
     Notes
     -----
@@ -60,25 +61,33 @@ class GroupDRO(Objective):
         self.adjustment = check_range(self.name, "adjustment", adjustment, low=0.0)
         n_dro = self.n_groups * (self.n_classes if self.groups == "domain_gender_label" else 1)
         self.n_dro_groups = n_dro
-        adj = torch.zeros(n_dro)
-        if self.adjustment > 0:
-            if group_counts is None:
-                raise ValueError(
-                    f"{self.name}: adjustment={adjustment} needs group_counts (training size per group)"
-                )
-            counts = torch.as_tensor(np.asarray(group_counts), dtype=torch.float32)
-            if counts.shape != (n_dro,):
-                raise ValueError(
-                    f"{self.name}: group_counts has shape {tuple(counts.shape)}; expected ({n_dro},) for "
-                    f"groups={groups!r} with {self.n_domains} domains"
-                )
-            if (counts < 0).any():
-                raise ValueError(f"{self.name}: group_counts must be >= 0; got {counts.tolist()}")
-            adj = self.adjustment / counts.clamp_min(1.0).sqrt()
         self.q: Tensor
         self.adj: Tensor
         self.register_buffer("q", torch.full((n_dro,), 1.0 / n_dro))
-        self.register_buffer("adj", adj, persistent=False)
+        self.register_buffer("adj", torch.zeros(n_dro), persistent=False)
+        self._counts_given = self._has_counts = group_counts is not None
+        if group_counts is not None:
+            self._set_counts(torch.as_tensor(np.asarray(group_counts), dtype=torch.float32))
+
+    def _set_counts(self, counts: Tensor) -> None:
+        if counts.shape != (self.n_dro_groups,):
+            raise ValueError(
+                f"{self.name}: group_counts has shape {tuple(counts.shape)}; expected ({self.n_dro_groups},) "
+                f"for groups={self.groups!r} with {self.n_domains} domains"
+            )
+        if (counts < 0).any():
+            raise ValueError(f"{self.name}: group_counts must be >= 0; got {counts.tolist()}")
+        self.adj = (self.adjustment / counts.clamp_min(1.0).sqrt()).to(self.adj.device)
+
+    def setup(self, *, domain: Tensor, gender: Tensor, y: Tensor) -> None:
+        """Count the training samples of each group for the size adjustment (unless ``group_counts`` given)."""
+        if self._counts_given:
+            return
+        domain, gender, y = (torch.as_tensor(v, dtype=torch.long) for v in (domain, gender, y))
+        batch = GroupBatch(losses=torch.zeros(len(domain)), domain=domain, gender=gender, y=y)
+        group = self.group_ids(batch)
+        self._set_counts(torch.bincount(group[group >= 0], minlength=self.n_dro_groups).float())
+        self._has_counts = True
 
     def group_ids(self, batch: GroupBatch) -> Tensor:
         """DRO group id of each sample (-1 for unknown gender)."""
@@ -91,6 +100,11 @@ class GroupDRO(Objective):
         return torch.where(group >= 0, group * self.n_classes + y, group)
 
     def forward(self, batch: GroupBatch) -> ObjectiveOutput:
+        if self.adjustment > 0 and not self._has_counts:
+            raise ValueError(
+                f"{self.name}: adjustment={self.adjustment} needs the training group sizes: pass group_counts=... "
+                "or call setup() with the training set"
+            )
         means, counts = group_mean_losses(batch.losses, self.group_ids(batch), self.n_dro_groups)
         present = counts > 0
         adjusted = means + self.adj.to(means.dtype)

@@ -62,17 +62,19 @@ def reweighing_weights(*, domain: np.ndarray, gender: np.ndarray, y: np.ndarray)
 class Reweighting(Objective):
     """Reweighting (Kamiran & Calders 2012): ``L = mean_i w_i * l_i`` with fixed per-sample weights.
 
-    The weights (e.g. :func:`reweighing_weights` of the training set) are looked up by ``batch.index``, the
-    row of each sample in the training set. ``mean_i w_i l_i`` is an unbiased estimate of the weighted risk
-    (reweighing weights average to 1 over the training set) **(our choice)**; ``normalize=True`` uses
-    ``sum_i w_i l_i / sum_i w_i`` instead (lower variance, slightly biased).
+    The weights are looked up by ``batch.index``, the row of each sample in the training set. By default
+    they are :func:`reweighing_weights` of the training set, computed in :meth:`setup` (the trainer calls
+    it with the training set's metadata); explicit ``weights`` override them. ``mean_i w_i l_i`` is an
+    unbiased estimate of the weighted risk (reweighing weights average to 1 over the training set)
+    **(our choice)**; ``normalize=True`` uses ``sum_i w_i l_i / sum_i w_i`` instead (lower variance,
+    slightly biased).
 
     Parameters
     ----------
     n_domains, n_classes : int
         Number of domains and emotion classes.
-    weights : array (N_train,)
-        Non-negative finite weight of each training sample.
+    weights : array (N_train,), optional
+        Non-negative finite weight of each training sample (default: reweighing weights from :meth:`setup`).
     normalize : bool
         Divide by the batch's weight sum instead of the batch size.
     """
@@ -80,9 +82,21 @@ class Reweighting(Objective):
     name = "reweighting"
 
     def __init__(
-        self, *, n_domains: int, n_classes: int, weights: np.ndarray | Tensor, normalize: bool = False
+        self,
+        *,
+        n_domains: int,
+        n_classes: int,
+        weights: np.ndarray | Tensor | None = None,
+        normalize: bool = False,
     ) -> None:
         super().__init__(n_domains=n_domains, n_classes=n_classes)
+        self.normalize = bool(normalize)
+        self.weights: Tensor | None
+        self._given = weights is not None
+        # a hyperparameter, not learned state: not in state_dict
+        self.register_buffer("weights", None if weights is None else self._checked(weights), persistent=False)
+
+    def _checked(self, weights: np.ndarray | Tensor) -> Tensor:
         w = torch.as_tensor(np.asarray(weights, dtype=np.float64))
         if w.dim() != 1 or w.numel() == 0:
             raise ValueError(
@@ -94,11 +108,26 @@ class Reweighting(Objective):
             raise ValueError(
                 f"{self.name}: weights must be finite and >= 0; weights[{row}] = {w[row].item()}"
             )
-        self.normalize = bool(normalize)
-        self.weights: Tensor
-        self.register_buffer("weights", w.float(), persistent=False)  # a hyperparameter, not learned state
+        return w.float()
+
+    def setup(self, *, domain: Tensor, gender: Tensor, y: Tensor) -> None:
+        """Compute the reweighing weights of the training set (unless ``weights`` were given)."""
+        n_train = len(domain)
+        if self._given:
+            if self.weights.numel() != n_train:
+                raise ValueError(
+                    f"{self.name}: {self.weights.numel()} weights were given but the training set has "
+                    f"{n_train} samples"
+                )
+            return
+        w = reweighing_weights(domain=np.asarray(domain), gender=np.asarray(gender), y=np.asarray(y))
+        self.weights = self._checked(w).to(self.weights.device if self.weights is not None else "cpu")
 
     def forward(self, batch: GroupBatch) -> ObjectiveOutput:
+        if self.weights is None:
+            raise ValueError(
+                f"{self.name}: no weights; pass weights=... or call setup() with the training set"
+            )
         index = require_field(batch, "index", self.name)
         if index.numel() and (int(index.min()) < 0 or int(index.max()) >= self.weights.numel()):
             raise ValueError(
@@ -106,7 +135,7 @@ class Reweighting(Objective):
                 f"the weights were computed on); got min {int(index.min())}, max {int(index.max())}"
             )
         losses = batch.losses
-        w = self.weights.index_select(0, index).to(losses.dtype)
+        w = self.weights.index_select(0, index.to(self.weights.device)).to(losses)
         weighted = (w * losses).sum()
         loss = weighted / w.sum().clamp_min(1e-12) if self.normalize else weighted / losses.shape[0]
         return ObjectiveOutput(
