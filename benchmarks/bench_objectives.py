@@ -1,6 +1,6 @@
 """Cost of one training step with ERM-MinMaxGAP (every weighting mode) relative to ERM, measured in one run.
 
-Run: ``.venv/bin/python benchmarks/bench_objectives.py [--reps 2000] [--threads 1]``
+Run: ``.venv/bin/python benchmarks/bench_objectives.py [--reps 2000] [--threads 1] [--objective-only]``
 
 One step = forward of an MLP head (88 -> 256 -> 7) on random 88-dim eGeMAPS-sized features, per-sample
 cross-entropy, the objective, backward, Adam step. Batch of 256 drawn over 3 languages x 2 genders (the
@@ -48,6 +48,11 @@ def main() -> None:
         default="thread",
         help="thread: CPU time of this thread (robust on a shared machine); wall: perf_counter",
     )
+    parser.add_argument(
+        "--objective-only",
+        action="store_true",
+        help="time only the objective's forward + backward on fixed per-sample losses (no model, no optimizer)",
+    )
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     gen = torch.Generator().manual_seed(0)
@@ -64,7 +69,13 @@ def main() -> None:
         optimizer = torch.optim.Adam([*model.parameters(), *objective.parameters()], lr=1e-3)
         setups[label] = (model, objective, optimizer)
 
+    fixed_losses = F.cross_entropy(torch.randn(BATCH, N_CLASSES, generator=gen), y, reduction="none")
+
     def step(model, objective, optimizer) -> None:
+        if args.objective_only:
+            losses = fixed_losses.clone().requires_grad_()
+            objective(GroupBatch(losses=losses, domain=domain, gender=gender)).loss.backward()
+            return
         logits = model(x)
         losses = F.cross_entropy(logits, y, reduction="none")
         out = objective(GroupBatch(losses=losses, domain=domain, gender=gender, logits=logits, y=y))
@@ -86,8 +97,9 @@ def main() -> None:
             if rep >= args.warmup:
                 times[label].append(clock() - start)
 
+    what = "objective forward + backward only" if args.objective_only else "one training step"
     print(
-        f"one training step, batch {BATCH}, MLP {N_FEATURES}-{HIDDEN}-{N_CLASSES}, {N_DOMAINS} languages x 2 "
+        f"{what}, batch {BATCH}, MLP {N_FEATURES}-{HIDDEN}-{N_CLASSES}, {N_DOMAINS} languages x 2 "
         f"genders, {args.reps} interleaved reps, {args.threads} thread(s), "
         f"{args.clock} clock, sampler: none (fixed batch)"
     )
