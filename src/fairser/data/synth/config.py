@@ -125,12 +125,16 @@ DEFAULT_PROSODY: dict[str, EmotionProsody] = {
 
 DEFAULT_VOICES: dict[str, list[str]] = {
     "female": ["f1", "f2", "f3", "f4", "f5"],
-    "male": ["m1", "m3", "m4", "m5", "m6", "m7"],
+    "male": ["m1", "m3", "m5", "m6", "m7"],
 }
 
+# One-sided (only female anger/joy), strongest in German, lightest in Japanese; no cell is emptied, so
+# reweighting stays defined. Chosen so that the skew moves the female-male W-F1 gap of a shared
+# multilingual model and not only per-class recall (docs/synthetic.md, "Skew").
 DEFAULT_SKEW: dict[str, list[SkewRule]] = {
-    "en": [SkewRule(gender="female", emotions=["anger", "joy"], drop_fraction=0.5)],
-    "de": [SkewRule(gender="female", emotions=["anger", "joy"], drop_fraction=0.9)],
+    "en": [SkewRule(gender="female", emotions=["anger", "joy"], drop_fraction=0.9)],
+    "de": [SkewRule(gender="female", emotions=["anger", "joy"], drop_fraction=0.95)],
+    "ja": [SkewRule(gender="female", emotions=["anger", "joy"], drop_fraction=0.5)],
 }
 
 
