@@ -400,3 +400,13 @@ def test_cli_audit_bad_input_exits_with_the_message(tmp_path):
     result = CliRunner().invoke(app, ["audit", str(path), "--labels", "core4", "-q"])
     assert result.exit_code == 2
     assert "cannot audit" in result.output and "'fear'" in result.output and "id 'm1c'" in result.output
+
+
+def test_gender_spellings_are_normalised_and_said():
+    df = synthetic_table()
+    ref = audit_predictions(df, labels=LABELS, n_boot=0, n_perm=0)
+    df["gender"] = df["gender"].map({"male": "M", "female": " Female"})
+    audit = audit_predictions(df, labels=LABELS, n_boot=0, n_perm=0)
+    assert audit.frame().evaluation.settings["groups"] == ["male", "female"]
+    pd.testing.assert_frame_equal(audit.frame().evaluation.gaps, ref.frame().evaluation.gaps)
+    assert any("'M' -> 'male'" in n and "' Female' -> 'female'" in n for n in audit.notes)

@@ -58,6 +58,15 @@ AUDIT_TABLES: tuple[str, ...] = (
 )
 
 _PROB = "prob_"
+_GENDER_SPELLINGS = {
+    "m": "male",
+    "male": "male",
+    "man": "male",
+    "f": "female",
+    "female": "female",
+    "woman": "female",
+}
+_GENDER_SPELLINGS |= {"u": "unknown", "unknown": "unknown"}
 _SOURCE_ROW = "_source_row"  # "file:line" of each row read from CSV, used in messages only
 _UNKNOWN = "unknown"
 _LISTED = 5
@@ -266,6 +275,18 @@ def check_predictions(
             errors.append(
                 f"{col} holds label(s) not in the label set {labels}: {shown}; in {_where(df, bad)}"
             )
+    if "gender" in group_cols:  # spellings of the two values, as in fairser.data.manifest (never guessed)
+        raw = df["gender"]
+        miss = _missing(raw)
+        text = raw.astype(object).where(~miss, None)
+        norm = text.map(
+            lambda v: v if v is None else _GENDER_SPELLINGS.get(str(v).strip().lower(), str(v).strip())
+        )
+        changed = (text != norm) & ~miss
+        if changed.any():
+            pairs = sorted({f"{a!r} -> {b!r}" for a, b in zip(text[changed], norm[changed], strict=True)})
+            notes.append(f"gender values normalised: {', '.join(pairs)}")
+            df["gender"] = norm
     for col in by:
         miss = _missing(df[col])
         if miss.any():

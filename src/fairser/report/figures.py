@@ -141,9 +141,16 @@ def plot_gap_heatmap(
     rows = sorted(dict.fromkeys(cells["language"]))
     cols = sorted(dict.fromkeys(cells["modality"]))
     n = max(1, len(objectives))
+    ncols = min(n, 4)  # a method zoo wraps onto several rows of panels
+    nrows = math.ceil(n / ncols)
     width = min(4.0 + 0.2 * len(cols), 2.2 + 1.4 * len(cols))
-    fig = _figure(max(5.0, width * n + 1.2), 1.6 + 0.75 * len(rows) + 1.2)
-    axes = fig.subplots(1, n, squeeze=False)[0]
+    header, footer, panel, gap = (1.2 if synthetic else 0.8), 1.3, 0.75 * len(rows) + 0.3, 0.9  # inches
+    height = header + footer + nrows * panel + (nrows - 1) * gap
+    fig = _figure(max(5.0, width * ncols + 1.2), height)
+    grid_axes = fig.subplots(nrows, ncols, squeeze=False)
+    axes = list(grid_axes.ravel())
+    for ax in axes[n:]:
+        ax.set_visible(False)
     values = 100 * cells["gap"].to_numpy(dtype=float)
     vmax = float(np.nanmax(values)) if np.isfinite(values).any() else 1.0
     vmax = max(vmax, 1e-6)
@@ -195,13 +202,13 @@ def plot_gap_heatmap(
         ax.set_xlabel(col_name)
         ax.set_ylabel(row_name)
         ax.set_title(str(obj))
-    top, bottom = (0.80 if synthetic else 0.85), 0.24
-    fig.subplots_adjust(left=0.08, right=0.86, top=top, bottom=bottom, wspace=0.35)
+    top, bottom = 1 - header / height, footer / height
+    fig.subplots_adjust(left=0.08, right=0.86, top=top, bottom=bottom, wspace=0.35, hspace=gap / panel)
     if image is not None:
         cax = fig.add_axes((0.89, bottom, 0.018, top - bottom))
         bar = fig.colorbar(image, cax=cax)
         bar.set_label("W-F1 gender gap |male − female| (%)")
-    fig.suptitle("Gender gap in weighted F1 per domain", y=0.93 if synthetic else 0.985)
+    fig.suptitle("Gender gap in weighted F1 per domain", y=1 - (0.6 if synthetic else 0.25) / height)
     caption = (
         f"Cell: gap in % (mean ± std over seeds); p<{alpha:g}: k/n = seeds whose permutation test (gender "
         "shuffled between speakers) rejects a zero gap. Hatched n/a: undefined (see the report's list)."
@@ -407,7 +414,9 @@ def plot_per_class_gaps(
     nrows = math.ceil(len(shown) / ncols)
     header, footer, panel, gap = (1.35 if synthetic else 1.0), 1.0, 2.5, 1.0  # inches
     height = header + footer + nrows * panel + (nrows - 1) * gap
-    fig = _figure(max(7.0, (0.5 * len(classes) * max(1, len(series)) ** 0.5 + 1.2) * ncols + 0.8), height)
+    fig = _figure(
+        min(14.0, max(7.0, (0.5 * len(classes) * max(1, len(series)) ** 0.5 + 1.2) * ncols + 0.8)), height
+    )
     axes = fig.subplots(nrows, ncols, squeeze=False, sharey=True)
     fig.subplots_adjust(
         left=0.08,
