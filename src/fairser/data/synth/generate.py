@@ -54,7 +54,6 @@ CORPUS_NAME = "synthetic"
 #: File beside the manifest that marks a synthetic corpus and records how it was made.
 CORPUS_INFO = "corpus.json"
 _WORKER = Path(__file__).with_name("worker.py")
-_IN_FLIGHT = 2  # batches queued per worker
 
 
 def _rng(seed: int, *keys: str | int) -> np.random.Generator:
@@ -211,14 +210,14 @@ class _WorkerPool:
     def __init__(self, n: int) -> None:
         env = dict(os.environ, OMP_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1", MKL_NUM_THREADS="1")
         self._logs = [tempfile.TemporaryFile() for _ in range(n)]
-        # -I: the worker must not see the synth folder (or the cwd) on sys.path, nor import fairser
+        # -P: the synth folder (config.py, lines.py, ...) must not be on the worker's sys.path, where its
+        # modules could shadow installed ones; the worker imports only numpy, soxr, soundfile and espeak.py
         self._procs = [
             subprocess.Popen(
-                [sys.executable, "-I", str(_WORKER)],
+                [sys.executable, "-P", str(_WORKER)],
                 stdin=subprocess.PIPE,
                 stdout=subprocess.PIPE,
                 stderr=log,
-                text=True,
                 env=env,
             )
             for log in self._logs
@@ -229,38 +228,42 @@ class _WorkerPool:
         return self._logs[i].read().decode(errors="replace")[-2000:]
 
     def run(self, tasks: list[dict], *, on_result) -> None:
+        # One batch in flight per worker: a task is written only to an idle worker (blocked reading stdin),
+        # so neither side can block on a full pipe. Replies are read from the raw descriptor and split into
+        # lines here, so no complete line can sit unseen in a file object's buffer while select() waits.
         pending = deque(range(len(tasks)))
-        busy = {i: 0 for i in range(len(self._procs))}
+        buffers = {i: b"" for i in range(len(self._procs))}
         sel = selectors.DefaultSelector()
         for i, proc in enumerate(self._procs):
-            sel.register(proc.stdout, selectors.EVENT_READ, i)
+            sel.register(proc.stdout.fileno(), selectors.EVENT_READ, i)
 
         def feed(i: int) -> None:
-            while pending and busy[i] < _IN_FLIGHT:
+            if pending:
                 k = pending.popleft()
-                self._procs[i].stdin.write(json.dumps({"key": k, **tasks[k]}) + "\n")
-                busy[i] += 1
-            self._procs[i].stdin.flush()
+                self._procs[i].stdin.write((json.dumps({"key": k, **tasks[k]}) + "\n").encode())
+                self._procs[i].stdin.flush()
 
-        for i in busy:
+        for i in buffers:
             feed(i)
         remaining = len(tasks)
         while remaining:
             for key, _ in sel.select():
                 i = key.data
-                line = key.fileobj.readline()
-                if not line:
+                chunk = os.read(key.fd, 1 << 16)
+                if not chunk:
                     raise RuntimeError(f"synthesis worker {i} exited unexpectedly:\n{self._stderr(i)}")
-                reply = json.loads(line)
-                if "error" in reply:
-                    first = tasks[reply["key"]]["items"][0]
-                    raise RuntimeError(
-                        f"synthesis failed in the batch of voice {first['voice']!r} ({first['path']}): {reply['error']}"
-                    )
-                busy[i] -= 1
-                remaining -= 1
-                on_result(reply)
-                feed(i)
+                buffers[i] += chunk
+                while b"\n" in buffers[i]:
+                    line, buffers[i] = buffers[i].split(b"\n", 1)
+                    reply = json.loads(line)
+                    if "error" in reply:
+                        first = tasks[reply["key"]]["items"][0]
+                        raise RuntimeError(
+                            f"synthesis failed in the batch of voice {first['voice']!r} ({first['path']}): {reply['error']}"
+                        )
+                    remaining -= 1
+                    on_result(reply)
+                    feed(i)
         sel.close()
 
     def close(self) -> None:
