@@ -337,11 +337,10 @@ def plan(
     backbone: Annotated[
         str, typer.Option(help="Preset name (qwen2-audio-7b) or a local model folder with config.json.")
     ] = "qwen2-audio-7b",
-    batch: Annotated[list[int], typer.Option("--batch", "-b", help="Per-device batch size (repeatable).")] = [
-        1,
-        4,
-        8,
-    ],  # noqa: B006
+    batch: Annotated[
+        list[int] | None,
+        typer.Option("--batch", "-b", help="Per-device batch size (repeatable; default 1, 4, 8)."),
+    ] = None,
     audio_seconds: Annotated[float, typer.Option(help="Audio length per sample in seconds.")] = 30.0,
     text_tokens: Annotated[int, typer.Option(help="Prompt + transcript tokens per sample.")] = 64,
     precision: Annotated[str, typer.Option(help="bf16, fp16 or fp32.")] = "bf16",
@@ -351,13 +350,16 @@ def plan(
         bool, typer.Option(help="Recompute activations in the backward pass.")
     ] = False,
     gpus: Annotated[
-        list[float], typer.Option("--gpu", help="GPU memory sizes in GB to check (repeatable).")
-    ] = [24, 40, 80],  # noqa: B006
+        list[float] | None,
+        typer.Option("--gpu", help="GPU memory sizes in GB to check (repeatable; default 24, 40, 80)."),
+    ] = None,
 ) -> None:
     """Estimate parameters, trainable parameters, and weight / gradient / optimizer / activation memory of a
     speech-LLM fine-tuning setup, and whether it fits a given GPU -- before renting hardware."""
     from fairser.models.plan import format_plan_table, plan_memory
 
+    batch = batch or [1, 4, 8]
+    gpus = gpus or [24.0, 40.0, 80.0]
     plans = [
         plan_memory(
             backbone=backbone,
