@@ -252,6 +252,13 @@ def test_second_call_is_a_no_op_and_other_configs_are_refused(tmp_path):
     again = generate_corpus(config=config, out_dir=tmp_path, progress=False)
     pd.testing.assert_frame_equal(first, again)
     assert os.stat(wav).st_mtime_ns == stamp
+    # an interrupted run (corpus.json says complete: false) is redone by the next call
+    info = json.loads((tmp_path / "corpus.json").read_text())
+    (tmp_path / "corpus.json").write_text(json.dumps({**info, "complete": False}))
+    wav.unlink()
+    redone = generate_corpus(config=config, out_dir=tmp_path, progress=False)
+    pd.testing.assert_frame_equal(first, redone)
+    assert wav.is_file() and read_corpus_info(tmp_path)["complete"] is True
     other = config.model_copy(update={"seed": 5})
     with pytest.raises(FileExistsError, match="seed"):
         generate_corpus(config=other, out_dir=tmp_path, progress=False)

@@ -1,4 +1,4 @@
-"""eSpeak NG through ctypes: synthesise one utterance to memory.
+"""eSpeak NG through ctypes: synthesise utterances to memory.
 
 The shared library and its data come from the ``espeakng-loader`` wheel (eSpeak NG 1.52), so nothing is
 downloaded at run time. eSpeak NG keeps global state and is not thread-safe, so the library is loaded once per
@@ -11,8 +11,8 @@ in one process therefore gives different samples. To make every utterance a pure
 freshly initialised engine and reads the samples back through a pipe; the parent's engine never synthesises,
 so every child starts from the same state. :func:`synthesize_many` runs a batch in one child (cheaper: a
 fresh child spends most of its time loading the language dictionary) and is a pure function of the batch.
-On platforms without ``fork`` the utterance is synthesised
-in-process and the bytes may then depend on what was synthesised before.
+On platforms without ``fork`` utterances are synthesised in-process, and their bytes may then depend on what
+was synthesised before.
 """
 
 from __future__ import annotations

@@ -357,6 +357,10 @@ def _diff(old: Mapping, new: Mapping) -> list[str]:
     return sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k))
 
 
+def _write_info(path: Path, info: dict) -> None:
+    path.write_text(json.dumps(info, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+
+
 def read_corpus_info(path: str | Path) -> dict | None:
     """The ``corpus.json`` of a corpus folder (or of the folder of a manifest file); ``None`` if absent."""
     path = Path(path)
@@ -401,7 +405,7 @@ def generate_corpus(
     progress : bool
         Show a progress bar.
     n_jobs : int
-        Synthesis worker processes (eSpeak NG is not thread-safe; each worker forks per utterance).
+        Synthesis worker processes (eSpeak NG is not thread-safe; each worker forks once per speaker).
     overwrite : bool
         Replace a corpus made from a different config in ``out_dir`` (otherwise that is an error).
 
@@ -438,12 +442,6 @@ def generate_corpus(
     if audio_dir.exists():
         shutil.rmtree(audio_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-
-    plan = plan_corpus(config=config)
-    kept, dropped = apply_skew(plan, skew=config.skew, seed=config.seed)
-    keep = pd.Series(plan.index.isin(kept.index), index=plan.index)
-    manifest = _synthesise(plan, keep=keep, config=config, out_dir=out_dir, n_jobs=n_jobs, progress=progress)
-    write_manifest(manifest, manifest_path)
     info = {
         "synthetic": True,
         "corpus": CORPUS_NAME,
@@ -453,8 +451,16 @@ def generate_corpus(
         "espeak_ng_version": espeak_version(),
         "config_hash": digest,
         "config": config.model_dump(mode="json"),
-        "counts": {**_counts(manifest), "planned": int(len(plan)), "dropped_by_skew": dropped},
-        "complete": True,
+        "complete": False,  # marks an interrupted run, which the next call with this config redoes
     }
-    info_path.write_text(json.dumps(info, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+    _write_info(info_path, info)
+
+    plan = plan_corpus(config=config)
+    kept, dropped = apply_skew(plan, skew=config.skew, seed=config.seed)
+    keep = pd.Series(plan.index.isin(kept.index), index=plan.index)
+    manifest = _synthesise(plan, keep=keep, config=config, out_dir=out_dir, n_jobs=n_jobs, progress=progress)
+    write_manifest(manifest, manifest_path)
+    info["counts"] = {**_counts(manifest), "planned": int(len(plan)), "dropped_by_skew": dropped}
+    info["complete"] = True
+    _write_info(info_path, info)
     return read_manifest(manifest_path, labels=MELD_EMOTIONS)
