@@ -15,12 +15,15 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 from fairser.data.labels import MELD_EMOTIONS
 
 __all__ = [
+    "BackboneConfig",
     "BenchmarkConfig",
     "CorpusConfig",
     "CorpusSource",
     "CrossProtocol",
     "EvalConfig",
     "FeatureConfig",
+    "GroupsConfig",
+    "LoraOptions",
     "ObjectiveSpec",
     "TrainConfig",
     "load_config",
@@ -48,6 +51,9 @@ class CrossProtocol(_Strict):
     train: tuple[str, ...]
     test: tuple[str, ...]
     valid_fraction: float = Field(0.2, gt=0, lt=1)
+    #: Fraction of the test side's speakers (gender-stratified) moved out of ``test`` into an ``adapt`` split:
+    #: unlabelled target data for adaptation methods (CFA), never evaluated on, never trained on by others.
+    adapt_fraction: float = Field(0.0, ge=0, lt=1)
 
 
 class CorpusConfig(_Strict):
@@ -95,12 +101,53 @@ class FeatureConfig(_Strict):
     on_error: Literal["skip", "raise"] = "skip"
 
 
+class GroupsConfig(_Strict):
+    """Where the training groups' gender comes from (IDI, implicit demography inference; Lin, Chou, Lee 2025).
+
+    ``source: true`` (default) trains on the corpus's gender labels. ``inferred`` replaces every training
+    row's gender by an inferred one, as if the corpus had none (group objectives, reweighting and the
+    stratified sampler then use it); ``fill`` infers only where the label is ``unknown``. Evaluation always
+    uses the true gender where it is known; the run records the agreement (accuracy, Cohen's kappa).
+    See :mod:`fairser.methods.idi` for the methods.
+    """
+
+    source: Literal["true", "inferred", "fill"] = "true"
+    method: Literal["f0", "kmeans", "classifier"] = "f0"
+    #: ``f0``: a speaker whose median F0 exceeds this (Hz) is inferred female.
+    f0_threshold: float = Field(165.0, gt=0)
+    #: ``kmeans``: cluster speakers separately within each corpus / language, or all together.
+    kmeans_within: Literal["corpus", "language", "all"] = "corpus"
+    #: ``classifier``: rows of each corpus / language / speaker fold are labelled by a classifier trained
+    #: on the others' labels.
+    classifier_by: Literal["corpus", "language", "speaker"] = "corpus"
+
+    @field_validator("source", mode="before")
+    @classmethod
+    def _yaml_true(cls, v: Any) -> Any:
+        return "true" if v is True else v  # YAML reads `source: true` as a boolean
+
+    @property
+    def inferred(self) -> bool:
+        return self.source != "true"
+
+    def key(self) -> str:
+        """Identifies one inference (the same for ``inferred`` and ``fill``, which differ only in use)."""
+        return f"{self.method}|{self.f0_threshold:g}|{self.kmeans_within}|{self.classifier_by}"
+
+
 class ObjectiveSpec(_Strict):
-    """One objective of the grid: a registered name, its hyperparameters, and a label for tables."""
+    """One objective of the grid: a registered name, its hyperparameters, and a label for tables.
+
+    ``groups`` overrides the benchmark's ``groups`` for this objective (e.g. an IDI variant); ``sampler``
+    overrides ``train.sampler`` (only for the resampling method, ``sampler: balanced``: every other
+    objective of a comparison must share one sampler).
+    """
 
     name: str
     params: dict[str, Any] = Field(default_factory=dict)
     label: str | None = None
+    groups: GroupsConfig | None = None
+    sampler: Literal["stratified", "random", "balanced"] | None = None
 
     @property
     def display(self) -> str:
@@ -125,8 +172,9 @@ class TrainConfig(_Strict):
     weight_decay: float = Field(1e-4, ge=0)
     hidden: int = Field(128, ge=1)
     dropout: float = Field(0.2, ge=0, lt=1)
-    #: ``stratified``: every (domain, gender) cell in every batch (METHODS.md §3); ``random``: plain shuffling.
-    sampler: Literal["stratified", "random"] = "stratified"
+    #: ``stratified``: every (domain, gender) cell in every batch (METHODS.md §3); ``random``: plain shuffling;
+    #: ``balanced``: resampling (Kamiran & Calders), draws weighted so gender is independent of the label.
+    sampler: Literal["stratified", "random", "balanced"] = "stratified"
     #: Model selection on the validation split only (METHODS.md §5).
     select_metric: Literal["weighted_f1", "uar", "accuracy", "macro_f1"] = "weighted_f1"
     patience: int = Field(10, ge=1)
@@ -142,6 +190,93 @@ class EvalConfig(_Strict):
     ci: float = Field(0.95, gt=0, lt=1)
     min_samples: int = Field(10, ge=1)
     resample: Literal["speaker", "utterance"] = "speaker"
+    #: Also fit a linear gender probe (speaker-independent CV) on each run's learned test embedding.
+    gender_probe: bool = False
+
+
+class LoraOptions(_Strict):
+    """LoRA hyper-parameters of a backbone (Hu et al. 2022); ``target_modules: null`` takes the backbone's
+    default (Qwen2-Audio: the language model's q/k/v/o/gate/up/down projections; SSL: q/k/v/out_proj)."""
+
+    r: int = Field(8, ge=1)
+    alpha: int = Field(16, ge=1)
+    dropout: float = Field(0.05, ge=0, lt=1)
+    target_modules: tuple[str, ...] | None = None
+
+
+_QWEN_ONLY = (
+    "mode",
+    "prompt_style",
+    "label_words",
+    "instruction",
+    "attn_implementation",
+    "train_audio_encoder",
+    "train_projector",
+    "adapter",
+)
+_SSL_ONLY = ("finetune", "top_k", "mlp_hidden", "dropout", "normalize_layers")
+
+
+class BackboneConfig(_Strict):
+    """A raw-audio backbone trained end to end in place of a head on cached features (``fairser.scale``).
+
+    With a ``backbone:`` section, ``fairser benchmark`` skips feature extraction and trains this model on
+    the waveforms (Qwen2-Audio + LoRA as in Pang et al. 2026, or a wav2vec2 / HuBERT / WavLM / Whisper
+    encoder); ``train.sampler``, ``train.select_metric`` and ``train.patience`` still apply, the other
+    ``train`` fields are the feature heads' and are replaced by the loop fields below. Weights are read
+    from the local folder ``path`` only. See docs/reproduce_paper.md.
+    """
+
+    name: Literal["qwen2_audio", "ssl"]
+    path: Path
+    #: qwen2_audio: classify by the label words' first-token scores, or by a head on pooled hidden states.
+    mode: Literal["label_tokens", "head"] = "label_tokens"
+    prompt_style: Literal["chat", "plain"] = "chat"
+    label_words: tuple[str, ...] | None = None
+    instruction: str | None = None
+    attn_implementation: str | None = None
+    train_audio_encoder: bool = False
+    train_projector: bool = False
+    #: qwen2_audio: start from a saved adapter folder (``Qwen2AudioClassifier.save_adapter``).
+    adapter: Path | None = None
+    #: ssl: keep the encoder frozen, unfreeze its top ``top_k`` layers, or add LoRA adapters.
+    finetune: Literal["frozen", "top_k", "lora"] = "top_k"
+    top_k: int = Field(2, ge=0)
+    mlp_hidden: int = Field(256, ge=0)
+    dropout: float = Field(0.1, ge=0, lt=1)
+    normalize_layers: bool = False
+    #: LoRA adapters (qwen2_audio; ssl with ``finetune: lora``); ``null``: none.
+    lora: LoraOptions | None = LoraOptions()
+    #: dtype of the loaded (frozen) weights; ``auto`` keeps the checkpoint's.
+    precision: Literal["auto", "bf16", "fp16", "fp32"] = "auto"
+    #: autocast of the forward pass (Accelerator); ``null`` takes ``accelerate launch``'s setting, else ``no``.
+    mixed_precision: Literal["no", "bf16", "fp16"] | None = None
+    gradient_checkpointing: bool = False
+    #: samples per process per micro-step; the stratified sampler draws ``per_device x processes`` at once.
+    per_device_batch_size: int = Field(4, ge=1)
+    grad_accum_steps: int = Field(1, ge=1)
+    eval_batch_size: int = Field(8, ge=1)
+    epochs: int = Field(3, ge=1)
+    lr: float = Field(1e-4, gt=0)
+    weight_decay: float = Field(0.0, ge=0)
+    warmup_ratio: float = Field(0.0, ge=0, lt=1)
+    lr_schedule: Literal["constant", "linear", "cosine"] = "linear"
+    max_grad_norm: float | None = Field(1.0, gt=0)
+    #: global micro-batches re-cut together by duration (1: only the split over processes is sorted).
+    bucket_window: int = Field(8, ge=1)
+    #: also checkpoint every this many optimizer steps (0: at each epoch end only); exact resume.
+    checkpoint_every: int = Field(0, ge=0)
+    keep_checkpoints: int = Field(1, ge=1)
+    #: keep decoded waveforms in memory (small corpora).
+    cache_audio: bool = False
+
+    @model_validator(mode="after")
+    def _check(self) -> BackboneConfig:
+        other = _SSL_ONLY if self.name == "qwen2_audio" else _QWEN_ONLY
+        given = sorted(set(other) & self.model_fields_set)
+        if given:
+            raise ValueError(f"backbone {self.name!r} does not take option(s) {given}")
+        return self
 
 
 class BenchmarkConfig(_Strict):
@@ -161,8 +296,12 @@ class BenchmarkConfig(_Strict):
         ObjectiveSpec(name="minmaxgap", label="ERM-MinMaxGAP"),
     )
     seeds: tuple[int, ...] = (0, 1, 2)
+    #: Gender source of the training groups for every objective (IDI); an objective's ``groups`` overrides it.
+    groups: GroupsConfig = GroupsConfig()
     train: TrainConfig = TrainConfig()
     evaluation: EvalConfig = EvalConfig()
+    #: Train a raw-audio backbone (Qwen2-Audio, SSL) instead of a head on cached features.
+    backbone: BackboneConfig | None = None
     #: Parallel training runs (processes); each run uses one torch thread.
     n_jobs: int = Field(2, ge=1)
 

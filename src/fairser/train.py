@@ -1,13 +1,16 @@
 """The training loop: the same loop for every objective (METHODS.md §3) on cached embeddings.
 
 The model gives per-sample losses; the objective turns them (plus the batch's domains and genders) into
-the loss to minimise. Model selection uses the validation split only (METHODS.md §5).
+the loss to minimise. Model selection uses the validation split only (METHODS.md §5). Multi-stage methods
+(JTT, LfF, CFA; :class:`~fairser.objectives.stages.StagedObjective`) run their pre-stages through the
+``prepare`` hook with this same loop.
 """
 
 from __future__ import annotations
 
 import copy
 from dataclasses import dataclass, field
+from typing import Any, Literal
 
 import numpy as np
 import torch
@@ -16,8 +19,9 @@ from torch import Tensor, nn
 
 from fairser.config import TrainConfig
 from fairser.objectives import GroupBatch, Objective
+from fairser.objectives.stages import UNLABELED, StageContext, StagedObjective
 
-__all__ = ["ArrayDataset", "TrainResult", "fit", "predict_proba"]
+__all__ = ["ArrayDataset", "TrainResult", "fit", "predict_embedding", "predict_proba"]
 
 
 @dataclass
@@ -25,7 +29,8 @@ class ArrayDataset:
     """Cached features and metadata of one split, aligned row by row.
 
     ``gender`` is 0 male, 1 female, -1 unknown; ``domain`` indexes the domains of the run; ``text_mask`` is
-    True where the model may see the transcript.
+    True where the model may see the transcript; ``y`` is the class index, or ``UNLABELED`` (-1) for a row
+    whose emotion label must not be used (its cross-entropy is 0).
     """
 
     audio: np.ndarray
@@ -50,6 +55,25 @@ class ArrayDataset:
         """Group id ``2 * domain + gender`` (-1 for unknown gender), as in :class:`GroupBatch`."""
         return np.where(self.gender >= 0, 2 * self.domain + self.gender, -1)
 
+    def subset(self, rows: np.ndarray) -> ArrayDataset:
+        """The rows ``rows`` (integer indices or a boolean mask) as a new dataset."""
+        return ArrayDataset(
+            **{
+                name: None if getattr(self, name) is None else np.asarray(getattr(self, name))[rows]
+                for name in ("audio", "y", "domain", "gender", "text", "text_mask")
+            }
+        )
+
+    def concat(self, other: ArrayDataset) -> ArrayDataset:
+        """This dataset's rows followed by ``other``'s (both must have the same columns)."""
+        cols = {}
+        for name in ("audio", "y", "domain", "gender", "text", "text_mask"):
+            a, b = getattr(self, name), getattr(other, name)
+            if (a is None) != (b is None):
+                raise ValueError(f"ArrayDataset.concat: {name} is present in one dataset only")
+            cols[name] = None if a is None else np.concatenate([np.asarray(a), np.asarray(b)])
+        return ArrayDataset(**cols)
+
     def tensors(self, idx: np.ndarray | slice = slice(None)) -> dict[str, Tensor | None]:
         def t(a, dtype):
             return None if a is None else torch.tensor(a[idx], dtype=dtype)  # copy: arrays may be read-only
@@ -66,13 +90,17 @@ class ArrayDataset:
 
 @dataclass
 class TrainResult:
-    """The selected model (best validation epoch) and per-epoch / per-step logs."""
+    """The selected model (best validation epoch) and per-epoch / per-step logs.
+
+    ``stages`` summarises the pre-stages of a multi-stage objective (e.g. JTT's identification model).
+    """
 
     model: nn.Module
     best_epoch: int
     best_score: float
     history: list[dict[str, float]] = field(default_factory=list)
     step_logs: list[dict[str, float]] = field(default_factory=list)
+    stages: list[dict[str, Any]] = field(default_factory=list)
 
 
 def _batches(*, data: ArrayDataset, config: TrainConfig, seed: int, epoch: int):
@@ -80,6 +108,14 @@ def _batches(*, data: ArrayDataset, config: TrainConfig, seed: int, epoch: int):
         from fairser.sampler import GroupStratifiedSampler
 
         sampler = GroupStratifiedSampler(groups=data.group, batch_size=config.batch_size, seed=seed)
+        sampler.set_epoch(epoch)
+        yield from (np.asarray(b) for b in sampler)
+    elif config.sampler == "balanced":
+        from fairser.sampler import BalancedGroupSampler
+
+        sampler = BalancedGroupSampler(
+            domain=data.domain, gender=data.gender, y=data.y, batch_size=config.batch_size, seed=seed
+        )
         sampler.set_epoch(epoch)
         yield from (np.asarray(b) for b in sampler)
     else:
@@ -95,6 +131,17 @@ def predict_proba(model: nn.Module, data: ArrayDataset, *, batch_size: int = 409
     for i in range(0, len(data), batch_size):
         b = data.tensors(slice(i, i + batch_size))
         out.append(torch.softmax(model(b["audio"], b["text"], b["text_mask"]).logits, dim=1).numpy())
+    return np.concatenate(out) if out else np.zeros((0, 0))
+
+
+@torch.no_grad()
+def predict_embedding(model: nn.Module, data: ArrayDataset, *, batch_size: int = 4096) -> np.ndarray:
+    """The model's shared embedding (N, H) for every row of ``data`` (e.g. for a gender probe)."""
+    model.eval()
+    out = []
+    for i in range(0, len(data), batch_size):
+        b = data.tensors(slice(i, i + batch_size))
+        out.append(model(b["audio"], b["text"], b["text_mask"]).embedding.numpy())
     return np.concatenate(out) if out else np.zeros((0, 0))
 
 
@@ -117,12 +164,59 @@ def fit(
     config: TrainConfig,
     seed: int,
     log_every: int = 1,
+    keep: Literal["best", "last"] = "best",
 ) -> TrainResult:
     """Train ``model`` with ``objective``; keep the epoch with the best validation ``config.select_metric``.
 
     Early stopping after ``config.patience`` epochs without improvement. Every step's objective logs
-    (e.g. MinMaxGAP's ``lambda`` and ``R``) are kept in ``step_logs``.
+    (e.g. MinMaxGAP's ``lambda`` and ``R``) are kept in ``step_logs``. A
+    :class:`~fairser.objectives.stages.StagedObjective` first runs its pre-stages (``prepare``), then the
+    main loop starts from the same random state as without them. ``keep="last"`` returns the last epoch's
+    model instead of the best one (no early stopping; e.g. JTT's identification model after T epochs).
     """
+    if keep not in ("best", "last"):
+        raise ValueError(f"fit: keep={keep!r} must be 'best' or 'last'")
+    torch.manual_seed(seed)
+    stages: list[dict[str, Any]] = []
+    if isinstance(objective, StagedObjective):
+        context = StageContext(
+            model=model,
+            train=train,
+            valid=valid,
+            config=config,
+            seed=seed,
+            fit=_fit_loop,
+            predict_proba=predict_proba,
+        )
+        objective.prepare(context=context)
+        stages = context.stages
+        torch.manual_seed(seed)
+    result = _fit_loop(
+        model=model,
+        objective=objective,
+        train=train,
+        valid=valid,
+        config=config,
+        seed=seed,
+        log_every=log_every,
+        keep=keep,
+    )
+    result.stages = stages
+    return result
+
+
+def _fit_loop(
+    *,
+    model: nn.Module,
+    objective: Objective,
+    train: ArrayDataset,
+    valid: ArrayDataset,
+    config: TrainConfig,
+    seed: int,
+    log_every: int = 1,
+    keep: Literal["best", "last"] = "best",
+) -> TrainResult:
+    """The loop of :func:`fit`, without the pre-stage hook (what a pre-stage trains its models with)."""
     torch.manual_seed(seed)
     meta = train.tensors()
     objective.setup(domain=meta["domain"], gender=meta["gender"], y=meta["y"])
@@ -139,7 +233,9 @@ def fit(
         for idx in _batches(data=train, config=config, seed=seed, epoch=epoch):
             b = train.tensors(idx)
             out = model(b["audio"], b["text"], b["text_mask"])
-            per_sample = nn.functional.cross_entropy(out.logits, b["y"], reduction="none")
+            per_sample = nn.functional.cross_entropy(
+                out.logits, b["y"], reduction="none", ignore_index=UNLABELED
+            )
             res = objective(
                 GroupBatch(
                     losses=per_sample,
@@ -166,7 +262,9 @@ def fit(
         history.append(
             {"epoch": epoch, "train_loss": float(np.mean(losses)), f"valid_{config.select_metric}": score}
         )
-        if score > best_score:
+        if keep == "last":
+            best_state, best_score, best_epoch = None, score, epoch
+        elif score > best_score:
             best_state, best_score, best_epoch, bad_epochs = (
                 copy.deepcopy(model.state_dict()),
                 score,
@@ -177,7 +275,8 @@ def fit(
             bad_epochs += 1
             if bad_epochs >= config.patience:
                 break
-    model.load_state_dict(best_state)
+    if best_state is not None:
+        model.load_state_dict(best_state)
     model.eval()
     return TrainResult(
         model=model, best_epoch=best_epoch, best_score=float(best_score), history=history, step_logs=step_logs

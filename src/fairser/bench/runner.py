@@ -5,11 +5,18 @@ evaluated per language, so MinMaxGAP's max runs over the languages of that setti
 ``joint_modalities`` one model covers both settings (domains = language x modality; the transcript is
 masked for the audio-only copy of each utterance). Each finished run is appended to ``results.jsonl`` at
 once, and a re-run skips finished runs.
+
+Method zoo hooks: an objective's required constructor arguments that only the run knows (``embed_dim``,
+reweighting's ``weights``) are derived here; a :class:`~fairser.objectives.stages.StagedObjective` may
+change the training set before training (``augment``: CO-VADA, CFA); the ``groups`` option trains group
+objectives on inferred genders (IDI), inferred once per benchmark in :func:`prepare_data`.
 """
 
 from __future__ import annotations
 
+import copy
 import hashlib
+import inspect
 import json
 import multiprocessing as mp
 import time
@@ -21,15 +28,23 @@ from typing import Any
 import numpy as np
 import pandas as pd
 from rich.console import Console
-from sklearn.metrics import f1_score
+from sklearn.metrics import balanced_accuracy_score, f1_score
 
 from fairser.bench.results import ResultsStore
-from fairser.config import BenchmarkConfig, ObjectiveSpec
+from fairser.config import BenchmarkConfig, GroupsConfig, ObjectiveSpec
 from fairser.data.manifest import read_manifest, resolve_audio_paths
 from fairser.progress import progress_bar
 from fairser.train import ArrayDataset
 
-__all__ = ["PreparedData", "RunSpec", "plan_runs", "prepare_data", "run_benchmark", "execute_run"]
+__all__ = [
+    "PreparedData",
+    "RunSpec",
+    "comparison_table",
+    "execute_run",
+    "plan_runs",
+    "prepare_data",
+    "run_benchmark",
+]
 
 _GENDER_CODE = {"male": 0, "female": 1, "unknown": -1}
 
@@ -56,30 +71,53 @@ class PreparedData:
     source: str
     timings: dict[str, float] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
+    #: Resolved audio file of every manifest row (for methods that transform audio, e.g. CO-VADA).
+    paths: list[Path] = field(default_factory=list)
+    #: Inferred genders (IDI) by :meth:`GroupsConfig.key`, for the ``groups`` settings the grid uses.
+    inferred: dict[str, Any] = field(default_factory=dict)
 
 
 def _hash(obj: Any) -> str:
     return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:10]
 
 
+def _dump(model, *, unless_default: dict[str, Any]) -> dict[str, Any]:
+    """``model_dump`` without the given (newer) fields while they hold their default, so run ids of
+    configs that do not use them stay what they were before those fields existed (results resume)."""
+    out = model.model_dump(mode="json")
+    for key, default in unless_default.items():
+        if key in out and out[key] == default:
+            del out[key]
+    return out
+
+
+def _effective_groups(spec: ObjectiveSpec, config: BenchmarkConfig) -> GroupsConfig:
+    return spec.groups if spec.groups is not None else config.groups
+
+
 def plan_runs(config: BenchmarkConfig) -> list[RunSpec]:
     """Every (setting, objective, seed) of the grid, with a run id that changes when its inputs change."""
     settings = ["joint"] if config.joint_modalities else list(config.modalities)
+    corpus = config.corpus.model_dump(mode="json")
+    if corpus.get("cross") and corpus["cross"].get("adapt_fraction") == 0.0:
+        del corpus["cross"]["adapt_fraction"]
     shared = {
-        "corpus": config.corpus.model_dump(mode="json"),
+        "corpus": corpus,
         "features": config.features.model_dump(mode="json", exclude={"n_jobs", "cache_dir", "on_error"}),
         "languages": list(config.languages),
         "modalities": list(config.modalities),
         "train": config.train.model_dump(mode="json"),
-        "evaluation": config.evaluation.model_dump(mode="json"),
+        "evaluation": _dump(config.evaluation, unless_default={"gender_probe": False}),
     }
     runs = []
     for setting in settings:
         for spec in config.objectives:
+            groups = _effective_groups(spec, config)
+            obj = _dump(spec, unless_default={"groups": None, "sampler": None})
+            if groups.inferred:
+                obj["groups"] = groups.model_dump(mode="json")
             for seed in config.seeds:
-                key = _hash(
-                    {**shared, "setting": setting, "objective": spec.model_dump(mode="json"), "seed": seed}
-                )
+                key = _hash({**shared, "setting": setting, "objective": obj, "seed": seed})
                 name = spec.display.replace(" ", "_").replace("/", "_")
                 runs.append(RunSpec(setting, spec, seed, f"{setting}__{name}__seed{seed}__{key}"))
     return runs
@@ -131,7 +169,65 @@ def _load_corpus(
             shared_speakers="drop_from_train",
         ).reset_index(drop=True)
         source += f"; cross-{cross.by}: train {list(cross.train)} -> test {list(cross.test)}"
+        if cross.adapt_fraction > 0:
+            manifest = _adapt_split(manifest, fraction=cross.adapt_fraction, seed=corpus.split_seed)
+            n_adapt = manifest.loc[manifest["split"] == "adapt", "speaker"].nunique()
+            source += f" ({n_adapt} target speakers held out of the test set as unlabelled adaptation data)"
     return manifest, False, source
+
+
+def _adapt_split(manifest: pd.DataFrame, *, fraction: float, seed: int) -> pd.DataFrame:
+    """Move ``fraction`` of the test speakers (gender-stratified, per corpus and language) to split ``adapt``."""
+    from fairser.data.splits import speaker_split
+
+    test = manifest["split"] == "test"
+    part = speaker_split(manifest.loc[test], fractions=(fraction, 0.0, 1.0 - fraction), seed=seed)
+    out = manifest.copy()
+    out["split"] = out["split"].astype(object)
+    out.loc[test, "split"] = part["split"].map({"train": "adapt", "test": "test", "valid": "test"}).to_numpy()
+    if not (out["split"] == "test").any():
+        raise ValueError(f"corpus.cross.adapt_fraction={fraction} leaves no test speakers; lower it")
+    out["split"] = out["split"].astype("string")
+    return out
+
+
+def _infer_groups(
+    config: BenchmarkConfig, manifest: pd.DataFrame, paths: list[Path], audio: np.ndarray, *, progress: bool
+) -> tuple[dict[str, Any], list[str]]:
+    """IDI: infer every row's gender once for each distinct ``groups`` setting the grid uses."""
+    from fairser.methods.idi import infer_gender, utterance_f0
+
+    wanted: dict[str, GroupsConfig] = {}
+    for spec in config.objectives:
+        groups = _effective_groups(spec, config)
+        if groups.inferred:
+            wanted.setdefault(groups.key(), groups)
+    out: dict[str, Any] = {}
+    notes: list[str] = []
+    f0 = None
+    for key, groups in wanted.items():
+        if f0 is None and groups.method != "classifier":
+            f0 = utterance_f0(
+                paths, cache_dir=config.features.cache_dir, n_jobs=config.features.n_jobs, progress=progress
+            )
+        inferred = infer_gender(
+            manifest,
+            method=groups.method,
+            features=audio,
+            f0=f0,
+            f0_threshold=groups.f0_threshold,
+            kmeans_within=groups.kmeans_within,
+            classifier_by=groups.classifier_by,
+        )
+        out[key] = inferred
+        a = inferred.agreement
+        notes.append(
+            f"IDI {groups.method}: agreement with true gender over {a['n']} utterances: accuracy "
+            f"{a['accuracy']:.3f}, kappa {a['kappa']:.3f}; over {a.get('n_speakers', 0)} speakers: accuracy "
+            f"{a.get('speaker_accuracy', float('nan')):.3f}, kappa {a.get('speaker_kappa', float('nan')):.3f}"
+        )
+        notes.extend(inferred.notes)
+    return out, notes
 
 
 def prepare_data(
@@ -172,6 +268,19 @@ def prepare_data(
                 f"language {lang!r} has only {sorted(genders) or 'unknown'} speakers: its gender gaps are undefined"
             )
 
+    if config.backbone is not None:  # the backbone reads the waveforms itself: no cached features
+        paths = resolve_audio_paths(manifest, root=root)
+        return PreparedData(
+            manifest=manifest.assign(audio_path=[str(p) for p in paths]),
+            audio=np.zeros((len(manifest), 0), dtype=np.float32),
+            text=None,
+            labels=tuple(config.corpus.labels),
+            synthetic=synthetic,
+            source=source,
+            timings=timings,
+            notes=notes,
+        )
+
     t0 = time.perf_counter()
     cache = FeatureCache(config.features.cache_dir)
     paths = resolve_audio_paths(manifest, root=root)
@@ -193,6 +302,16 @@ def prepare_data(
     keep = np.asarray(audio.ok, dtype=bool)
     manifest = manifest.loc[keep].reset_index(drop=True)
     audio_feats = np.asarray(audio.features, dtype=np.float32)[keep]
+    kept_paths = [p for p, k in zip(paths, keep, strict=True) if k]
+
+    inferred: dict[str, Any] = {}
+    if any(_effective_groups(s, config).inferred for s in config.objectives):
+        t0 = time.perf_counter()
+        inferred, idi_notes = _infer_groups(config, manifest, kept_paths, audio_feats, progress=progress)
+        notes.extend(idi_notes)
+        for note in idi_notes:
+            console.print(note)
+        timings["group_inference"] = time.perf_counter() - t0
 
     text_feats = None
     if "audio+text" in config.modalities:
@@ -213,7 +332,19 @@ def prepare_data(
         source=source,
         timings=timings,
         notes=notes,
+        paths=kept_paths,
+        inferred=inferred,
     )
+
+
+def _normaliser(prepared: PreparedData, config: BenchmarkConfig) -> tuple[Any, Any]:
+    """Mean and std of the audio features over training rows (identity when ``normalise: none``)."""
+    train_rows = np.flatnonzero((prepared.manifest["split"] == "train").to_numpy())
+    if len(train_rows) == 0:
+        raise ValueError("the corpus has no training rows (split == 'train')")
+    if config.train.normalise != "standard":
+        return 0.0, 1.0
+    return prepared.audio[train_rows].mean(0), prepared.audio[train_rows].std(0) + 1e-8
 
 
 def _split_views(
@@ -225,17 +356,15 @@ def _split_views(
     label_index = {lab: i for i, lab in enumerate(prepared.labels)}
     modalities = list(config.modalities) if setting == "joint" else [setting]
     views: dict[str, tuple[ArrayDataset, pd.DataFrame]] = {}
-    train_rows = np.flatnonzero((m["split"] == "train").to_numpy())
-    if len(train_rows) == 0:
-        raise ValueError("the corpus has no training rows (split == 'train')")
-    mean = prepared.audio[train_rows].mean(0) if config.train.normalise == "standard" else 0.0
-    std = prepared.audio[train_rows].std(0) + 1e-8 if config.train.normalise == "standard" else 1.0
-    for split in ("train", "valid", "test"):
+    mean, std = _normaliser(prepared, config)
+    splits = ["train", "valid", "test"] + (["adapt"] if (m["split"] == "adapt").any() else [])
+    for split in splits:
         rows = np.flatnonzero((m["split"] == split).to_numpy())
         parts, metas = [], []
         for mod_i, modality in enumerate(modalities):
             meta = m.iloc[rows].copy()
             meta["modality"] = modality
+            meta["row"] = rows  # manifest row (indexes prepared.paths / prepared.audio)
             lang = meta["language"].map(lang_index).to_numpy()
             domain = lang * len(modalities) + mod_i
             parts.append((rows, domain, modality == "audio+text"))
@@ -266,16 +395,25 @@ def execute_run(
     spec: RunSpec, prepared: PreparedData, config: BenchmarkConfig
 ) -> tuple[dict[str, Any], pd.DataFrame, list[dict[str, float]]]:
     """Train, predict and evaluate one run; returns its results row, test predictions and step logs."""
+    if config.backbone is not None:  # a raw-audio backbone (Qwen2-Audio, SSL): fairser.scale trains it
+        from fairser.scale.bench import execute_backbone_run
+
+        return execute_backbone_run(spec, prepared, config)
     import torch
 
     from fairser.metrics import evaluate_predictions
     from fairser.models import build_head
     from fairser.objectives import build_objective
-    from fairser.train import fit, predict_proba
+    from fairser.objectives.stages import RunData, StagedObjective
+    from fairser.train import fit, predict_embedding, predict_proba
 
     t0 = time.perf_counter()
     views = _split_views(prepared, setting=spec.setting, config=config)
-    train, _ = views["train"]
+    train, train_meta = views["train"]
+    groups_row = _apply_inferred_groups(spec, prepared, config, train, train_meta)
+    train_config = config.train
+    if spec.objective.sampler is not None:
+        train_config = train_config.model_copy(update={"sampler": spec.objective.sampler})
     torch.manual_seed(spec.seed)
     model = build_head(
         use_text=train.text is not None,
@@ -285,16 +423,38 @@ def execute_run(
         hidden=config.train.hidden,
         dropout=config.train.dropout,
     )
+    initial_model = copy.deepcopy(model)
     n_domains = len(_domain_names(spec.setting, config))
     objective = build_objective(
-        spec.objective.name, n_domains=n_domains, n_classes=len(prepared.labels), **spec.objective.params
+        spec.objective.name,
+        n_domains=n_domains,
+        n_classes=len(prepared.labels),
+        **_derived_params(spec.objective, model=model, train=train),
+        **spec.objective.params,
     )
+    n_train_before = len(train)
+    if isinstance(objective, StagedObjective):
+        train = objective.augment(
+            data=RunData(
+                train=train,
+                train_meta=train_meta,
+                views={k: v for k, v in views.items() if k != "train"},
+                audio_paths=prepared.paths,
+                featurize=_featurizer(prepared, config),
+                cache_dir=Path(config.features.cache_dir),
+                config=config,
+                seed=spec.seed,
+                new_model=lambda: copy.deepcopy(initial_model),
+                fit=fit,
+                predict_proba=predict_proba,
+            )
+        )
     result = fit(
         model=model,
         objective=objective,
         train=train,
         valid=views["valid"][0],
-        config=config.train,
+        config=train_config,
         seed=spec.seed,
     )
 
@@ -384,10 +544,117 @@ def execute_run(
                 zero_division=0,
             )
         ),
+        "overall_uar": float(balanced_accuracy_score(pred["y_true"], pred["y_pred"])) if len(pred) else None,
         "summary": evaluation.summary.to_dict(orient="records"),
         "notes": list(evaluation.notes),
     }
+    # method zoo extras (absent for plain objectives, so older rows and tables are unchanged)
+    if groups_row is not None:
+        row["groups"] = groups_row
+    if spec.objective.sampler is not None:
+        row["sampler"] = spec.objective.sampler
+    if isinstance(objective, StagedObjective):
+        row["method"] = _jsonable(objective.summary())
+        row["stages"] = _jsonable(result.stages)
+        row["n_train"] = {"original": n_train_before, "used": len(train)}
+    if config.evaluation.gender_probe:
+        from fairser.methods.probe import gender_probe
+
+        gender_code = meta["gender"].map(_GENDER_CODE).to_numpy()
+        speakers = (meta["corpus"].astype(str) + "/" + meta["speaker"].astype(str)).to_numpy()
+        emb = predict_embedding(result.model, test)
+        row["gender_probe"] = gender_probe(
+            embedding=emb, gender=gender_code, speaker=speakers, seed=spec.seed
+        ).as_dict()
+        row["gender_probe_input"] = gender_probe(
+            embedding=test.audio, gender=gender_code, speaker=speakers, seed=spec.seed
+        ).as_dict()
     return row, pred, result.step_logs
+
+
+def _jsonable(obj: Any) -> Any:
+    return json.loads(json.dumps(obj, default=lambda o: o.item() if hasattr(o, "item") else str(o)))
+
+
+def _apply_inferred_groups(
+    spec: RunSpec, prepared: PreparedData, config: BenchmarkConfig, train: ArrayDataset, meta: pd.DataFrame
+) -> dict[str, Any] | None:
+    """IDI: replace (``inferred``) or complete (``fill``) the training rows' gender in place; returns the
+    record for the results row (agreement with the true labels over the training rows)."""
+    groups = _effective_groups(spec.objective, config)
+    if not groups.inferred:
+        return None
+    from fairser.methods.idi import gender_agreement
+
+    inferred = prepared.inferred.get(groups.key())
+    if inferred is None:
+        raise RuntimeError(
+            f"no inferred genders for groups {groups.key()!r}; prepare_data did not infer them"
+        )
+    codes = inferred.gender[meta["row"].to_numpy()]
+    true = np.asarray(train.gender)
+    speakers = (meta["corpus"].astype(str) + "/" + meta["speaker"].astype(str)).to_numpy()
+    train.gender = codes if groups.source == "inferred" else np.where(true >= 0, true, codes)
+    return {
+        **groups.model_dump(mode="json"),
+        "agreement_train": gender_agreement(true=true, inferred=codes, speaker=speakers),
+        "agreement_all": dict(inferred.agreement),
+        "changed_train_rows": int((np.asarray(train.gender) != true).sum()),
+    }
+
+
+def _derived_params(spec: ObjectiveSpec, *, model, train: ArrayDataset) -> dict[str, Any]:
+    """Required constructor arguments only the run knows: ``embed_dim`` (the model's shared embedding) and
+    ``weights`` (reweighting: Kamiran-Calders weights of this training set)."""
+    import torch
+
+    from fairser.objectives import OBJECTIVES
+
+    params = inspect.signature(OBJECTIVES[spec.name].__init__).parameters
+    required = [
+        p.name
+        for p in params.values()
+        if p.kind is p.KEYWORD_ONLY and p.default is p.empty and p.name not in ("n_domains", "n_classes")
+    ]
+    out: dict[str, Any] = {}
+    for name in required:
+        if name in spec.params:
+            continue
+        if name == "embed_dim":
+            with torch.no_grad():
+                b = train.tensors(slice(0, 1))
+                out[name] = int(model.eval()(b["audio"], b["text"], b["text_mask"]).embedding.shape[1])
+            model.train()
+        elif name == "weights":
+            from fairser.objectives.reweighting import reweighing_weights
+
+            out[name] = reweighing_weights(domain=train.domain, gender=train.gender, y=train.y)
+        else:
+            raise ValueError(
+                f"objective {spec.name!r} needs params.{name}; the benchmark cannot derive it, set it in the config"
+            )
+    return out
+
+
+def _featurizer(prepared: PreparedData, config: BenchmarkConfig):
+    """``featurize(paths) -> (features, ok)`` through the run's encoder and cache, normalised like training."""
+    mean, std = _normaliser(prepared, config)
+
+    def featurize(paths):
+        from fairser.features import FeatureCache, build_audio_encoder, extract_audio_features
+
+        res = extract_audio_features(
+            paths=list(paths),
+            encoder=build_audio_encoder(config.features.audio, **config.features.audio_options),
+            cache=FeatureCache(config.features.cache_dir),
+            n_jobs=1,
+            on_error="skip",
+            progress=False,
+        )
+        feats = (np.nan_to_num(res.features) - mean) / std
+        return feats.astype(np.float32), np.asarray(res.ok, dtype=bool)
+
+    return featurize
 
 
 _WORKER: dict[str, Any] = {}
@@ -472,6 +739,8 @@ def run_benchmark(
     )
     (out_dir / "table.md").write_text(text)
     table.to_csv(out_dir / "table.csv", index=False)
+    if len(config.objectives) > 1 and rows:
+        _write_comparison(rows, out_dir=out_dir, config=config, prepared=prepared)
     timings["report"] = time.perf_counter() - t0
     timings["total"] = time.perf_counter() - t_start
     meta = {
@@ -490,6 +759,122 @@ def run_benchmark(
     if failures:
         console.print(f"[red]{len(failures)} run(s) failed[/]: " + "; ".join(failures))
     return table
+
+
+def comparison_table(rows: list[dict[str, Any]], *, baseline: str) -> pd.DataFrame:
+    """One line per objective (and setting): the method-zoo comparison, mean and std over seeds.
+
+    Columns (fractions): ``wf1``, ``uar``, ``mean_gap`` (mean over domains of the W-F1 gender gap),
+    ``worst_gap`` (max over domains), ``dsp`` / ``deo`` (mean over domains of the mean-over-classes ΔSP /
+    ΔEO), each with ``_std``; ``d_wf1`` / ``d_worst_gap`` (mean minus the baseline's in the same setting);
+    ``probe_acc`` / ``probe_chance`` (linear gender probe on the embedding, when run) and
+    ``idi_speaker_acc`` / ``idi_kappa`` (agreement of inferred with true gender over training rows, IDI).
+    """
+
+    def dom_mean(r: dict[str, Any], key: str) -> float:
+        vals = [d.get(key) for d in r["domains"]]
+        vals = np.asarray([np.nan if v is None else v for v in vals], dtype=float)
+        return float(np.nanmean(vals)) if np.isfinite(vals).any() else np.nan
+
+    def dom_max(r: dict[str, Any], key: str) -> float:
+        vals = np.asarray([np.nan if d.get(key) is None else d.get(key) for d in r["domains"]], dtype=float)
+        return float(np.nanmax(vals)) if np.isfinite(vals).any() else np.nan
+
+    recs = []
+    for r in rows:
+        probe = r.get("gender_probe") or {}
+        agree = (r.get("groups") or {}).get("agreement_train") or {}
+        recs.append(
+            {
+                "objective": r["objective_label"],
+                "setting": r["setting"],
+                "seed": r["seed"],
+                "wf1": r["overall_weighted_f1"],
+                "uar": r.get("overall_uar", np.nan),
+                "mean_gap": dom_mean(r, "weighted_f1_gap"),
+                "worst_gap": dom_max(r, "weighted_f1_gap"),
+                "dsp": dom_mean(r, "dsp_mean_gap"),
+                "deo": dom_mean(r, "deo_mean_gap"),
+                "probe_acc": probe.get("accuracy", np.nan),
+                "probe_chance": probe.get("chance", np.nan),
+                "idi_speaker_acc": agree.get("speaker_accuracy", np.nan),
+                "idi_kappa": agree.get("speaker_kappa", np.nan),
+            }
+        )
+    long = pd.DataFrame(recs).astype({"uar": float, "probe_acc": float, "probe_chance": float})
+    metrics = ["wf1", "uar", "mean_gap", "worst_gap", "dsp", "deo", "probe_acc", "probe_chance"]
+    g = long.groupby(["setting", "objective"], sort=False)
+    table = g[metrics].mean()
+    table = table.join(g[metrics].std().add_suffix("_std"))
+    table = table.join(g[["idi_speaker_acc", "idi_kappa"]].mean()).join(g["seed"].nunique().rename("n_seeds"))
+    table = table.reset_index()
+    base = table[table["objective"] == baseline].set_index("setting")
+    table["d_wf1"] = table["wf1"] - table["setting"].map(base["wf1"])
+    table["d_worst_gap"] = table["worst_gap"] - table["setting"].map(base["worst_gap"])
+    return table
+
+
+def _render_comparison(table: pd.DataFrame, *, synthetic: bool, source: str, baseline: str) -> str:
+    def pm(r, k):
+        m, s = r[k], r.get(f"{k}_std")
+        if m is None or not np.isfinite(m):
+            return "–"
+        return f"{100 * m:.1f}" + (f" ± {100 * s:.1f}" if s is not None and np.isfinite(s) else "")
+
+    def delta(x):
+        return "–" if x is None or not np.isfinite(x) else f"{100 * x:+.1f}"
+
+    has_probe = table["probe_acc"].notna().any()
+    has_idi = table["idi_speaker_acc"].notna().any()
+    head = ["Setting", "Objective", "Seeds", "W-F1", "UAR", "Mean gap", "Worst-domain gap", "ΔSP", "ΔEO"]
+    head += ["Δ W-F1", "Δ worst gap"] + (["Gender probe (chance)"] if has_probe else [])
+    head += ["IDI speaker acc (κ)"] if has_idi else []
+    lines = []
+    if synthetic:
+        lines.append("**SYNTHETIC DATA** — built-in eSpeak NG corpus; numbers describe this generator.\n")
+    lines.append(
+        f"Data: {source}. In %, mean ± std over seeds. Gaps: |W-F1(male) − W-F1(female)| per domain (mean and "
+        f"max over domains); ΔSP / ΔEO: mean over domains of the mean over classes. Δ = objective − {baseline} "
+        "(negative Δ worst gap = fairer). Gender probe: speaker-independent CV accuracy of a linear probe on "
+        "the learned test embedding. IDI: agreement of inferred with true gender over training speakers.\n"
+    )
+    lines.append("| " + " | ".join(head) + " |")
+    lines.append("|" + "---|" * len(head))
+    for r in table.to_dict(orient="records"):
+        cells = [str(r["setting"]), str(r["objective"]), str(int(r["n_seeds"]))]
+        cells += [pm(r, k) for k in ("wf1", "uar", "mean_gap", "worst_gap", "dsp", "deo")]
+        cells += [delta(r["d_wf1"]), delta(r["d_worst_gap"])]
+        if has_probe:
+            cells.append(
+                "–"
+                if not np.isfinite(r["probe_acc"])
+                else f"{pm(r, 'probe_acc')} ({100 * r['probe_chance']:.0f})"
+            )
+        if has_idi:
+            cells.append(
+                "–"
+                if not np.isfinite(r["idi_speaker_acc"])
+                else f"{100 * r['idi_speaker_acc']:.0f} ({r['idi_kappa']:.2f})"
+            )
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def _write_comparison(
+    rows: list[dict[str, Any]], *, out_dir: Path, config: BenchmarkConfig, prepared: PreparedData
+) -> None:
+    """``comparison.md`` / ``comparison.csv`` (one line per objective) and ``tradeoff.png`` (W-F1 against
+    worst-domain gap, one point per objective, mean ± std over seeds; :func:`fairser.report.plot_tradeoff`)."""
+    baseline = config.objectives[0].display
+    table = comparison_table(rows, baseline=baseline)
+    table.to_csv(out_dir / "comparison.csv", index=False)
+    (out_dir / "comparison.md").write_text(
+        _render_comparison(table, synthetic=prepared.synthetic, source=prepared.source, baseline=baseline)
+    )
+    from fairser.report import plot_tradeoff, tradeoff_points
+
+    fig = plot_tradeoff(tradeoff_points(rows), synthetic=prepared.synthetic, source=prepared.source)
+    fig.savefig(out_dir / "tradeoff.png", dpi=110)
 
 
 def _finish(

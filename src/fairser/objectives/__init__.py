@@ -2,9 +2,13 @@
 
 from fairser.objectives import (  # noqa: F401  (importing a module registers its objectives)
     adversarial,
+    cfa,
+    covada,
     cvar,
     erm,
     groupdro,
+    jtt,
+    lff,
     minmaxgap,
     reweighting,
     soft_parity,

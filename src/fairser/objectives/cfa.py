@@ -1,0 +1,199 @@
+"""CFA, Combined Fairness Adaptation (Upadhyay, Chien, Lee 2025, "Is It Still Fair? Investigating Gender
+Fairness in Cross-Corpus Speech Emotion Recognition"): cross-corpus adaptation that removes gender from the
+shared embedding with a gradient-reversed gender classifier and aligns the corpora gender by gender with a
+contrastive loss."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+from torch.nn import functional as F
+
+from fairser.objectives._common import check_choice, check_range, require_field
+from fairser.objectives.adversarial import grad_reverse
+from fairser.objectives.base import GroupBatch, ObjectiveOutput, register
+from fairser.objectives.erm import ERM
+from fairser.objectives.stages import UNLABELED, RunData, StageContext, StagedObjective
+
+__all__ = ["CombinedFairnessAdaptation", "gender_contrastive_loss"]
+
+
+def gender_contrastive_loss(
+    source: Tensor, source_gender: Tensor, target: Tensor, target_gender: Tensor, *, margin: float = 1.0
+) -> tuple[Tensor, int]:
+    """CFA's ``L_GSim`` over every (source, target) pair of embeddings with known genders.
+
+    ``L = mean_pairs [ s_ij d_ij^2 + (1 - s_ij) max(0, m - d_ij)^2 ]`` with ``d_ij`` the Euclidean distance,
+    ``s_ij = 1`` for a same-gender pair: same-gender source/target pairs are pulled together, different-gender
+    pairs pushed beyond the margin ``m`` (the contrastive loss of Hadsell, Chopra & LeCun 2006, without its
+    constant 1/2; all pairs of the batch **(our choice)**). Returns ``(loss, n_pairs)``; 0 without pairs.
+    Rows with gender < 0 (unknown) take no part.
+    """
+    s_known, t_known = source_gender >= 0, target_gender >= 0
+    a, b = source[s_known], target[t_known]
+    if a.shape[0] == 0 or b.shape[0] == 0:
+        return source.sum() * 0.0 + target.sum() * 0.0, 0
+    d2 = (a[:, None, :] - b[None, :, :]).pow(2).sum(-1)
+    d = torch.sqrt(d2 + 1e-12)  # finite gradient at d = 0
+    same = (source_gender[s_known][:, None] == target_gender[t_known][None, :]).to(d2.dtype)
+    loss = same * d2 + (1.0 - same) * F.relu(margin - d).pow(2)
+    return loss.mean(), int(loss.numel())
+
+
+@register
+class CombinedFairnessAdaptation(StagedObjective):
+    """Combined Fairness Adaptation (Upadhyay, Chien & Lee 2025).
+
+    Cross-corpus setting: a source corpus with emotion and gender labels, a target corpus whose rows enter
+    training with their gender but *without* their emotion labels (``y = UNLABELED``). On the shared
+    embedding (the head's encoder output): the emotion classifier EC (the head's classifier), a gender
+    classifier GC behind a gradient-reversal layer, and ``L_GSim`` (:func:`gender_contrastive_loss`)
+    between the batch's source and target rows:
+
+    ``L_total = L_EC + w_sim * L_GSim - w_gc * L_GC``
+
+    with the paper's ``w_sim = w_gc = 0.5`` and margin 1; the minus is realised by the reversal (GC
+    descends ``L_GC``, the encoder ascends it). ``L_EC`` is the mean cross-entropy over source rows, ``L_GC``
+    the mean over known-gender rows of both corpora.
+
+    Two stages. (1) :meth:`prepare` (run by :func:`fairser.train.fit`): the model is pre-trained with ERM on
+    the source rows for up to ``pretrain_epochs`` epochs (best source-validation epoch). (2) The main loop:
+    joint training on mixed source + target batches, model selection on the source validation split.
+
+    Where the target rows come from (:meth:`augment`, run by the benchmark runner, which needs
+    ``corpus.cross``): ``target="adapt"`` (default) uses the target-corpus speakers set aside by
+    ``corpus.cross.adapt_fraction``, who are not in the test set (inductive: test speakers are never seen);
+    ``target="test"`` uses the test rows' audio and gender, never their emotion labels (transductive
+    adaptation). Used outside the runner, rows with ``y < 0`` in a batch are the target rows.
+
+    Parameters
+    ----------
+    n_domains, n_classes : int
+        Number of domains and emotion classes.
+    embed_dim : int
+        Dimension of ``batch.embedding``.
+    hidden : int
+        Width of the gender classifier's hidden layer.
+    w_sim, w_gc : float
+        Weights of ``L_GSim`` and ``L_GC``.
+    margin : float
+        Contrastive margin ``m``.
+    pretrain_epochs : int
+        Epochs of source pre-training (0: none).
+    target : {"adapt", "test"}
+        Which target-corpus rows join training (see above).
+    """
+
+    name = "cfa"
+
+    def __init__(
+        self,
+        *,
+        n_domains: int,
+        n_classes: int,
+        embed_dim: int,
+        hidden: int = 64,
+        w_sim: float = 0.5,
+        w_gc: float = 0.5,
+        margin: float = 1.0,
+        pretrain_epochs: int = 10,
+        target: str = "adapt",
+    ) -> None:
+        super().__init__(n_domains=n_domains, n_classes=n_classes)
+        if int(embed_dim) < 1 or int(hidden) < 1:
+            raise ValueError(f"{self.name}: embed_dim={embed_dim} and hidden={hidden} must be >= 1")
+        self.embed_dim = int(embed_dim)
+        self.w_sim = check_range(self.name, "w_sim", w_sim, low=0.0)
+        self.w_gc = check_range(self.name, "w_gc", w_gc, low=0.0)
+        self.margin = check_range(self.name, "margin", margin, low=0.0)
+        self.pretrain_epochs = int(check_range(self.name, "pretrain_epochs", pretrain_epochs, low=0))
+        self.target = check_choice(self.name, "target", target, ("adapt", "test"))
+        self.gender_classifier = nn.Sequential(
+            nn.Linear(self.embed_dim, int(hidden)), nn.ReLU(), nn.Linear(int(hidden), 2)
+        )
+        self._info: dict[str, Any] = {}
+
+    def augment(self, *, data: RunData) -> Any:
+        if data.config.corpus.cross is None:
+            raise ValueError(
+                f"{self.name}: CFA is a cross-corpus method; set corpus.cross (train corpus A -> test corpus B)"
+            )
+        if self.target == "adapt":
+            if "adapt" not in data.views or len(data.views["adapt"][0]) == 0:
+                raise ValueError(
+                    f"{self.name}: target='adapt' needs target-corpus speakers held out of the test set; set "
+                    "corpus.cross.adapt_fraction > 0, or use target='test' (transductive)"
+                )
+            target = data.views["adapt"][0]
+        else:
+            target = data.views["test"][0]
+        target = target.subset(np.arange(len(target)))
+        target.y = np.full(len(target), UNLABELED, dtype=np.int64)  # emotion labels of the target: never used
+        self._info = {
+            "cfa_target": self.target,
+            "cfa_target_rows": len(target),
+            "cfa_target_known_gender": int((np.asarray(target.gender) >= 0).sum()),
+        }
+        return data.train.concat(target)
+
+    def prepare(self, *, context: StageContext) -> None:
+        source = np.flatnonzero(np.asarray(context.train.y) >= 0)
+        if self.pretrain_epochs == 0 or source.size == 0:
+            return
+        res = context.fit(
+            model=context.model,
+            objective=ERM(n_domains=self.n_domains, n_classes=self.n_classes),
+            train=context.train.subset(source),
+            valid=context.valid,
+            config=context.stage_config(epochs=self.pretrain_epochs),
+            seed=context.seed,
+        )
+        self._info.update({"cfa_pretrain_best_epoch": res.best_epoch, "cfa_pretrain_valid": res.best_score})
+        context.stages.append(
+            {"stage": "cfa_source_pretraining", "best_epoch": res.best_epoch, "valid_score": res.best_score}
+        )
+
+    def summary(self) -> dict[str, Any]:
+        return dict(self._info)
+
+    def forward(self, batch: GroupBatch) -> ObjectiveOutput:
+        embedding = require_field(batch, "embedding", self.name)
+        y = require_field(batch, "y", self.name)
+        if embedding.dim() != 2 or embedding.shape[1] != self.embed_dim:
+            raise ValueError(
+                f"{self.name}: GroupBatch.embedding has shape {tuple(embedding.shape)}; expected "
+                f"(N, {self.embed_dim}) (embed_dim)"
+            )
+        losses = batch.losses
+        source = y >= 0
+        src_w = source.to(losses.dtype)
+        ec = (losses * src_w).sum() / src_w.sum().clamp_min(1.0)
+
+        known = (batch.gender >= 0).to(losses.dtype)
+        gender_logits = self.gender_classifier(grad_reverse(embedding))
+        gc_ce = F.cross_entropy(gender_logits, batch.gender.clamp_min(0), reduction="none")
+        gc = (gc_ce * known).sum() / known.sum().clamp_min(1.0)
+
+        gsim, n_pairs = gender_contrastive_loss(
+            embedding[source],
+            batch.gender[source],
+            embedding[~source],
+            batch.gender[~source],
+            margin=self.margin,
+        )
+        loss = ec + self.w_sim * gsim + self.w_gc * gc
+        with torch.no_grad():
+            correct = ((gender_logits.argmax(1) == batch.gender).to(losses.dtype) * known).sum()
+        logs = {
+            "ec": float(ec.detach()),
+            "gsim": float(gsim.detach()),
+            "gc": float(gc.detach()),
+            "n_pairs": float(n_pairs),
+            "target_frac": float((~source).float().mean()) if y.numel() else 0.0,
+        }
+        if known.sum() > 0:
+            logs["gender_acc"] = float(correct / known.sum())
+        return ObjectiveOutput(loss=loss, logs=logs)
