@@ -238,7 +238,7 @@ def test_espeak_synthesis_is_repeatable_and_checks_voices():
         synthesize("Hello.", voice="xx+f1", prosody=prosody)
 
 
-def test_second_call_is_a_no_op_and_other_configs_are_refused(tmp_path):
+def test_second_call_is_a_no_op_and_another_config_regenerates(tmp_path):
     config = SynthConfig(
         languages=["de"],
         speakers_per_gender=3,
@@ -259,11 +259,25 @@ def test_second_call_is_a_no_op_and_other_configs_are_refused(tmp_path):
     redone = generate_corpus(config=config, out_dir=tmp_path, progress=False)
     pd.testing.assert_frame_equal(first, redone)
     assert wav.is_file() and read_corpus_info(tmp_path)["complete"] is True
-    other = config.model_copy(update={"seed": 5})
-    with pytest.raises(FileExistsError, match="seed"):
-        generate_corpus(config=other, out_dir=tmp_path, progress=False)
-    regenerated = generate_corpus(config=other, out_dir=tmp_path, progress=False, overwrite=True)
+    other = SynthConfig.model_validate({**config.model_dump(), "seed": 5})
+    with pytest.warns(UserWarning, match="seed"):
+        regenerated = generate_corpus(config=other, out_dir=tmp_path, progress=False)
     assert read_corpus_info(tmp_path)["config"]["seed"] == 5 and len(regenerated) == len(first)
+    assert not regenerated["synth_seed"].equals(first["synth_seed"])
+
+
+def test_foreign_files_are_not_overwritten_without_consent(tmp_path):
+    (tmp_path / "manifest.csv").write_text("id\n")
+    config = SynthConfig(
+        languages=["ja"],
+        speakers_per_gender=3,
+        split_speakers={"train": 1, "valid": 1, "test": 1},
+        utterances_per_emotion=1,
+        skew={},
+    )
+    with pytest.raises(FileExistsError, match="overwrite=True"):
+        generate_corpus(config=config, out_dir=tmp_path, progress=False)
+    assert len(generate_corpus(config=config, out_dir=tmp_path, progress=False, overwrite=True)) == 42
 
 
 @pytest.mark.parametrize(

@@ -25,6 +25,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import warnings
 import zlib
 from collections import deque
 from collections.abc import Mapping, Sequence
@@ -51,6 +52,7 @@ __all__ = [
 ]
 
 CORPUS_NAME = "synthetic"
+GENERATOR_NAME = "fairser.data.synth"
 #: File beside the manifest that marks a synthetic corpus and records how it was made.
 CORPUS_INFO = "corpus.json"
 _WORKER = Path(__file__).with_name("worker.py")
@@ -394,7 +396,8 @@ def generate_corpus(
     ``out_dir/manifest.csv`` and ``out_dir/corpus.json`` (``"synthetic": true``, the config, versions,
     counts). The same config gives byte-identical files, whatever ``n_jobs``. If ``out_dir`` already holds
     a complete corpus made from the identical config (and generator version), it is returned without
-    re-synthesising.
+    re-synthesising; a corpus this generator made from another config is regenerated (with a warning naming
+    the fields that differ); an interrupted run is redone.
 
     Parameters
     ----------
@@ -407,12 +410,13 @@ def generate_corpus(
     n_jobs : int
         Synthesis worker processes (eSpeak NG is not thread-safe; each worker forks once per speaker).
     overwrite : bool
-        Replace a corpus made from a different config in ``out_dir`` (otherwise that is an error).
+        Replace ``audio/`` and ``manifest.csv`` in ``out_dir`` even though this generator did not make them.
 
     Raises
     ------
     FileExistsError
-        ``out_dir`` holds a corpus from another config, or other files in the way, and ``overwrite`` is False.
+        ``out_dir`` has ``audio/`` or ``manifest.csv`` without this generator's ``corpus.json`` and
+        ``overwrite`` is False.
     """
     if n_jobs < 1:
         raise ValueError(f"n_jobs must be >= 1, got {n_jobs}")
@@ -425,18 +429,19 @@ def generate_corpus(
             return read_manifest(manifest_path, labels=MELD_EMOTIONS)
         except ManifestError:
             pass  # files missing or damaged: generate again
-    elif not overwrite:
-        if info is not None and info.get("config_hash") != digest:
-            changed = _diff(info.get("config", {}), config.model_dump(mode="json"))
-            raise FileExistsError(
-                f"{out_dir} holds a synthetic corpus made from a different config (fields differing: {changed}, "
-                f"generator version {info.get('generator_version')} vs {GENERATOR_VERSION}); "
-                "pass overwrite=True or choose another out_dir"
-            )
-        if info is None and (audio_dir.exists() or manifest_path.exists()):
-            raise FileExistsError(
-                f"{out_dir} has audio/ or manifest.csv but no {CORPUS_INFO}; pass overwrite=True or choose another out_dir"
-            )
+    elif info is not None and info.get("generator") == GENERATOR_NAME and info.get("config_hash") != digest:
+        # a corpus made by this generator is a deterministic cache of its config.json: replace it, loudly
+        changed = _diff(info.get("config", {}), config.model_dump(mode="json"))
+        warnings.warn(
+            f"{out_dir} holds a synthetic corpus made from a different config (fields differing: {changed}, "
+            f"generator version {info.get('generator_version')} vs {GENERATOR_VERSION}); regenerating it",
+            stacklevel=2,
+        )
+    elif info is None and (audio_dir.exists() or manifest_path.exists()) and not overwrite:
+        raise FileExistsError(
+            f"{out_dir} has audio/ or manifest.csv but no {CORPUS_INFO} from this generator; "
+            "pass overwrite=True or choose another out_dir"
+        )
     for path in (info_path, manifest_path):
         path.unlink(missing_ok=True)
     if audio_dir.exists():
@@ -445,7 +450,7 @@ def generate_corpus(
     info = {
         "synthetic": True,
         "corpus": CORPUS_NAME,
-        "generator": "fairser.data.synth",
+        "generator": GENERATOR_NAME,
         "generator_version": GENERATOR_VERSION,
         "fairser_version": fairser.__version__,
         "espeak_ng_version": espeak_version(),
