@@ -26,11 +26,12 @@ def run_distributed_benchmark(config, *, progress: bool = True):
 
     from fairser.bench.results import ResultsStore
     from fairser.bench.runner import execute_run, plan_runs, prepare_data, run_benchmark
+    from fairser.scale.loop import launched_on_cpu
 
     if config.backbone is None:
         raise ValueError("this config has no backbone section; run it with `fairser benchmark`")
     config = config.model_copy(update={"n_jobs": 1})
-    state = PartialState()
+    state = PartialState(cpu=True) if launched_on_cpu() else PartialState()
     if state.num_processes == 1:
         return run_benchmark(config, progress=progress)
     quiet = Console(quiet=True)

@@ -19,6 +19,7 @@ from __future__ import annotations
 import contextlib
 import inspect
 import math
+import os
 import shutil
 import time
 from collections.abc import Mapping
@@ -44,6 +45,7 @@ __all__ = [
     "build_batch_sampler",
     "fit_backbone",
     "global_objective",
+    "launched_on_cpu",
     "make_accelerator",
     "predict_backbone",
 ]
@@ -90,11 +92,19 @@ class LinearWarmupSchedule:
         return 0.5 * (1.0 + math.cos(math.pi * progress))
 
 
+def launched_on_cpu() -> bool:
+    """Started by a launcher (``torchrun``, ``accelerate launch``) with several processes and no CUDA device:
+    then the processes train together on CPU (DDP over gloo), which accelerate does only when told ``cpu``."""
+    launched = int(os.environ.get("LOCAL_RANK", -1)) != -1 and int(os.environ.get("WORLD_SIZE", 1)) > 1
+    return launched and not torch.cuda.is_available()
+
+
 def make_accelerator(*, mixed_precision: str | None = None, cpu: bool | None = None):
     """An :class:`accelerate.Accelerator` for this loop (gradient accumulation is done by the loop itself).
 
     ``mixed_precision`` ``"no"``, ``"bf16"`` or ``"fp16"``; ``None`` takes ``accelerate launch``'s setting
-    (``ACCELERATE_MIXED_PRECISION``), else ``"no"``. Accelerate keeps one global state per process; in a
+    (``ACCELERATE_MIXED_PRECISION``), else ``"no"``. ``cpu=None`` means CPU processes when launched on a
+    machine without CUDA (:func:`launched_on_cpu`), else accelerate's choice. Accelerate keeps one global state per process; in a
     process that was not started by a launcher a different precision replaces it (so tests and successive
     benchmark runs may differ), under a launcher a conflicting precision is an error.
     """
@@ -103,6 +113,8 @@ def make_accelerator(*, mixed_precision: str | None = None, cpu: bool | None = N
 
     if mixed_precision not in (None, "no", "bf16", "fp16"):
         raise ValueError(f"mixed_precision must be 'no', 'bf16' or 'fp16', got {mixed_precision!r}")
+    if cpu is None and launched_on_cpu():
+        cpu = True
     if AcceleratorState._shared_state and mixed_precision is not None:
         current = AcceleratorState().mixed_precision
         if current != mixed_precision and PartialState().num_processes == 1:
@@ -366,7 +378,7 @@ def fit_backbone(
         raise ValueError(f"fit_backbone: empty split (train {len(train)} rows, valid {len(valid)} rows)")
     torch.manual_seed(seed)
     objective.setup(
-        domain=torch.as_tensor(train.domain), gender=torch.as_tensor(train.gender), y=torch.as_tensor(train.y)
+        domain=torch.tensor(train.domain), gender=torch.tensor(train.gender), y=torch.tensor(train.y)
     )
     objective.to(acc.device)
     obj_params = [p for p in objective.parameters() if p.requires_grad]
