@@ -8,11 +8,14 @@ import numpy as np
 import pytest
 import torch
 
+from assets.offline import single_thread  # noqa: F401  (fixture)
 from fairser.config import TrainConfig
 from fairser.models import build_head
 from fairser.objectives import GroupBatch, build_objective
 from fairser.objectives.jtt import JTT
 from fairser.train import ArrayDataset, fit, predict_proba
+
+pytestmark = pytest.mark.usefixtures("single_thread")
 
 
 def noisy_data(n: int, *, seed: int) -> ArrayDataset:

@@ -9,12 +9,15 @@ import numpy as np
 import pytest
 import torch
 
+from assets.offline import single_thread  # noqa: F401  (fixture)
 from fairser.config import TrainConfig
 from fairser.models import build_head
 from fairser.objectives import GroupBatch, build_objective
 from fairser.objectives.lff import LearningFromFailure, relative_difficulty
 from fairser.objectives.stages import gce_loss
 from fairser.train import ArrayDataset, fit
+
+pytestmark = pytest.mark.usefixtures("single_thread")
 
 
 def test_relative_difficulty_and_gce() -> None:

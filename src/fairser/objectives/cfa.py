@@ -69,6 +69,12 @@ class CombinedFairnessAdaptation(StagedObjective):
     ``target="test"`` uses the test rows' audio and gender, never their emotion labels (transductive
     adaptation). Used outside the runner, rows with ``y < 0`` in a batch are the target rows.
 
+    Note (measured on a planted toy, ``tests/test_zoo_cfa.py``): the reversed gender classifier alone
+    (``w_sim=0``) lowers a linear gender probe on the embedding, but ``L_GSim`` pulls each gender's source
+    and target rows together and pushes the genders apart, which clusters the embedding by gender; at the
+    paper's weights the probe then did not reliably fall (it rose on 4 of 5 seeds). Check the probe
+    (``evaluation.gender_probe``) rather than assuming removal.
+
     Parameters
     ----------
     n_domains, n_classes : int

@@ -101,6 +101,9 @@ class CoVADA(StagedObjective):
         self.to_female = VoiceShift(**to_female) if to_female else MALE_TO_FEMALE
         self.to_male = VoiceShift(**to_male) if to_male else FEMALE_TO_MALE
         self._info: dict[str, Any] = {}
+        #: The last :meth:`augment`'s selection: training ``rows`` converted (in the order of the added rows),
+        #: the bias model's per-row ``gce`` and ``correct``, each added row's ``direction`` and ``paths``.
+        self.selection: dict[str, Any] = {}
 
     def forward(self, batch: GroupBatch) -> ObjectiveOutput:
         loss = batch.losses.mean()
@@ -164,6 +167,14 @@ class CoVADA(StagedObjective):
             moved_up = np.array([converted.direction[i] == "up" for i in src_idx[keep]], dtype=bool)
             new.gender = np.where(moved_up, _GENDER_CODE["female"], _GENDER_CODE["male"])
         up = np.array([d == "up" for d in converted.direction])
+        kept = chosen[keep]
+        self.selection = {
+            "rows": kept,
+            "correct": correct,
+            "gce": gce,
+            "direction": [converted.direction[i] for i in src_idx[keep]],
+            "paths": [converted.paths[i] for i in src_idx[keep]],
+        }
         self._info = {
             "covada_selected": int(chosen.size),
             "covada_converted_files": int(ok_src.sum()),
