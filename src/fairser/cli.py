@@ -169,7 +169,7 @@ def table(
             baseline = r["objective_label"]
             break
     t = paper_table(rows, baseline=baseline)
-    console.print(
+    typer.echo(
         render_table(
             t,
             synthetic=meta.get("synthetic", False),

@@ -755,7 +755,7 @@ def run_benchmark(
         "timings_s": timings,
     }
     (out_dir / "benchmark.json").write_text(json.dumps(meta, indent=2, default=str))
-    console.print(text)
+    print(text)  # plain print: a Markdown table must not be re-wrapped to the terminal width
     if failures:
         console.print(f"[red]{len(failures)} run(s) failed[/]: " + "; ".join(failures))
     return table
