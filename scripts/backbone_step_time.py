@@ -3,10 +3,12 @@
 Usage (from the repository root)::
 
     .venv/bin/python scripts/backbone_step_time.py [--threads 1] [--steps 12]
+    .venv/bin/torchrun --standalone --nproc_per_node 2 scripts/backbone_step_time.py --per-device 2   # DDP, gloo
 
 Each tiny random backbone of ``tests/assets/tiny_models.py`` (Qwen2-Audio in both classification modes and
 both modalities, wav2vec2 and Whisper encoders fine-tuned by top layers or LoRA) is trained for
-``steps + 2`` optimizer steps of 4 clips (0.5-1.25 s) with ERM-MinMaxGAP; the first two steps are dropped
+``steps + 2`` optimizer steps of 4 clips (0.5-1.25 s; ``per_device x processes`` under a launcher) with
+ERM-MinMaxGAP; the first two steps are dropped
 and the median and fastest of the rest printed (``step_time_s`` of the loop's step logs: forward, group
 objective, backward, clipping, AdamW). The models are random and tiny, so this measures the loop's and the
 wrappers' overhead (processor, prompt building, pooling), not a real model's cost.
@@ -15,6 +17,7 @@ wrappers' overhead (processor, prompt building, pooling), not a real model's cos
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import sys
 import tempfile
@@ -44,8 +47,8 @@ def _data(n: int, *, modality: str) -> AudioDataset:
     )
 
 
-def _time(model, config: BackboneConfig, *, modality: str, steps: int) -> tuple[float, float]:
-    n = 4 * (steps + 2)
+def _time(model, config: BackboneConfig, *, modality: str, steps: int, world: int) -> tuple[float, float]:
+    n = config.per_device_batch_size * world * (steps + 2)
     result = fit_backbone(
         model=model,
         objective=build_objective("minmaxgap", n_domains=1, n_classes=4),
@@ -64,12 +67,17 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--steps", type=int, default=12)
+    parser.add_argument("--per-device", type=int, default=4, help="clips per process per step")
     args = parser.parse_args()
+    world = int(os.environ.get("WORLD_SIZE", 1))
     torch.set_num_threads(args.threads)
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
+        # every folder before any training: under a launcher, transformers saves on the main process only
+        # once the process group exists, and each process writes its own temporary folder
         qdir = save_tiny_qwen2_audio(root / "qwen")
+        ssl_dirs = {kind: save_tiny_ssl(root / kind, kind=kind) for kind in ("wav2vec2", "whisper")}
         lora = {"r": 8, "alpha": 16, "dropout": 0.05}
         for mode in ("label_tokens", "head"):
             for modality in ("audio", "audio+text"):
@@ -82,26 +90,31 @@ def main() -> None:
                         name="qwen2_audio",
                         path=qdir,
                         mode=mode,
-                        per_device_batch_size=4,
+                        per_device_batch_size=args.per_device,
                         mixed_precision=mp,
                         gradient_checkpointing=ckpt,
                     )
                     extra = (" bf16" if mp == "bf16" else "") + (" grad-ckpt" if ckpt else "")
                     name = f"qwen2-audio tiny {mode} {modality}{extra}"
-                    rows.append((name, *_time(model, cfg, modality=modality, steps=args.steps)))
-        for kind in ("wav2vec2", "whisper"):
-            path = save_tiny_ssl(root / kind, kind=kind)
+                    rows.append((name, *_time(model, cfg, modality=modality, steps=args.steps, world=world)))
+        for kind, path in ssl_dirs.items():
             for finetune in ("top_k", "lora"):
                 torch.manual_seed(0)
                 model = SSLClassifier.from_pretrained(path, n_classes=4, finetune=finetune, top_k=1)
                 cfg = BackboneConfig(
-                    name="ssl", path=path, finetune=finetune, top_k=1, per_device_batch_size=4
+                    name="ssl", path=path, finetune=finetune, top_k=1, per_device_batch_size=args.per_device
                 )
                 rows.append(
-                    (f"{kind} tiny {finetune}", *_time(model, cfg, modality="audio", steps=args.steps))
+                    (
+                        f"{kind} tiny {finetune}",
+                        *_time(model, cfg, modality="audio", steps=args.steps, world=world),
+                    )
                 )
+    if int(os.environ.get("RANK", 0)) != 0:
+        return
     print(
-        f"torch {torch.__version__}, {args.threads} thread(s), batch 4, {args.steps} timed steps, fit_backbone"
+        f"torch {torch.__version__}, {world} process(es) x {args.threads} thread(s), global batch "
+        f"{args.per_device * world} ({args.per_device} per process), {args.steps} timed steps, fit_backbone"
     )
     width = max(len(r[0]) for r in rows)
     print(f"{'backbone / mode':<{width}}  median ms  best ms")

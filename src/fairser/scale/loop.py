@@ -104,12 +104,12 @@ def make_accelerator(*, mixed_precision: str | None = None, cpu: bool | None = N
 
     ``mixed_precision`` ``"no"``, ``"bf16"`` or ``"fp16"``; ``None`` takes ``accelerate launch``'s setting
     (``ACCELERATE_MIXED_PRECISION``), else ``"no"``. ``cpu=None`` means CPU processes when launched on a
-    machine without CUDA (:func:`launched_on_cpu`), else accelerate's choice. Accelerate keeps one global state per process; in a
-    process that was not started by a launcher a different precision replaces it (so tests and successive
-    benchmark runs may differ), under a launcher a conflicting precision is an error.
+    machine without CUDA (:func:`launched_on_cpu`), else accelerate's choice. Accelerate keeps one global
+    state per process; a different precision replaces its precision part (the process group is kept), so
+    successive runs in one process may differ in precision. Models prepared before keep their autocast.
     """
     from accelerate import Accelerator
-    from accelerate.state import AcceleratorState, PartialState
+    from accelerate.state import AcceleratorState
 
     if mixed_precision not in (None, "no", "bf16", "fp16"):
         raise ValueError(f"mixed_precision must be 'no', 'bf16' or 'fp16', got {mixed_precision!r}")
@@ -117,7 +117,7 @@ def make_accelerator(*, mixed_precision: str | None = None, cpu: bool | None = N
         cpu = True
     if AcceleratorState._shared_state and mixed_precision is not None:
         current = AcceleratorState().mixed_precision
-        if current != mixed_precision and PartialState().num_processes == 1:
+        if current != mixed_precision:
             AcceleratorState._reset_state(reset_partial_state=False)
     kwargs: dict[str, Any] = {"mixed_precision": mixed_precision}
     if cpu is not None:
