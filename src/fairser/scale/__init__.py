@@ -26,6 +26,7 @@ from fairser.scale.loop import (
     build_batch_sampler,
     fit_backbone,
     global_objective,
+    launched_on_cpu,
     make_accelerator,
     predict_backbone,
 )
@@ -47,6 +48,7 @@ __all__ = [
     "fit_backbone",
     "gather_group_batch",
     "global_objective",
+    "launched_on_cpu",
     "make_accelerator",
     "padding_fraction",
     "predict_backbone",

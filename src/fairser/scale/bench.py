@@ -183,7 +183,8 @@ def execute_backbone_run(spec, prepared, config: BenchmarkConfig, *, progress: b
 
     Returns ``(row, predictions, step_logs)`` like :func:`fairser.bench.runner.execute_run`; the row adds a
     ``backbone`` record (name, path, trainable parameters, optimizer steps, median step time, resume point).
-    Every process of an ``accelerate launch`` calls this for the same run; only the main process writes.
+    Every process of an ``accelerate launch`` calls this for the same run; only the main process writes
+    files and evaluates (the others return an empty row, table and log).
     """
     from sklearn.metrics import balanced_accuracy_score, f1_score
 
@@ -248,6 +249,8 @@ def execute_backbone_run(spec, prepared, config: BenchmarkConfig, *, progress: b
             run_dir / "checkpoints", ignore_errors=True
         )  # the run is finished: its row is the record
     accelerator.wait_for_everyone()
+    if not accelerator.is_main_process:  # the main process evaluates and reports; the others are done
+        return {}, pd.DataFrame(), []
 
     pred = pd.DataFrame(
         {

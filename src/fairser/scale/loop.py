@@ -389,6 +389,10 @@ def fit_backbone(
         )
     opt = torch.optim.AdamW(trainable + obj_params, lr=config.lr, weight_decay=config.weight_decay)
     _features_in_float32(model, device_type=acc.device.type)
+    if dist_type == "DEEPSPEED":  # no prepared DataLoader tells DeepSpeed the micro-batch size
+        ds_config = acc.state.deepspeed_plugin.deepspeed_config
+        if ds_config.get("train_micro_batch_size_per_gpu") in (None, "auto"):
+            ds_config["train_micro_batch_size_per_gpu"] = config.per_device_batch_size
     prepared, opt = acc.prepare(model, opt)
     model = _unwrap(acc, prepared)
 
