@@ -19,7 +19,7 @@ __all__ = ["AudioDataset"]
 _MODALITIES = ("audio", "audio+text")
 
 
-@dataclass
+@dataclass(kw_only=True)
 class AudioDataset:
     """Raw-audio rows of one split, aligned row by row.
 
