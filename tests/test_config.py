@@ -43,3 +43,15 @@ def test_duplicate_objective_labels_are_an_error():
 def test_missing_config_file(tmp_path):
     with pytest.raises(FileNotFoundError, match="config not found"):
         load_config(tmp_path / "missing.yaml")
+
+
+def test_run_ids_change_with_the_backbone_settings(tmp_path):
+    from fairser.bench.runner import plan_runs
+
+    base = {"backbone": {"name": "qwen2_audio", "path": str(tmp_path), "lora": {"r": 8}}}
+    ids_a = {r.run_id for r in plan_runs(BenchmarkConfig.model_validate(base))}
+    base["backbone"]["lora"] = {"r": 16}
+    ids_b = {r.run_id for r in plan_runs(BenchmarkConfig.model_validate(base))}
+    assert ids_a.isdisjoint(ids_b)
+    ids_none = {r.run_id for r in plan_runs(BenchmarkConfig())}
+    assert ids_none.isdisjoint(ids_a)

@@ -109,6 +109,8 @@ def plan_runs(config: BenchmarkConfig) -> list[RunSpec]:
         "train": config.train.model_dump(mode="json"),
         "evaluation": _dump(config.evaluation, unless_default={"gender_probe": False}),
     }
+    if config.backbone is not None:  # a changed backbone (model, LoRA, lr, ...) must not reuse old runs
+        shared["backbone"] = config.backbone.model_dump(mode="json")
     runs = []
     for setting in settings:
         for spec in config.objectives:
