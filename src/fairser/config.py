@@ -71,6 +71,8 @@ class CorpusConfig(_Strict):
     #: ``kind: import``: ``auto`` keeps official splits where a corpus has them, else speaker-independent.
     split: Literal["auto", "official", "speaker"] = "auto"
     split_seed: int = 0
+    #: ``kind: import``: train/valid/test fractions of each corpus's speakers for speaker-independent splits.
+    split_fractions: tuple[float, float, float] = (0.6, 0.2, 0.2)
     #: Optional cross-corpus / cross-lingual protocol applied after import (replaces the splits).
     cross: CrossProtocol | None = None
     #: Target label set; rows with other labels are an error (for ``kind: import`` it follows ``target``).

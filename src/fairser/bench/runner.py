@@ -150,6 +150,7 @@ def _load_corpus(
                 target=corpus.target,
                 split=corpus.split,
                 seed=corpus.split_seed,
+                fractions=corpus.split_fractions,
                 **src.options,
             )
             dropped = ", ".join(f"{k}: {v}" for k, v in res.dropped.items()) or "none"
