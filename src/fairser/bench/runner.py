@@ -764,13 +764,18 @@ def run_benchmark(
     return table
 
 
-def comparison_table(rows: list[dict[str, Any]], *, baseline: str) -> pd.DataFrame:
+def comparison_table(
+    rows: list[dict[str, Any]], *, baseline: str, order: list[str] | None = None
+) -> pd.DataFrame:
     """One line per objective (and setting): the method-zoo comparison, mean and std over seeds.
+
+    Objectives appear in ``order`` (e.g. the config's), else in the order of ``rows``.
 
     Columns (fractions): ``wf1``, ``uar``, ``mean_gap`` (mean over domains of the W-F1 gender gap),
     ``worst_gap`` (max over domains), ``dsp`` / ``deo`` (mean over domains of the mean-over-classes ΔSP /
     ΔEO), each with ``_std``; ``d_wf1`` / ``d_worst_gap`` (mean minus the baseline's in the same setting);
-    ``probe_acc`` / ``probe_chance`` (linear gender probe on the embedding, when run) and
+    ``probe_acc`` / ``probe_chance`` / ``probe_input_acc`` (linear gender probe on the learned embedding, its
+    chance level, and the same probe on the input features; when run) and
     ``idi_speaker_acc`` / ``idi_kappa`` (agreement of inferred with true gender over training rows, IDI).
     """
 
@@ -786,6 +791,7 @@ def comparison_table(rows: list[dict[str, Any]], *, baseline: str) -> pd.DataFra
     recs = []
     for r in rows:
         probe = r.get("gender_probe") or {}
+        probe_input = r.get("gender_probe_input") or {}
         agree = (r.get("groups") or {}).get("agreement_train") or {}
         recs.append(
             {
@@ -800,12 +806,25 @@ def comparison_table(rows: list[dict[str, Any]], *, baseline: str) -> pd.DataFra
                 "deo": dom_mean(r, "deo_mean_gap"),
                 "probe_acc": probe.get("accuracy", np.nan),
                 "probe_chance": probe.get("chance", np.nan),
+                "probe_input_acc": probe_input.get("accuracy", np.nan),
                 "idi_speaker_acc": agree.get("speaker_accuracy", np.nan),
                 "idi_kappa": agree.get("speaker_kappa", np.nan),
             }
         )
-    long = pd.DataFrame(recs).astype({"uar": float, "probe_acc": float, "probe_chance": float})
-    metrics = ["wf1", "uar", "mean_gap", "worst_gap", "dsp", "deo", "probe_acc", "probe_chance"]
+    long = pd.DataFrame(recs).astype(
+        {"uar": float, "probe_acc": float, "probe_chance": float, "probe_input_acc": float}
+    )
+    metrics = [
+        "wf1",
+        "uar",
+        "mean_gap",
+        "worst_gap",
+        "dsp",
+        "deo",
+        "probe_acc",
+        "probe_chance",
+        "probe_input_acc",
+    ]
     g = long.groupby(["setting", "objective"], sort=False)
     table = g[metrics].mean()
     table = table.join(g[metrics].std().add_suffix("_std"))
@@ -814,6 +833,13 @@ def comparison_table(rows: list[dict[str, Any]], *, baseline: str) -> pd.DataFra
     base = table[table["objective"] == baseline].set_index("setting")
     table["d_wf1"] = table["wf1"] - table["setting"].map(base["wf1"])
     table["d_worst_gap"] = table["worst_gap"] - table["setting"].map(base["worst_gap"])
+    if order is not None:
+        rank = {label: i for i, label in enumerate(order)}
+        table = table.sort_values(
+            ["setting", "objective"],
+            key=lambda col: col.map(rank) if col.name == "objective" else col,
+            kind="stable",
+        ).reset_index(drop=True)
     return table
 
 
@@ -830,7 +856,7 @@ def _render_comparison(table: pd.DataFrame, *, synthetic: bool, source: str, bas
     has_probe = table["probe_acc"].notna().any()
     has_idi = table["idi_speaker_acc"].notna().any()
     head = ["Setting", "Objective", "Seeds", "W-F1", "UAR", "Mean gap", "Worst-domain gap", "ΔSP", "ΔEO"]
-    head += ["Δ W-F1", "Δ worst gap"] + (["Gender probe (chance)"] if has_probe else [])
+    head += ["Δ W-F1", "Δ worst gap"] + (["Gender probe: embedding / input (chance)"] if has_probe else [])
     head += ["IDI speaker acc (κ)"] if has_idi else []
     lines = []
     if synthetic:
@@ -839,7 +865,7 @@ def _render_comparison(table: pd.DataFrame, *, synthetic: bool, source: str, bas
         f"Data: {source}. In %, mean ± std over seeds. Gaps: |W-F1(male) − W-F1(female)| per domain (mean and "
         f"max over domains); ΔSP / ΔEO: mean over domains of the mean over classes. Δ = objective − {baseline} "
         "(negative Δ worst gap = fairer). Gender probe: speaker-independent CV accuracy of a linear probe on "
-        "the learned test embedding. IDI: agreement of inferred with true gender over training speakers.\n"
+        "the learned test embedding (and on the input features). IDI: agreement of inferred with true gender over training speakers.\n"
     )
     lines.append("| " + " | ".join(head) + " |")
     lines.append("|" + "---|" * len(head))
@@ -851,7 +877,7 @@ def _render_comparison(table: pd.DataFrame, *, synthetic: bool, source: str, bas
             cells.append(
                 "–"
                 if not np.isfinite(r["probe_acc"])
-                else f"{pm(r, 'probe_acc')} ({100 * r['probe_chance']:.0f})"
+                else f"{pm(r, 'probe_acc')} / {100 * r['probe_input_acc']:.1f} ({100 * r['probe_chance']:.0f})"
             )
         if has_idi:
             cells.append(
@@ -869,7 +895,7 @@ def _write_comparison(
     """``comparison.md`` / ``comparison.csv`` (one line per objective) and ``tradeoff.png`` (W-F1 against
     worst-domain gap, one point per objective, mean ± std over seeds; :func:`fairser.report.plot_tradeoff`)."""
     baseline = config.objectives[0].display
-    table = comparison_table(rows, baseline=baseline)
+    table = comparison_table(rows, baseline=baseline, order=[o.display for o in config.objectives])
     table.to_csv(out_dir / "comparison.csv", index=False)
     (out_dir / "comparison.md").write_text(
         _render_comparison(table, synthetic=prepared.synthetic, source=prepared.source, baseline=baseline)
