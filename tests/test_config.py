@@ -55,3 +55,31 @@ def test_run_ids_change_with_the_backbone_settings(tmp_path):
     assert ids_a.isdisjoint(ids_b)
     ids_none = {r.run_id for r in plan_runs(BenchmarkConfig())}
     assert ids_none.isdisjoint(ids_a)
+
+
+def test_zoo_options_validate_and_leave_run_ids_alone_at_their_defaults():
+    from fairser.bench.runner import plan_runs
+
+    plain = BenchmarkConfig.model_validate({"objectives": [{"name": "erm"}]})
+    explicit = BenchmarkConfig.model_validate(
+        {
+            "objectives": [{"name": "erm", "sampler": None, "groups": None}],
+            "groups": {"source": True},  # YAML's `source: true`
+            "evaluation": {"gender_probe": False},
+        }
+    )
+    assert [r.run_id for r in plan_runs(plain)] == [r.run_id for r in plan_runs(explicit)]
+    inferred = BenchmarkConfig.model_validate(
+        {"objectives": [{"name": "erm", "groups": {"source": "inferred", "method": "kmeans"}}]}
+    )
+    assert {r.run_id for r in plan_runs(inferred)}.isdisjoint(r.run_id for r in plan_runs(plain))
+    spec = BenchmarkConfig.model_validate(
+        {"objectives": [{"name": "erm", "sampler": "balanced"}]}
+    ).objectives[0]
+    assert spec.sampler == "balanced"
+    with pytest.raises(ValidationError, match="method"):
+        BenchmarkConfig.model_validate({"groups": {"source": "inferred", "method": "guess"}})
+    with pytest.raises(ValidationError, match="adapt_fraction"):
+        BenchmarkConfig.model_validate(
+            {"corpus": {"kind": "synthetic", "cross": {"train": ["a"], "test": ["b"], "adapt_fraction": 1.0}}}
+        )

@@ -78,3 +78,62 @@ def test_dataset_rejects_misaligned_columns():
 
     with pytest.raises(ValueError, match="y has 2 rows"):
         ArrayDataset(audio=np.zeros((3, 2)), y=np.zeros(2), domain=np.zeros(3), gender=np.zeros(3))
+
+
+def test_keep_last_returns_the_last_epoch_without_early_stopping():
+    train, valid = _data(120, seed=0), _data(60, seed=1)
+    cfg = TrainConfig(epochs=4, batch_size=32, sampler="random", patience=1)
+    model = build_head(use_text=False, audio_dim=8, text_dim=0, n_classes=3, hidden=8)
+    res = fit(
+        model=model,
+        objective=build_objective("erm", n_domains=2, n_classes=3),
+        train=train,
+        valid=valid,
+        config=cfg,
+        seed=0,
+        keep="last",
+    )
+    assert len(res.history) == 4 and res.best_epoch == 3
+    assert res.best_score == res.history[-1]["valid_weighted_f1"]
+
+
+def test_unlabelled_rows_carry_zero_loss_and_balanced_sampler_trains():
+    from fairser.objectives import Objective, ObjectiveOutput
+    from fairser.objectives.stages import UNLABELED
+
+    seen = []
+
+    class Recorder(Objective):
+        name = "recorder"
+
+        def forward(self, batch):
+            seen.append((batch.y.clone(), batch.losses.detach().clone()))
+            return ObjectiveOutput(loss=batch.losses.mean())
+
+    train = _data(96, seed=0)
+    train.y = np.where(np.arange(96) % 4 == 0, UNLABELED, train.y)
+    for sampler in ("random", "balanced"):
+        seen.clear()
+        fit(
+            model=build_head(use_text=False, audio_dim=8, text_dim=0, n_classes=3, hidden=8),
+            objective=Recorder(n_domains=2, n_classes=3),
+            train=train,
+            valid=_data(30, seed=1),
+            config=TrainConfig(epochs=1, batch_size=16, sampler=sampler),
+            seed=0,
+        )
+        y = torch.cat([s[0] for s in seen])
+        losses = torch.cat([s[1] for s in seen])
+        assert (y == UNLABELED).any() and (losses[y == UNLABELED] == 0).all() and (losses[y >= 0] > 0).all()
+
+
+def test_subset_and_concat_keep_columns_aligned():
+    a, b = _data(5, seed=0, text=True), _data(3, seed=1, text=True)
+    both = a.concat(b.subset(np.array([2, 0])))
+    assert len(both) == 7
+    np.testing.assert_array_equal(both.y[5:], b.y[[2, 0]])
+    np.testing.assert_array_equal(both.text_mask[5:], b.text_mask[[2, 0]])
+    import pytest
+
+    with pytest.raises(ValueError, match="text is present in one dataset only"):
+        a.concat(_data(2, seed=2))
