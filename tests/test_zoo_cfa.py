@@ -226,7 +226,7 @@ def test_cross_corpus_cfa_through_the_benchmark(tmp_path) -> None:
                 },
             ],
             "seeds": [0],
-            "train": {"epochs": 2, "batch_size": 16, "hidden": 8},
+            "train": {"epochs": 2, "batch_size": 16, "hidden": 8, "normalise": "per_corpus"},
             "evaluation": {"n_boot": 10, "n_perm": 10, "min_samples": 2, "gender_probe": True},
             "n_jobs": 1,
         }
@@ -235,6 +235,10 @@ def test_cross_corpus_cfa_through_the_benchmark(tmp_path) -> None:
     out = tmp_path / "out"
     meta = json.loads((out / "benchmark.json").read_text())
     assert meta["failures"] == [] and "held out of the test set" in meta["source"]
+    # the target corpus is standardised with its unlabelled adaptation rows, never with its test rows
+    assert any(
+        n.startswith("normalise per_corpus: b is standardised with its 16 adapt rows") for n in meta["notes"]
+    )
     rows = {
         r["objective_label"]: r for r in map(json.loads, (out / "results.jsonl").read_text().splitlines())
     }

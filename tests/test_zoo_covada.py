@@ -97,7 +97,8 @@ def _run_data(tmp_path, manifest: pd.DataFrame, paths, extraction_log: list) -> 
     for d in (train, valid):
         d.audio = ((d.audio - mean) / std).astype(np.float32)
 
-    def featurize(new_paths):
+    def featurize(new_paths, *, rows):
+        assert len(rows) == len(new_paths)
         res = extract_audio_features(paths=new_paths, encoder=encoder, cache=cache, n_jobs=1, progress=False)
         extraction_log.append((res.n_extracted, res.n_cached))
         return ((res.features - mean) / std).astype(np.float32), res.ok

@@ -181,7 +181,9 @@ class TrainConfig(_Strict):
     select_metric: Literal["weighted_f1", "uar", "accuracy", "macro_f1"] = "weighted_f1"
     patience: int = Field(10, ge=1)
     #: Audio feature normalisation, fitted on training rows only (a per-test-speaker fit leaks labels).
-    normalise: Literal["standard", "none"] = "standard"
+    #: ``per_corpus`` (cross-corpus work): each corpus standardised with its own training rows, or, for a
+    #: corpus with none, its unlabelled ``adapt`` rows, else all its rows (features only; noted in the results).
+    normalise: Literal["standard", "per_corpus", "none"] = "standard"
 
 
 class EvalConfig(_Strict):

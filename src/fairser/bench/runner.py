@@ -307,6 +307,17 @@ def prepare_data(
     audio_feats = np.asarray(audio.features, dtype=np.float32)[keep]
     kept_paths = [p for p, k in zip(paths, keep, strict=True) if k]
 
+    if config.train.normalise == "per_corpus":
+        for name, (ref, which) in _per_corpus_reference(manifest).items():
+            if which != "train":
+                notes.append(
+                    f"normalise per_corpus: {name} is standardised with its {len(ref)} "
+                    + (
+                        "adapt rows (unlabelled, not tested)"
+                        if which == "adapt"
+                        else "rows, test rows included (transductive; features only, no labels)"
+                    )
+                )
     inferred: dict[str, Any] = {}
     if any(_effective_groups(s, config).inferred for s in config.objectives):
         t0 = time.perf_counter()
@@ -340,14 +351,58 @@ def prepare_data(
     )
 
 
-def _normaliser(prepared: PreparedData, config: BenchmarkConfig) -> tuple[Any, Any]:
-    """Mean and std of the audio features over training rows (identity when ``normalise: none``)."""
-    train_rows = np.flatnonzero((prepared.manifest["split"] == "train").to_numpy())
+def _per_corpus_reference(manifest: pd.DataFrame) -> dict[str, tuple[np.ndarray, str]]:
+    """``normalise: per_corpus``: the rows each corpus is standardised with, and which rows they are.
+
+    A corpus's training rows; for a corpus with none (the test side of a cross-corpus protocol), its
+    ``adapt`` rows (unlabelled target speakers held out of the test set); else all its rows (transductive:
+    the test rows' features, never their labels).
+    """
+    split = manifest["split"].to_numpy()
+    corpus = manifest["corpus"].astype(str).to_numpy()
+    out = {}
+    for name in pd.unique(corpus):
+        own = corpus == name
+        for which, ref in (
+            ("train", own & (split == "train")),
+            ("adapt", own & (split == "adapt")),
+            ("all", own),
+        ):
+            if ref.any():
+                out[name] = (np.flatnonzero(ref), which)
+                break
+    return out
+
+
+def _normaliser(prepared: PreparedData, config: BenchmarkConfig):
+    """``normalise(features, rows)``: audio features of manifest rows ``rows`` (or of files derived from them)
+    standardised as ``train.normalise`` says: ``standard`` with the training rows' mean and std, ``per_corpus``
+    with each corpus's own reference rows (:func:`_per_corpus_reference`), ``none`` unchanged."""
+    m = prepared.manifest
+    train_rows = np.flatnonzero((m["split"] == "train").to_numpy())
     if len(train_rows) == 0:
         raise ValueError("the corpus has no training rows (split == 'train')")
-    if config.train.normalise != "standard":
-        return 0.0, 1.0
-    return prepared.audio[train_rows].mean(0), prepared.audio[train_rows].std(0) + 1e-8
+    mode = config.train.normalise
+    if mode == "none":
+        return lambda x, rows: np.asarray(x, dtype=np.float32)
+    if mode == "standard":
+        mean, std = prepared.audio[train_rows].mean(0), prepared.audio[train_rows].std(0) + 1e-8
+        return lambda x, rows: ((np.asarray(x) - mean) / std).astype(np.float32)
+    corpus = m["corpus"].astype(str).to_numpy()
+    stats = {
+        name: (prepared.audio[ref].mean(0), prepared.audio[ref].std(0) + 1e-8)
+        for name, (ref, _) in _per_corpus_reference(m).items()
+    }
+
+    def normalise(x, rows):
+        x, which = np.asarray(x, dtype=np.float64), corpus[np.asarray(rows)]
+        out = np.empty_like(x)
+        for name, (mean, std) in stats.items():
+            sel = which == name
+            out[sel] = (x[sel] - mean) / std
+        return out.astype(np.float32)
+
+    return normalise
 
 
 def _split_views(
@@ -359,7 +414,7 @@ def _split_views(
     label_index = {lab: i for i, lab in enumerate(prepared.labels)}
     modalities = list(config.modalities) if setting == "joint" else [setting]
     views: dict[str, tuple[ArrayDataset, pd.DataFrame]] = {}
-    mean, std = _normaliser(prepared, config)
+    normalise = _normaliser(prepared, config)
     splits = ["train", "valid", "test"] + (["adapt"] if (m["split"] == "adapt").any() else [])
     for split in splits:
         rows = np.flatnonzero((m["split"] == split).to_numpy())
@@ -377,7 +432,7 @@ def _split_views(
         use_text = any(p[2] for p in parts)
         views[split] = (
             ArrayDataset(
-                audio=((prepared.audio[rows_all] - mean) / std).astype(np.float32),
+                audio=normalise(prepared.audio[rows_all], rows_all),
                 text=prepared.text[rows_all] if use_text else None,
                 text_mask=np.concatenate([np.full(len(p[0]), p[2]) for p in parts]) if use_text else None,
                 y=meta["emotion"].map(label_index).to_numpy(),
@@ -640,10 +695,11 @@ def _derived_params(spec: ObjectiveSpec, *, model, train: ArrayDataset) -> dict[
 
 
 def _featurizer(prepared: PreparedData, config: BenchmarkConfig):
-    """``featurize(paths) -> (features, ok)`` through the run's encoder and cache, normalised like training."""
-    mean, std = _normaliser(prepared, config)
+    """``featurize(paths, rows=...) -> (features, ok)`` through the run's encoder and cache, each file normalised
+    like the manifest row it derives from (``rows``)."""
+    normalise = _normaliser(prepared, config)
 
-    def featurize(paths):
+    def featurize(paths, *, rows):
         from fairser.features import FeatureCache, build_audio_encoder, extract_audio_features
 
         res = extract_audio_features(
@@ -654,8 +710,7 @@ def _featurizer(prepared: PreparedData, config: BenchmarkConfig):
             on_error="skip",
             progress=False,
         )
-        feats = (np.nan_to_num(res.features) - mean) / std
-        return feats.astype(np.float32), np.asarray(res.ok, dtype=bool)
+        return normalise(np.nan_to_num(res.features), rows), np.asarray(res.ok, dtype=bool)
 
     return featurize
 
@@ -900,9 +955,32 @@ def _write_comparison(
     (out_dir / "comparison.md").write_text(
         _render_comparison(table, synthetic=prepared.synthetic, source=prepared.source, baseline=baseline)
     )
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
     from fairser.report import plot_tradeoff, tradeoff_points
 
-    fig = plot_tradeoff(tradeoff_points(rows), synthetic=prepared.synthetic, source=prepared.source)
+    points = tradeoff_points(rows)
+    rank = {label: i for i, label in enumerate(o.display for o in config.objectives)}
+    points = points.sort_values("objective", key=lambda c: c.map(rank), kind="stable").reset_index(drop=True)
+    if len(config.objectives) <= 6:
+        fig = plot_tradeoff(points, synthetic=prepared.synthetic, source=prepared.source)
+    else:  # a zoo: a larger panel per setting and the legend beside it, so points and labels stay readable
+        settings = list(dict.fromkeys(points["setting"]))
+        fig = Figure(figsize=(9.5, 6.2 * len(settings)))
+        FigureCanvasAgg(fig)
+        for i, setting in enumerate(settings):
+            ax = fig.add_subplot(len(settings), 1, i + 1)
+            plot_tradeoff(points[points["setting"] == setting], ax=ax)
+            handles, labels = ax.get_legend_handles_labels()
+            ax.legend(handles, labels, fontsize=8, loc="upper left", bbox_to_anchor=(1.02, 1.0), frameon=True)
+            ax.set_title(
+                ("SYNTHETIC DATA — " if prepared.synthetic else "")
+                + f"W-F1 vs worst-domain gender gap ({setting}); mean ± std over seeds",
+                fontsize=10,
+            )
+        fig.text(0.01, 0.005, f"Data: {prepared.source}", fontsize=7)
+        fig.subplots_adjust(left=0.08, right=0.7, top=0.94, bottom=0.1)
     fig.savefig(out_dir / "tradeoff.png", dpi=110)
 
 

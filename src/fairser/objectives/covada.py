@@ -152,7 +152,7 @@ class CoVADA(StagedObjective):
         ok_src = np.array([p is not None for p in converted.paths], dtype=bool)
         feats = np.zeros((len(sources), train.audio.shape[1]), dtype=np.float32)
         if ok_src.any():
-            f, ok = data.featurize([p for p in converted.paths if p is not None])
+            f, ok = data.featurize([p for p in converted.paths if p is not None], rows=unique_rows[ok_src])
             feats[ok_src] = f
             ok_src[np.flatnonzero(ok_src)[~ok]] = False
         # 4. new training rows: the converted audio with the source rows' labels, domains and transcripts

@@ -149,8 +149,9 @@ class RunData:
     audio_paths : sequence of Path
         Resolved audio file of every manifest row.
     featurize : callable
-        ``featurize(paths) -> (features, ok)``: audio features of new files through the run's encoder and
-        feature cache, normalised like ``train.audio``; ``ok`` is False where extraction failed.
+        ``featurize(paths, rows=...) -> (features, ok)``: audio features of new files through the run's
+        encoder and feature cache, each normalised like the manifest row (``rows``) it derives from; ``ok``
+        is False where extraction failed.
     cache_dir : Path
         The feature cache folder (CO-VADA writes its converted audio next to it).
     config : BenchmarkConfig
@@ -169,7 +170,7 @@ class RunData:
     train_meta: pd.DataFrame
     views: dict[str, tuple[ArrayDataset, pd.DataFrame]]
     audio_paths: Sequence[Path]
-    featurize: Callable[[Sequence[Path]], tuple[np.ndarray, np.ndarray]]
+    featurize: Callable[..., tuple[np.ndarray, np.ndarray]]
     cache_dir: Path
     config: BenchmarkConfig
     seed: int
