@@ -110,7 +110,10 @@ def test_groups_config_reads_yaml_true() -> None:
 
 @pytest.mark.slow
 def test_group_objectives_train_on_inferred_groups(tmp_path) -> None:
-    manifest = tiny_corpus(tmp_path / "corpus", speakers_per_gender=3, utterances=1)
+    manifest = tiny_corpus(tmp_path / "corpus", speakers_per_gender=6, utterances=1)  # train: speakers 0, 3
+    frame = pd.read_csv(manifest)
+    frame.loc[frame["speaker"] == "a_f0", "gender"] = "unknown"  # a training speaker without a label
+    frame.to_csv(manifest, index=False)
     inferred = {"source": "inferred", "method": "f0"}
     cfg = BenchmarkConfig.model_validate(
         {
@@ -137,6 +140,7 @@ def test_group_objectives_train_on_inferred_groups(tmp_path) -> None:
                     "label": "IDI kmeans",
                     "groups": {"source": "inferred", "method": "kmeans"},
                 },
+                {"name": "groupdro", "label": "IDI fill", "groups": {"source": "fill", "method": "f0"}},
             ],
             "seeds": [0],
             "train": {"epochs": 1, "batch_size": 8, "hidden": 8},
@@ -151,10 +155,11 @@ def test_group_objectives_train_on_inferred_groups(tmp_path) -> None:
     }
     assert "groups" not in rows["true groups"]
     assert rows["IDI f0"]["groups"]["agreement_train"]["speaker_accuracy"] == 1.0
-    assert rows["IDI f0"]["groups"]["changed_train_rows"] == 0
+    assert rows["IDI f0"]["groups"]["changed_train_rows"] == 4  # the unlabelled speaker gets a gender
+    assert rows["IDI fill"]["groups"]["changed_train_rows"] == 4  # only the unlabelled speaker changes
     all_male = rows["IDI all male"]["groups"]
-    assert all_male["changed_train_rows"] == 4  # the female training speaker's 4 utterances
-    assert all_male["agreement_train"]["accuracy"] == 0.5
+    assert all_male["changed_train_rows"] == 8  # the unlabelled and the labelled female speaker, now "male"
+    assert all_male["agreement_train"]["accuracy"] == pytest.approx(8 / 12)  # 3 labelled speakers, 1 wrong
     assert rows["IDI kmeans"]["groups"]["agreement_all"]["speaker_kappa"] == 1.0
     # evaluation always uses the true gender
     pred = pd.read_csv(next((tmp_path / "out" / "runs").glob("audio__IDI_all_male*/predictions.csv")))
