@@ -96,7 +96,7 @@ def main() -> None:
 
     cols = [*STAGES, "overall"]
     print("\nmilliseconds per utterance, wall (CPU of the process tree in brackets)")
-    print(f"{'size':>5s} {'utt.':>6s} " + " ".join(f"{c[:22]:>24s}" for c in cols))
+    print(f"{'size':>5s} {'utt.':>6s} " + " ".join(f"{c[:23]:>24s}" for c in cols))
     per_utt: dict[int, dict[str, tuple[float, float]]] = {}
     for size, run in runs.items():
         n = run.n_utterances
