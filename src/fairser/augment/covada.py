@@ -55,10 +55,10 @@ class VoiceShift:
     duration_factor: float = 1.0
 
     def key(self) -> str:
-        """A file-name-safe description of the settings (part of a converted file's name)."""
+        """A file-name-safe description of the settings (part of a converted file's name; ``s`` = seeded)."""
         return (
             f"p{self.new_pitch_median:g}_f{self.formant_shift_ratio:g}_r{self.pitch_range_factor:g}"
-            f"_d{self.duration_factor:g}_{self.pitch_floor:g}-{self.pitch_ceiling:g}"
+            f"_d{self.duration_factor:g}_{self.pitch_floor:g}-{self.pitch_ceiling:g}_s"
         )
 
 
@@ -76,13 +76,17 @@ def median_f0(sound: parselmouth.Sound, *, pitch_floor: float = 75.0, pitch_ceil
     return float(np.median(voiced)) if voiced.size else float("nan")
 
 
-def change_gender(sound: parselmouth.Sound, *, shift: VoiceShift) -> parselmouth.Sound:
-    """Praat's "Change gender" (PSOLA resynthesis with formant shift) applied to ``sound``."""
+def change_gender(sound: parselmouth.Sound, *, shift: VoiceShift, seed: int | None = 0) -> parselmouth.Sound:
+    """Praat's "Change gender" (PSOLA resynthesis with formant shift) applied to ``sound``.
+
+    Praat draws random numbers inside this command (two calls on the same sound differ), so with ``seed``
+    (default) Praat's generator is seeded first and set back to unpredictable seeding afterwards: the same
+    input and seed give the same samples. ``seed=None`` leaves Praat's generator alone.
+    """
+    from parselmouth import praat
     from parselmouth.praat import call
 
-    return call(
-        sound,
-        "Change gender",
+    args = (
         shift.pitch_floor,
         shift.pitch_ceiling,
         shift.formant_shift_ratio,
@@ -90,6 +94,13 @@ def change_gender(sound: parselmouth.Sound, *, shift: VoiceShift) -> parselmouth
         shift.pitch_range_factor,
         shift.duration_factor,
     )
+    if seed is None:
+        return call(sound, "Change gender", *args)
+    praat.run(f"random_initializeWithSeedUnsafelyButPredictably ({int(seed)})")
+    try:
+        return call(sound, "Change gender", *args)
+    finally:
+        praat.run("random_initializeSafelyAndUnpredictably ()")
 
 
 def select_bias_guiding(*, gce_losses: np.ndarray, correct: np.ndarray, top_k: float) -> np.ndarray:
@@ -229,6 +240,7 @@ def convert_voices(
             if target.is_file():
                 result.n_reused += 1
                 continue
-            _write_wav(change_gender(sound, shift=shift), target)
+            # seeded by the source's content: the same file always converts to the same bytes
+            _write_wav(change_gender(sound, shift=shift, seed=int(hashes[i][:8], 16)), target)
             result.n_converted += 1
     return result
