@@ -789,7 +789,12 @@ def run_benchmark(
                 bar.advance(task)
     timings = dict(prepared.timings)
     timings["training_and_evaluation"] = time.perf_counter() - t0
-    rows = [r for r in store.rows() if r["run_id"] in {s.run_id for s in runs} and r.get("status") == "ok"]
+    planned = {s.run_id: i for i, s in enumerate(runs)}
+    # in grid order, not finishing order, so the table is the same to the last digit on every run
+    rows = sorted(
+        (r for r in store.rows() if r["run_id"] in planned and r.get("status") == "ok"),
+        key=lambda r: planned[r["run_id"]],
+    )
     t0 = time.perf_counter()
     table = paper_table(rows, baseline=config.objectives[0].display)
     text = render_table(
