@@ -28,9 +28,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 from rich.console import Console
-from sklearn.metrics import balanced_accuracy_score, f1_score
 
 from fairser.bench.results import ResultsStore
+from fairser.bench.rows import evaluate_run, predictions_table
 from fairser.config import BenchmarkConfig, GroupsConfig, ObjectiveSpec
 from fairser.data.manifest import read_manifest, resolve_audio_paths
 from fairser.progress import progress_bar
@@ -459,7 +459,6 @@ def execute_run(
         return execute_backbone_run(spec, prepared, config)
     import torch
 
-    from fairser.metrics import evaluate_predictions
     from fairser.models import build_head
     from fairser.objectives import build_objective
     from fairser.objectives.stages import RunData, StagedObjective
@@ -518,62 +517,10 @@ def execute_run(
 
     test, meta = views["test"]
     proba = predict_proba(result.model, test)
-    pred = pd.DataFrame(
-        {
-            "id": meta["id"].to_numpy(),
-            "split": "test",
-            "y_true": meta["emotion"].to_numpy(),
-            "y_pred": np.asarray(prepared.labels)[proba.argmax(1)],
-            "gender": meta["gender"].to_numpy(),
-            "language": meta["language"].to_numpy(),
-            "modality": meta["modality"].to_numpy(),
-            "speaker": meta["speaker"].to_numpy(),
-            "corpus": meta["corpus"].to_numpy(),
-        }
+    pred = predictions_table(meta=meta, proba=proba, labels=prepared.labels, spec=spec)
+    metrics, eval_notes = evaluate_run(
+        pred, labels=prepared.labels, evaluation=config.evaluation, seed=spec.seed
     )
-    for i, lab in enumerate(prepared.labels):
-        pred[f"prob_{lab}"] = proba[:, i]
-    pred["objective"] = spec.objective.display
-    pred["seed"] = spec.seed
-    pred["setting"] = spec.setting
-    pred["run_id"] = spec.run_id
-
-    ev = config.evaluation
-    evaluation = evaluate_predictions(
-        pred,
-        labels=list(prepared.labels),
-        domain_cols=("language", "modality"),
-        n_boot=ev.n_boot,
-        n_perm=ev.n_perm,
-        ci=ev.ci,
-        min_samples=ev.min_samples,
-        resample=ev.resample,
-        seed=spec.seed,
-    )
-    domains = []
-    for (lang, mod), sub in pred.groupby(["language", "modality"], sort=False):
-        row: dict[str, Any] = {"language": lang, "modality": mod, "n": len(sub)}
-        row["weighted_f1"] = float(
-            f1_score(
-                sub["y_true"],
-                sub["y_pred"],
-                labels=list(prepared.labels),
-                average="weighted",
-                zero_division=0,
-            )
-        )
-        gaps = evaluation.gaps
-        g = gaps[(gaps["language"] == lang) & (gaps["modality"] == mod)]
-        for _, gr in g.iterrows():
-            metric = gr["metric"]
-            for col in ("gap", "signed_gap", "ci_low", "ci_high", "p_value", "reason"):
-                if col in gr:
-                    row[f"{metric}_{col}"] = gr[col]
-        bg = evaluation.by_group
-        b = bg[(bg["language"] == lang) & (bg["modality"] == mod) & (bg["metric"] == "weighted_f1")]
-        for _, br in b.iterrows():
-            row[f"weighted_f1_{br['gender']}"] = br["value"]
-        domains.append(row)
     lam = [s.get("lambda") for s in result.step_logs if "lambda" in s]
     rvals = [s.get("R") for s in result.step_logs if "R" in s]
     row = {
@@ -592,19 +539,8 @@ def execute_run(
         if rvals
         else None,
         "elapsed_s": time.perf_counter() - t0,
-        "domains": domains,
-        "overall_weighted_f1": float(
-            f1_score(
-                pred["y_true"],
-                pred["y_pred"],
-                labels=list(prepared.labels),
-                average="weighted",
-                zero_division=0,
-            )
-        ),
-        "overall_uar": float(balanced_accuracy_score(pred["y_true"], pred["y_pred"])) if len(pred) else None,
-        "summary": evaluation.summary.to_dict(orient="records"),
-        "notes": list(evaluation.notes),
+        **metrics,
+        "notes": eval_notes,
     }
     # method zoo extras (absent for plain objectives, so older rows and tables are unchanged)
     if groups_row is not None:

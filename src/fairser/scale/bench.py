@@ -21,6 +21,7 @@ import pandas as pd
 import torch
 from torch import nn
 
+from fairser.bench.rows import evaluate_run, predictions_table
 from fairser.config import BackboneConfig, BenchmarkConfig
 from fairser.scale.data import AudioDataset
 
@@ -186,9 +187,7 @@ def execute_backbone_run(spec, prepared, config: BenchmarkConfig, *, progress: b
     Every process of an ``accelerate launch`` calls this for the same run; only the main process writes
     files and evaluates (the others return an empty row, table and log).
     """
-    from sklearn.metrics import balanced_accuracy_score, f1_score
 
-    from fairser.metrics import evaluate_predictions
     from fairser.objectives import build_objective
     from fairser.scale.loop import fit_backbone, make_accelerator, predict_backbone
 
@@ -252,59 +251,12 @@ def execute_backbone_run(spec, prepared, config: BenchmarkConfig, *, progress: b
     if not accelerator.is_main_process:  # the main process evaluates and reports; the others are done
         return {}, pd.DataFrame(), []
 
-    pred = pd.DataFrame(
-        {
-            "id": meta["id"].to_numpy(),
-            "split": "test",
-            "y_true": meta["emotion"].to_numpy(),
-            "y_pred": np.asarray(labels)[proba.argmax(1)],
-            "gender": meta["gender"].to_numpy(),
-            "language": meta["language"].to_numpy(),
-            "modality": meta["modality"].to_numpy(),
-            "speaker": meta["speaker"].to_numpy(),
-            "corpus": meta["corpus"].to_numpy(),
-        }
-    )
-    for i, lab in enumerate(labels):
-        pred[f"prob_{lab}"] = proba[:, i]
-    pred["objective"] = spec.objective.display
-    pred["seed"] = spec.seed
-    pred["setting"] = spec.setting
-    pred["run_id"] = spec.run_id
-
-    ev = config.evaluation
-    evaluation = evaluate_predictions(
-        pred,
-        labels=list(labels),
-        domain_cols=("language", "modality"),
-        n_boot=ev.n_boot,
-        n_perm=ev.n_perm,
-        ci=ev.ci,
-        min_samples=ev.min_samples,
-        resample=ev.resample,
-        seed=spec.seed,
-    )
-    domains = []
-    for (lang, mod), sub in pred.groupby(["language", "modality"], sort=False):
-        row: dict[str, Any] = {"language": lang, "modality": mod, "n": len(sub)}
-        row["weighted_f1"] = float(
-            f1_score(sub["y_true"], sub["y_pred"], labels=list(labels), average="weighted", zero_division=0)
-        )
-        gaps = evaluation.gaps
-        for _, gr in gaps[(gaps["language"] == lang) & (gaps["modality"] == mod)].iterrows():
-            for col in ("gap", "signed_gap", "ci_low", "ci_high", "p_value", "reason"):
-                if col in gr:
-                    row[f"{gr['metric']}_{col}"] = gr[col]
-        bg = evaluation.by_group
-        sel = bg[(bg["language"] == lang) & (bg["modality"] == mod) & (bg["metric"] == "weighted_f1")]
-        for _, br in sel.iterrows():
-            row[f"weighted_f1_{br['gender']}"] = br["value"]
-        domains.append(row)
+    pred = predictions_table(meta=meta, proba=proba, labels=labels, spec=spec)
+    metrics, notes = evaluate_run(pred, labels=labels, evaluation=config.evaluation, seed=spec.seed)
     logs = result.step_logs
     lam = [s["lambda"] for s in logs if "lambda" in s]
     last_epoch = [s["R"] for s in logs if "R" in s and s["epoch"] == (logs[-1]["epoch"] if logs else -1)]
-    notes = list(evaluation.notes)
-    if ev.gender_probe:
+    if config.evaluation.gender_probe:
         notes.append("gender_probe is not computed for backbone runs")
     row = {
         "run_id": spec.run_id,
@@ -320,12 +272,7 @@ def execute_backbone_run(spec, prepared, config: BenchmarkConfig, *, progress: b
         "final_lambda": lam[-1] if lam else None,
         "mean_R_last_epoch": float(np.mean(last_epoch)) if last_epoch else None,
         "elapsed_s": time.perf_counter() - t0,
-        "domains": domains,
-        "overall_weighted_f1": float(
-            f1_score(pred["y_true"], pred["y_pred"], labels=list(labels), average="weighted", zero_division=0)
-        ),
-        "overall_uar": float(balanced_accuracy_score(pred["y_true"], pred["y_pred"])) if len(pred) else None,
-        "summary": evaluation.summary.to_dict(orient="records"),
+        **metrics,
         "notes": notes,
         "backbone": {
             "name": bb.name,
