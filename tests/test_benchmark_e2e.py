@@ -58,7 +58,9 @@ def test_benchmark_writes_table_and_resumes(tmp_path, capsys):
     assert meta["synthetic"] is True and meta["n_finished"] == 4
 
     pred = pd.read_csv(out / "runs" / runs[0].run_id / "predictions.csv")
-    assert {"id", "y_true", "y_pred", "gender", "language", "modality", "speaker", "prob_joy"} <= set(pred.columns)
+    assert {"id", "y_true", "y_pred", "gender", "language", "modality", "speaker", "prob_joy"} <= set(
+        pred.columns
+    )
     assert set(pred["language"]) == {"en", "de"}
     log = pd.read_csv(out / "runs" / runs[1].run_id / "train_log.csv")
     assert {"lambda", "R"} <= set(log.columns)  # MinMaxGAP logs its weight and penalty every step
@@ -81,9 +83,14 @@ def test_benchmark_writes_table_and_resumes(tmp_path, capsys):
 
 
 def test_joint_modalities_masks_text_and_uses_language_x_modality_domains(tmp_path):
-    cfg = _config(tmp_path, joint_modalities=True, objectives=[{"name": "minmaxgap"}])
+    # two objectives in a 2-process pool: also covers the parallel path of the runner
+    cfg = _config(
+        tmp_path, joint_modalities=True, objectives=[{"name": "minmaxgap"}, {"name": "erm"}], n_jobs=2
+    )
     run_benchmark(cfg, progress=False)
     rows = ResultsStore(tmp_path / "out" / "results.jsonl").rows()
-    assert len(rows) == 1 and rows[0]["setting"] == "joint"
-    domains = {(d["language"], d["modality"]) for d in rows[0]["domains"]}
-    assert domains == {(lang, m) for lang in ("en", "de") for m in ("audio", "audio+text")}
+    assert len(rows) == 2 and {r["setting"] for r in rows} == {"joint"}
+    assert {r["objective"] for r in rows} == {"minmaxgap", "erm"} and all(r["status"] == "ok" for r in rows)
+    for row in rows:
+        domains = {(d["language"], d["modality"]) for d in row["domains"]}
+        assert domains == {(lang, m) for lang in ("en", "de") for m in ("audio", "audio+text")}
