@@ -33,6 +33,38 @@ def grad_reverse(x: Tensor, *, coeff: float = 1.0) -> Tensor:
     return GradientReversal.apply(x, coeff)
 
 
+def gender_classifier(*, name: str, embed_dim: int, hidden: int) -> nn.Sequential:
+    """A two-layer gender classifier (male / female logits) on a ``embed_dim``-wide embedding."""
+    if int(embed_dim) < 1 or int(hidden) < 1:
+        raise ValueError(f"{name}: embed_dim={embed_dim} and hidden={hidden} must be >= 1")
+    return nn.Sequential(nn.Linear(int(embed_dim), int(hidden)), nn.ReLU(), nn.Linear(int(hidden), 2))
+
+
+def reversed_gender_loss(
+    classifier: nn.Module, batch: GroupBatch, *, name: str, embed_dim: int
+) -> tuple[Tensor, dict[str, float]]:
+    """Gender cross-entropy of ``classifier`` on the gradient-reversed embedding, over known-gender samples.
+
+    Returns the loss (0 when no gender is known) and ``{"gender_acc": ...}`` (empty when no gender is known).
+    """
+    embedding = require_field(batch, "embedding", name)
+    if embedding.dim() != 2 or embedding.shape[1] != embed_dim:
+        raise ValueError(
+            f"{name}: GroupBatch.embedding has shape {tuple(embedding.shape)}; expected (N, {embed_dim}) (embed_dim)"
+        )
+    known = (batch.gender >= 0).to(batch.losses.dtype)
+    n_known = known.sum()
+    logits = classifier(grad_reverse(embedding))
+    ce = F.cross_entropy(logits, batch.gender.clamp_min(0), reduction="none")
+    loss = (ce * known).sum() / n_known.clamp_min(1.0)
+    logs: dict[str, float] = {}
+    if n_known > 0:
+        with torch.no_grad():
+            correct = ((logits.argmax(dim=1) == batch.gender).to(known.dtype) * known).sum()
+        logs["gender_acc"] = float(correct / n_known)
+    return loss, logs
+
+
 @register
 class GenderAdversary(Objective):
     """Adversarial gender removal (Ganin & Lempitsky 2015): ``L = L_CE + alpha_t * L_gender``.
@@ -76,15 +108,11 @@ class GenderAdversary(Objective):
         schedule: str = "dann",
     ) -> None:
         super().__init__(n_domains=n_domains, n_classes=n_classes)
-        if int(embed_dim) < 1 or int(hidden) < 1:
-            raise ValueError(f"{self.name}: embed_dim={embed_dim} and hidden={hidden} must be >= 1")
+        self.adversary = gender_classifier(name=self.name, embed_dim=embed_dim, hidden=hidden)
         self.embed_dim = int(embed_dim)
         self.alpha = check_range(self.name, "alpha", alpha, low=0.0)
         self.warmup_steps = int(check_range(self.name, "warmup_steps", warmup_steps, low=0))
         self.schedule = check_choice(self.name, "schedule", schedule, ("dann", "linear"))
-        self.adversary = nn.Sequential(
-            nn.Linear(self.embed_dim, int(hidden)), nn.ReLU(), nn.Linear(int(hidden), 2)
-        )
         self.step: Tensor
         self.register_buffer("step", torch.zeros((), dtype=torch.long))
 
@@ -97,25 +125,18 @@ class GenderAdversary(Objective):
         return self.alpha * ramp
 
     def forward(self, batch: GroupBatch) -> ObjectiveOutput:
-        embedding = require_field(batch, "embedding", self.name)
-        if embedding.dim() != 2 or embedding.shape[1] != self.embed_dim:
-            raise ValueError(
-                f"{self.name}: GroupBatch.embedding has shape {tuple(embedding.shape)}; expected "
-                f"(N, {self.embed_dim}) (embed_dim)"
-            )
         erm = batch.losses.mean()
-        known = (batch.gender >= 0).to(erm.dtype)
-        logits = self.adversary(grad_reverse(embedding))
-        ce = F.cross_entropy(logits, batch.gender.clamp_min(0), reduction="none")
-        gender_loss = (ce * known).sum() / known.sum().clamp_min(1.0)
+        gender_loss, gender_logs = reversed_gender_loss(
+            self.adversary, batch, name=self.name, embed_dim=self.embed_dim
+        )
         alpha = self.current_alpha()
         loss = erm + alpha * gender_loss
         if self.training:
             self.step += 1
-        with torch.no_grad():
-            correct = ((logits.argmax(dim=1) == batch.gender).to(erm.dtype) * known).sum()
-            accuracy = float(correct / known.sum()) if known.sum() > 0 else float("nan")
-        logs = {"erm": float(erm.detach()), "gender_loss": float(gender_loss.detach()), "alpha": alpha}
-        if accuracy == accuracy:  # omitted when no sample has a known gender
-            logs["gender_acc"] = accuracy
+        logs = {
+            "erm": float(erm.detach()),
+            "gender_loss": float(gender_loss.detach()),
+            "alpha": alpha,
+            **gender_logs,
+        }
         return ObjectiveOutput(loss=loss, logs=logs)

@@ -9,11 +9,11 @@ from typing import Any
 
 import numpy as np
 import torch
-from torch import Tensor, nn
+from torch import Tensor
 from torch.nn import functional as F
 
 from fairser.objectives._common import check_choice, check_range, require_field
-from fairser.objectives.adversarial import grad_reverse
+from fairser.objectives.adversarial import gender_classifier, reversed_gender_loss
 from fairser.objectives.base import GroupBatch, ObjectiveOutput, register
 from fairser.objectives.erm import ERM
 from fairser.objectives.stages import UNLABELED, RunData, StageContext, StagedObjective
@@ -109,17 +109,13 @@ class CombinedFairnessAdaptation(StagedObjective):
         target: str = "adapt",
     ) -> None:
         super().__init__(n_domains=n_domains, n_classes=n_classes)
-        if int(embed_dim) < 1 or int(hidden) < 1:
-            raise ValueError(f"{self.name}: embed_dim={embed_dim} and hidden={hidden} must be >= 1")
+        self.gender_classifier = gender_classifier(name=self.name, embed_dim=embed_dim, hidden=hidden)
         self.embed_dim = int(embed_dim)
         self.w_sim = check_range(self.name, "w_sim", w_sim, low=0.0)
         self.w_gc = check_range(self.name, "w_gc", w_gc, low=0.0)
         self.margin = check_range(self.name, "margin", margin, low=0.0)
         self.pretrain_epochs = int(check_range(self.name, "pretrain_epochs", pretrain_epochs, low=0))
         self.target = check_choice(self.name, "target", target, ("adapt", "test"))
-        self.gender_classifier = nn.Sequential(
-            nn.Linear(self.embed_dim, int(hidden)), nn.ReLU(), nn.Linear(int(hidden), 2)
-        )
         self._info: dict[str, Any] = {}
 
     def augment(self, *, data: RunData) -> Any:
@@ -166,22 +162,15 @@ class CombinedFairnessAdaptation(StagedObjective):
         return dict(self._info)
 
     def forward(self, batch: GroupBatch) -> ObjectiveOutput:
-        embedding = require_field(batch, "embedding", self.name)
         y = require_field(batch, "y", self.name)
-        if embedding.dim() != 2 or embedding.shape[1] != self.embed_dim:
-            raise ValueError(
-                f"{self.name}: GroupBatch.embedding has shape {tuple(embedding.shape)}; expected "
-                f"(N, {self.embed_dim}) (embed_dim)"
-            )
+        gc, gender_logs = reversed_gender_loss(
+            self.gender_classifier, batch, name=self.name, embed_dim=self.embed_dim
+        )
+        embedding = batch.embedding
         losses = batch.losses
         source = y >= 0
         src_w = source.to(losses.dtype)
         ec = (losses * src_w).sum() / src_w.sum().clamp_min(1.0)
-
-        known = (batch.gender >= 0).to(losses.dtype)
-        gender_logits = self.gender_classifier(grad_reverse(embedding))
-        gc_ce = F.cross_entropy(gender_logits, batch.gender.clamp_min(0), reduction="none")
-        gc = (gc_ce * known).sum() / known.sum().clamp_min(1.0)
 
         gsim, n_pairs = gender_contrastive_loss(
             embedding[source],
@@ -191,15 +180,12 @@ class CombinedFairnessAdaptation(StagedObjective):
             margin=self.margin,
         )
         loss = ec + self.w_sim * gsim + self.w_gc * gc
-        with torch.no_grad():
-            correct = ((gender_logits.argmax(1) == batch.gender).to(losses.dtype) * known).sum()
         logs = {
             "ec": float(ec.detach()),
             "gsim": float(gsim.detach()),
             "gc": float(gc.detach()),
             "n_pairs": float(n_pairs),
             "target_frac": float((~source).float().mean()) if y.numel() else 0.0,
+            **gender_logs,
         }
-        if known.sum() > 0:
-            logs["gender_acc"] = float(correct / known.sum())
         return ObjectiveOutput(loss=loss, logs=logs)
