@@ -11,7 +11,7 @@ from sklearn.metrics import balanced_accuracy_score, f1_score
 
 from fairser.config import EvalConfig
 
-__all__ = ["evaluate_run", "predictions_table"]
+__all__ = ["evaluate_run", "predictions_table", "run_fields"]
 
 
 def predictions_table(*, meta: pd.DataFrame, proba: np.ndarray, labels: Sequence[str], spec) -> pd.DataFrame:
@@ -93,3 +93,26 @@ def evaluate_run(
         "summary": ev.summary.to_dict(orient="records"),
     }
     return fields, list(ev.notes)
+
+
+def run_fields(*, spec, result) -> dict[str, Any]:
+    """Identity and training summary of a finished run (any trainer's result with ``best_epoch``,
+    ``best_score``, ``history`` and per-step ``step_logs``), incl. MinMaxGAP's final lambda and last-epoch R."""
+    logs = result.step_logs
+    lam = [s["lambda"] for s in logs if "lambda" in s]
+    last_epoch = logs[-1]["epoch"] if logs else None
+    r_last = [s["R"] for s in logs if "R" in s and s["epoch"] == last_epoch]
+    return {
+        "run_id": spec.run_id,
+        "status": "ok",
+        "setting": spec.setting,
+        "objective": spec.objective.name,
+        "objective_label": spec.objective.display,
+        "params": spec.objective.params,
+        "seed": spec.seed,
+        "best_epoch": result.best_epoch,
+        "valid_score": result.best_score,
+        "epochs_run": len(result.history),
+        "final_lambda": lam[-1] if lam else None,
+        "mean_R_last_epoch": float(np.mean(r_last)) if r_last else None,
+    }

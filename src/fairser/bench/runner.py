@@ -30,7 +30,7 @@ import pandas as pd
 from rich.console import Console
 
 from fairser.bench.results import ResultsStore
-from fairser.bench.rows import evaluate_run, predictions_table
+from fairser.bench.rows import evaluate_run, predictions_table, run_fields
 from fairser.config import BenchmarkConfig, GroupsConfig, ObjectiveSpec
 from fairser.data.manifest import read_manifest, resolve_audio_paths
 from fairser.progress import progress_bar
@@ -521,23 +521,8 @@ def execute_run(
     metrics, eval_notes = evaluate_run(
         pred, labels=prepared.labels, evaluation=config.evaluation, seed=spec.seed
     )
-    lam = [s.get("lambda") for s in result.step_logs if "lambda" in s]
-    rvals = [s.get("R") for s in result.step_logs if "R" in s]
     row = {
-        "run_id": spec.run_id,
-        "status": "ok",
-        "setting": spec.setting,
-        "objective": spec.objective.name,
-        "objective_label": spec.objective.display,
-        "params": spec.objective.params,
-        "seed": spec.seed,
-        "best_epoch": result.best_epoch,
-        "valid_score": result.best_score,
-        "epochs_run": len(result.history),
-        "final_lambda": lam[-1] if lam else None,
-        "mean_R_last_epoch": float(np.mean(rvals[-max(1, len(rvals) // max(1, len(result.history))) :]))
-        if rvals
-        else None,
+        **run_fields(spec=spec, result=result),
         "elapsed_s": time.perf_counter() - t0,
         **metrics,
         "notes": eval_notes,

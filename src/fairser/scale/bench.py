@@ -21,7 +21,7 @@ import pandas as pd
 import torch
 from torch import nn
 
-from fairser.bench.rows import evaluate_run, predictions_table
+from fairser.bench.rows import evaluate_run, predictions_table, run_fields
 from fairser.config import BackboneConfig, BenchmarkConfig
 from fairser.scale.data import AudioDataset
 
@@ -253,24 +253,11 @@ def execute_backbone_run(spec, prepared, config: BenchmarkConfig, *, progress: b
 
     pred = predictions_table(meta=meta, proba=proba, labels=labels, spec=spec)
     metrics, notes = evaluate_run(pred, labels=labels, evaluation=config.evaluation, seed=spec.seed)
-    logs = result.step_logs
-    lam = [s["lambda"] for s in logs if "lambda" in s]
-    last_epoch = [s["R"] for s in logs if "R" in s and s["epoch"] == (logs[-1]["epoch"] if logs else -1)]
     if config.evaluation.gender_probe:
         notes.append("gender_probe is not computed for backbone runs")
+    logs = result.step_logs
     row = {
-        "run_id": spec.run_id,
-        "status": "ok",
-        "setting": spec.setting,
-        "objective": spec.objective.name,
-        "objective_label": spec.objective.display,
-        "params": spec.objective.params,
-        "seed": spec.seed,
-        "best_epoch": result.best_epoch,
-        "valid_score": result.best_score,
-        "epochs_run": len(result.history),
-        "final_lambda": lam[-1] if lam else None,
-        "mean_R_last_epoch": float(np.mean(last_epoch)) if last_epoch else None,
+        **run_fields(spec=spec, result=result),
         "elapsed_s": time.perf_counter() - t0,
         **metrics,
         "notes": notes,
