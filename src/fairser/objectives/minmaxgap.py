@@ -6,6 +6,8 @@ is not public; the options below are the ones documented in METHODS.md §3 **(ou
 
 from __future__ import annotations
 
+import math
+import operator
 from typing import NamedTuple
 
 import numpy as np
@@ -21,24 +23,32 @@ _RATIO_EPS = 1e-8
 
 
 class GroupStats(NamedTuple):
-    """One batch's group statistics (NumPy, float64), from :meth:`MinMaxGap.group_statistics`."""
+    """One batch's group statistics, from :meth:`MinMaxGap.group_statistics` (Python floats).
 
-    means: np.ndarray  # (n_domains, 2) mean loss of (domain, male) and (domain, female); 0 if absent
-    counts: np.ndarray  # (n_domains, 2) sample counts
+    Groups are indexed by group id ``2 * domain + gender`` (as :func:`group_mean_losses`); slots by
+    ``3 * domain + gender + 1`` (slot ``3 * domain`` holds the domain's unknown-gender samples).
+    """
+
+    means: list[float]  # (2 * n_domains,) mean loss of each group; 0.0 if absent
+    counts: list[int]  # (2 * n_domains,) sample count of each group
     erm: float  # mean loss over the whole batch (unknown gender included)
-    slot: Tensor  # (N,) slot 3 * domain + gender + 1 of each sample (slot 0 of a domain: unknown gender)
-    slot_sums: np.ndarray  # (n_domains, 3) loss sums per slot
+    slot: np.ndarray  # (N,) each sample's slot
+    slot_sums: list[float]  # (3 * n_domains,) loss sum per slot
 
 
 class GapPenalty(NamedTuple):
-    """One step's penalty ``R_t`` and what its gradient and state updates need (NumPy, no autograd)."""
+    """One step's penalty ``R_t`` and what its gradient and state updates need (Python floats, no autograd).
+
+    Lists are indexed by group id ``2 * domain + gender``.
+    """
 
     r: float
     worst: int  # arg-max domain, -1 when no domain has both genders
     n_valid: int  # domains where both genders have a loss estimate
-    d_r_d_mean: np.ndarray  # (n_domains, 2) dR/d(batch mean loss of group (d, gender))
-    estimates: np.ndarray  # (n_domains, 2) group loss estimates (the EMA after this step)
-    present: np.ndarray  # (n_domains, 2) bool, group present in the batch
+    d_r_d_mean: list[float]  # dR/d(batch mean loss of each group)
+    estimates: list[float]  # group loss estimates (the EMA after this step)
+    seen: list[bool]  # group has a loss estimate: present in the batch, or (EMA) seen in an earlier one
+    seen_changed: bool  # (EMA) a group was seen for the first time in this batch
 
 
 @register
@@ -94,12 +104,15 @@ class MinMaxGap(Objective):
     the logged weight is ``lam * L_ERM / 1e-8``, harmless as it multiplies 0).
 
     Implementation: ``R_t`` depends on the losses only through a few group means, so its value and its exact
-    gradient w.r.t. each per-sample loss are computed in closed form on ``(domain, gender)`` tables (group
-    statistics by ``torch.bincount``, table arithmetic in NumPy, no Python loop over groups or domains) and
-    attached to ``batch.losses`` by a single dot product. The loss value and first-order gradient equal
-    plain autograd's (``tests/test_minmaxgap.py`` checks every option against it); second-order gradients
-    (``create_graph=True``) are not supported. This keeps a step within a few percent of ERM's cost, where
-    a dozen autograd nodes on tiny tensors would cost more than a small head's whole step.
+    gradient w.r.t. each per-sample loss are computed in closed form and attached to ``batch.losses`` by a
+    single dot product with per-sample weights. All per-sample work is vectorised: group sums and counts by
+    one ``np.bincount`` each over the batch's slots, the weights by one NumPy index of a per-slot table. The
+    table itself (``3 * n_domains`` numbers: the penalty, its arg-max and the weight of each slot) is
+    arithmetic on Python floats, because a NumPy or torch call on a 6-element array costs more than the
+    arithmetic and a step of a small head has room for only a few dozen calls (``benchmarks/
+    bench_objectives.py``). The loss value and first-order gradient equal plain autograd's
+    (``tests/test_minmaxgap.py`` checks every option against it); second-order gradients
+    (``create_graph=True``) are not supported.
     """
 
     name = "minmaxgap"
@@ -130,6 +143,8 @@ class MinMaxGap(Objective):
         self.lam = check_range(owner, "lam", lam, low=0.0)
         self.eta = check_range(owner, "eta", eta, low=0.0)
         self.budget = check_range(owner, "budget", budget, low=0.0)
+        # R_t = sum_g dR/d mean_g * mean_g exactly, so L is a fixed linear combination of the losses
+        self.linear = self.gap == "abs" and self.max == "hard" and self.estimate == "batch"
         if self.n_domains < 1:
             raise ValueError(f"{owner}: n_domains={n_domains} must be >= 1")
         self.lam_t: Tensor
@@ -140,107 +155,121 @@ class MinMaxGap(Objective):
         self.register_buffer("ema_seen", torch.zeros(self.n_groups, dtype=torch.bool))
 
     def group_statistics(self, batch: GroupBatch) -> GroupStats:
-        """Batch mean loss of each (domain, gender) group, its count, the mean loss, and each sample's slot.
+        """Batch mean loss and count of each (domain, gender) group, the mean loss, and each sample's slot.
 
-        Means and counts are ``(n_domains, 2)`` arrays (column 0 male, 1 female) holding the same values as
-        ``group_mean_losses(losses, batch.group, ...)`` (0 for an absent group), from one ``torch.bincount``
-        per statistic over the slot ``3 * domain + gender + 1`` (slot 0 of a domain holds its unknown-gender
-        samples): a fraction of the cost of a dozen tiny ops, which matters next to a small head's step.
+        ``means`` and ``counts`` hold the same values as ``group_mean_losses(losses, batch.group, ...)``. They
+        come from one ``np.bincount`` per statistic over the slots, on host copies of the batch's metadata
+        and detached losses (zero-copy views for CPU tensors; sums in float64).
         """
         n_slots = 3 * self.n_domains
-        slot = batch.gender + 1
+        gender = batch.gender.numpy(force=True)  # a host copy (a view on CPU)
+        losses = batch.losses
+        if losses.dtype not in (torch.float32, torch.float64):  # half precision: NumPy has no bfloat16
+            losses = losses.detach().float()
+        gender_slot = gender + 1
         try:
-            gender_ok = torch.bincount(slot).shape[0] <= 3  # a shape check: no sync
-        except RuntimeError:  # a negative value
+            gender_ok = np.bincount(gender_slot).shape[0] <= 3
+        except ValueError:  # a value below -1
             gender_ok = False
         if not gender_ok:
             raise ValueError(
                 f"minmaxgap: gender must be 0 (male), 1 (female) or -1 (unknown); got {batch.gender}"
             )
-        slot.add_(batch.domain, alpha=3)
-        losses = batch.losses.detach()
-        if losses.element_size() < 4:  # half precision: sum in float32 (and keep counts exact)
-            losses = losses.float()
+        slot = batch.domain.numpy(force=True) * 3 + gender_slot
         try:
-            sums = torch.bincount(slot, weights=losses, minlength=n_slots)
-            counts = torch.bincount(slot, minlength=n_slots)
-        except RuntimeError as err:  # a negative slot
+            sums = np.bincount(slot, weights=losses.numpy(force=True), minlength=n_slots).tolist()
+            slot_counts = np.bincount(slot, minlength=n_slots).tolist()
+        except ValueError as err:  # a negative slot
             raise ValueError(f"minmaxgap: domain ids must be >= 0; got {batch.domain}") from err
-        if sums.shape[0] != n_slots:
+        if len(sums) != n_slots:
             raise ValueError(
                 f"minmaxgap: domain ids must be < n_domains={self.n_domains}; got {batch.domain}"
             )
-        stats = torch.cat([sums, counts]).cpu().numpy().astype(np.float64).reshape(2, self.n_domains, 3)
-        erm = float(stats[0].sum()) / slot.shape[0]
-        counts_mf = stats[1, :, 1:]
-        return GroupStats(stats[0, :, 1:] / np.maximum(counts_mf, 1.0), counts_mf, erm, slot, stats[0])
+        group_sums, counts = sums[:], slot_counts
+        del group_sums[::3], counts[::3]  # drop the unknown-gender slots: group id order remains
+        means = [total / count if count else 0.0 for total, count in zip(group_sums, counts, strict=True)]
+        return GroupStats(means, counts, sum(sums) / slot.shape[0], slot, sums)
 
-    def gap_penalty(self, *, means: np.ndarray, counts: np.ndarray) -> GapPenalty:
-        """``R_t`` and ``dR_t / d mean_g`` from one batch's ``(n_domains, 2)`` group means and counts.
+    def gap_penalty(self, *, means: list[float], counts: list[int]) -> GapPenalty:
+        """``R_t`` and ``dR_t / d mean_g`` from one batch's group means and counts (by group id).
 
         Values only, no autograd. With the EMA estimate, ``est_g = a_g + b_g * mean_g`` where ``b_g`` is 1
         (first sight of ``g``), ``1 - beta`` (``g`` present and seen before) or 0 (``g`` absent: the stored
         EMA alone), and ``dR/d mean_g = b_g * dR/d est_g``.
         """
-        present = counts > 0
-        if self.estimate == "batch":
-            est, slope, available = means, present, present
+        present = [count > 0 for count in counts]
+        if self.estimate == "batch":  # a valid domain has both groups present: every slope is 1
+            est, available, slope, seen_changed = means, present, None, False
         else:
-            # buffers are indexed by group id 2 * domain + gender: a (D, 2) view is (male, female) per domain
-            ema = self.ema.view(self.n_domains, 2).cpu().numpy().astype(np.float64)
-            seen = self.ema_seen.view(self.n_domains, 2).cpu().numpy()
-            est = np.where(present, np.where(seen, self.beta * ema + (1.0 - self.beta) * means, means), ema)
-            slope = np.where(present, np.where(seen, 1.0 - self.beta, 1.0), 0.0)
-            available = present | seen
-        diff = est[:, 0] - est[:, 1]
-        valid = available.all(axis=1)
-        gaps = np.abs(diff) if self.gap == "abs" else np.square(diff)
-        z = np.where(valid, gaps, -np.inf)
-        worst = int(z.argmax())
-        d_r_d_mean = np.zeros_like(means)
-        if z[worst] == -np.inf:  # no domain has both genders: R = 0
-            return GapPenalty(0.0, -1, 0, d_r_d_mean, est, present)
+            beta = self.beta
+            ema, seen = self.ema.tolist(), self.ema_seen.tolist()
+            est = [
+                (beta * e + (1.0 - beta) * m if s else m) if p else e
+                for m, p, e, s in zip(means, present, ema, seen, strict=True)
+            ]
+            slope = [((1.0 - beta) if s else 1.0) if p else 0.0 for p, s in zip(present, seen, strict=True)]
+            available = [p or s for p, s in zip(present, seen, strict=True)]
+            seen_changed = available != seen
+        diff = [m - f for m, f in zip(est[0::2], est[1::2], strict=True)]  # male - female, per domain
+        valid = [d for d, (m, f) in enumerate(zip(available[0::2], available[1::2], strict=True)) if m and f]
+        d_r_d_mean = [0.0] * len(est)
+        if not valid:  # no domain has both genders: R = 0
+            return GapPenalty(0.0, -1, 0, d_r_d_mean, est, available, seen_changed)
+        gaps = list(map(abs, diff)) if self.gap == "abs" else [x * x for x in diff]
+        worst = max(valid, key=gaps.__getitem__)  # the first of tied maxima, as argmax
         if self.max == "hard":  # only the arg-max domain gets gradient
-            r = float(gaps[worst])
-            d_gap = float(np.sign(diff[worst]) if self.gap == "abs" else 2.0 * diff[worst])  # sign(0) = 0
-            d_r_d_mean[worst] = (d_gap, -d_gap)
+            r = gaps[worst]
+            shares = [(worst, 1.0)]
         else:
-            z = z / self.tau
-            e = np.exp(z - z[worst])  # exp(-inf) = 0 for the invalid domains
-            r = float(self.tau * (z[worst] + np.log(e.sum())))
-            d_gap = np.sign(diff) if self.gap == "abs" else 2.0 * diff
-            d_r_d_mean = np.outer(e / e.sum() * d_gap, (1.0, -1.0))  # softmax share of each domain
-        return GapPenalty(r, worst, int(np.count_nonzero(valid)), d_r_d_mean * slope, est, present)
+            top = gaps[worst] / self.tau
+            e = [(d, math.exp(gaps[d] / self.tau - top)) for d in valid]
+            total = sum(v for _, v in e)
+            r = self.tau * (top + math.log(total))
+            shares = [(d, v / total) for d, v in e]  # softmax share of each valid domain
+        for d, share in shares:
+            x = diff[d]
+            d_gap = share * ((x > 0) - (x < 0) if self.gap == "abs" else 2.0 * x)  # sign(0) = 0
+            d_r_d_mean[2 * d] = d_gap if slope is None else d_gap * slope[2 * d]
+            d_r_d_mean[2 * d + 1] = -d_gap if slope is None else -d_gap * slope[2 * d + 1]
+        return GapPenalty(r, worst, len(valid), d_r_d_mean, est, available, seen_changed)
 
     def forward(self, batch: GroupBatch) -> ObjectiveOutput:
         losses = batch.losses
         if losses.shape[0] == 0:
             raise ValueError("minmaxgap: the batch is empty")
         stats = self.group_statistics(batch)
-        erm, counts = stats.erm, stats.counts
-        pen = self.gap_penalty(means=stats.means, counts=counts)
+        erm = stats.erm
+        pen = self.gap_penalty(means=stats.means, counts=stats.counts)
         if self.weight == "fixed":
             lam = self.lam
         elif self.weight == "dual":
-            lam = float(self.lam_t)
+            lam = self.lam_t.item()
         else:
             lam = self.lam * erm / (pen.r + _RATIO_EPS)  # a Python float: no gradient through the ratio
 
         # dL/dl_i = 1/N + lam * dR/d mean_g / n_g for sample i in group g (unknown gender: 1/N); the dot
-        # product carries this exact gradient, and a constant shifts its value to the exact L
-        table = np.full((self.n_domains, 3), 1.0 / losses.shape[0])
-        table[:, 1:] += lam * pen.d_r_d_mean / np.maximum(counts, 1.0)
-        weights = torch.from_numpy(table.reshape(-1)).to(losses).index_select(0, stats.slot)
-        dot_value = float(np.dot(table.reshape(-1), stats.slot_sums.reshape(-1)))  # = sum_i w_i l_i
-        loss = torch.dot(losses, weights) + (erm + lam * pen.r - dot_value)
+        # product carries this exact gradient, and a constant shifts its value to the exact L (none is
+        # needed when L is linear in the batch's losses: |gap|, hard max, batch estimate)
+        base = 1.0 / losses.shape[0]
+        group_weight = [
+            base + lam * g / n if n else base for g, n in zip(pen.d_r_d_mean, stats.counts, strict=True)
+        ]
+        table = [base] * (3 * self.n_domains)
+        table[1::3], table[2::3] = group_weight[0::2], group_weight[1::2]
+        dtype = np.float64 if losses.dtype == torch.float64 else np.float32
+        weights = torch.from_numpy(np.array(table, dtype=dtype)[stats.slot]).to(losses)
+        loss = torch.dot(losses, weights)
+        if not self.linear:
+            dot_value = sum(map(operator.mul, table, stats.slot_sums))  # = sum_i w_i l_i
+            loss = loss + (erm + lam * pen.r - dot_value)
 
-        if self.training:
-            with torch.no_grad():
-                if self.weight == "dual":
-                    self.lam_t.fill_(max(0.0, lam + self.eta * (pen.r - self.budget)))
-                if self.estimate == "ema":
-                    self.ema.copy_(torch.from_numpy(pen.estimates.reshape(-1)))
-                    self.ema_seen.copy_(torch.from_numpy(pen.present.reshape(-1)) | self.ema_seen.cpu())
+        if self.training:  # buffers never require grad: in-place updates record no autograd
+            if self.weight == "dual":
+                self.lam_t.fill_(max(0.0, lam + self.eta * (pen.r - self.budget)))
+            if self.estimate == "ema":
+                self.ema.copy_(torch.tensor(pen.estimates))
+                if pen.seen_changed:
+                    self.ema_seen.copy_(torch.tensor(pen.seen))
 
         logs = {
             "lambda": lam,
