@@ -327,3 +327,14 @@ def test_cli_report(bench_dir, tmp_path):
     assert (out / "figures" / "tradeoff.png").is_file()
     bad = CliRunner().invoke(app, ["report", str(tmp_path / "missing")])
     assert bad.exit_code == 2 and "does not exist" in bad.output
+
+
+def test_tradeoff_styles_stay_distinct_for_a_large_zoo():
+    from fairser.report.figures import MARKERS
+
+    names = [f"method {i}" for i in range(2 * len(MARKERS))]
+    points = pd.DataFrame({"objective": names, "wf1": 0.6, "gap": np.linspace(0.01, 0.2, len(names))})
+    fig = plot_tradeoff(points)
+    lines = [ln for ln in fig.axes[0].get_lines() if ln.get_marker() not in ("None", None, "_", "|")]
+    styles = {(ln.get_label(), ln.get_marker(), ln.get_markerfacecolor()) for ln in lines}
+    assert len(styles) == len(names) and len({s[1:] for s in styles}) == len(names)

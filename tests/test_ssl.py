@@ -195,3 +195,22 @@ def test_bad_audio_is_named(tiny_dirs):
         enc(audios=[AUDIOS[0], np.full(800, np.nan, dtype=np.float32)])
     with pytest.raises(ValueError, match="non-empty list"):
         extract_layer_embeddings(enc, audios=[])
+
+
+@pytest.mark.parametrize("kind", ["whisper", "wav2vec2"])
+def test_encoders_run_under_bf16_autocast(tiny_dirs, kind):
+    # mixed-precision training wraps the forward in autocast: featurisation (Whisper's torch log-mels returned
+    # as NumPy) must stay float32 while the layers run in bf16
+    enc = SSLEncoder.from_pretrained(tiny_dirs[kind]).eval()
+    with torch.no_grad():
+        inputs, _ = enc._inputs(AUDIOS[:2])
+        reference = enc(audios=AUDIOS[:2])
+        with torch.autocast(device_type="cpu", dtype=torch.bfloat16):
+            autocast_inputs, _ = enc._inputs(AUDIOS[:2])
+            mixed = enc(audios=AUDIOS[:2])
+    for key, value in inputs.items():
+        assert autocast_inputs[key].dtype == value.dtype
+        torch.testing.assert_close(autocast_inputs[key], value)  # featurisation unaffected by autocast
+    assert mixed.shape == reference.shape and torch.isfinite(mixed).all()
+    assert not torch.equal(mixed, reference)  # the layers did run in bf16
+    torch.testing.assert_close(mixed, reference, atol=0.1, rtol=0.1)

@@ -6,11 +6,13 @@ Every backbone returns a :class:`BackboneOutput` whose per-sample ``losses`` (N,
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
+import torch
 from torch import Tensor
 
 __all__ = [
@@ -20,6 +22,7 @@ __all__ = [
     "Prediction",
     "check_local_dir",
     "check_audios",
+    "featurise_in_float32",
 ]
 
 #: The language model's attention and MLP projections in Qwen2 decoder layers (Hu et al. 2022, LoRA).
@@ -32,6 +35,19 @@ QWEN2_LORA_TARGETS: tuple[str, ...] = (
     "up_proj",
     "down_proj",
 )
+
+
+@contextmanager
+def featurise_in_float32() -> Iterator[None]:
+    """Run a backbone's input featurisation (log-mels, waveform normalisation) outside CPU autocast.
+
+    Mixed-precision training (accelerate's bf16/fp16) wraps the model's whole forward in autocast. The Whisper
+    feature extractor (used by Qwen2-Audio's processor and the Whisper encoder) computes log-mels with torch
+    on the CPU and returns NumPy, which fails on bf16 and would lose precision anyway; featurisation runs in
+    float32 and the model's layers still run under autocast.
+    """
+    with torch.autocast(device_type="cpu", enabled=False):
+        yield
 
 
 @dataclass

@@ -44,6 +44,7 @@ from fairser.models.backbone import (
     Prediction,
     check_audios,
     check_local_dir,
+    featurise_in_float32,
 )
 
 __all__ = [
@@ -348,9 +349,10 @@ class Qwen2AudioClassifier(nn.Module):
         waves = check_audios(audios, where="Qwen2AudioClassifier")
         waves = [np.pad(w, (0, _MIN_SAMPLES - w.size)) if w.size < _MIN_SAMPLES else w for w in waves]
         prompts = self.build_prompts(n=len(waves), texts=texts, modalities=modalities)
-        batch = self.processor(
-            text=prompts, audio=waves, sampling_rate=self.sampling_rate, return_tensors="pt", padding=True
-        )
+        with featurise_in_float32():
+            batch = self.processor(
+                text=prompts, audio=waves, sampling_rate=self.sampling_rate, return_tensors="pt", padding=True
+            )
         return batch.to(self.device)
 
     # ------------------------------------------------------------------ forward

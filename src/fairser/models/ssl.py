@@ -34,7 +34,14 @@ except ImportError as err:  # pragma: no cover - depends on the environment
         "fairser.models.ssl needs transformers and peft: pip install 'transformers>=5' peft"
     ) from err
 
-from fairser.models.backbone import BackboneOutput, LoraSpec, Prediction, check_audios, check_local_dir
+from fairser.models.backbone import (
+    BackboneOutput,
+    LoraSpec,
+    Prediction,
+    check_audios,
+    check_local_dir,
+    featurise_in_float32,
+)
 from fairser.models.qwen2_audio import resolve_dtype
 
 __all__ = [
@@ -167,6 +174,10 @@ class SSLEncoder(nn.Module):
     # ------------------------------------------------------------------ forward
     def _inputs(self, waves: list[np.ndarray]) -> tuple[dict, Tensor]:
         """Model inputs on the device and the number of valid output frames per clip."""
+        with featurise_in_float32():
+            return self._featurise(waves)
+
+    def _featurise(self, waves: list[np.ndarray]) -> tuple[dict, Tensor]:
         fe = self.feature_extractor
         if self.model_type == "whisper":
             batch = fe(

@@ -210,28 +210,31 @@ class MinMaxGap(Objective):
             slope = [((1.0 - beta) if s else 1.0) if p else 0.0 for p, s in zip(present, seen, strict=True)]
             available = [p or s for p, s in zip(present, seen, strict=True)]
             seen_changed = available != seen
-        diff = [m - f for m, f in zip(est[0::2], est[1::2], strict=True)]  # male - female, per domain
-        valid = [d for d, (m, f) in enumerate(zip(available[0::2], available[1::2], strict=True)) if m and f]
+        gaps = {}  # the gap of each valid domain (a pass over the table's domains, not over samples)
+        squared = self.gap == "squared"
+        for d in range(self.n_domains):
+            if available[2 * d] and available[2 * d + 1]:
+                x = est[2 * d] - est[2 * d + 1]  # male - female
+                gaps[d] = x * x if squared else abs(x)
         d_r_d_mean = [0.0] * len(est)
-        if not valid:  # no domain has both genders: R = 0
+        if not gaps:  # no domain has both genders: R = 0
             return GapPenalty(0.0, -1, 0, d_r_d_mean, est, available, seen_changed)
-        gaps = list(map(abs, diff)) if self.gap == "abs" else [x * x for x in diff]
-        worst = max(valid, key=gaps.__getitem__)  # the first of tied maxima, as argmax
+        worst = max(gaps, key=gaps.__getitem__)  # the first of tied maxima (domain order), as argmax
         if self.max == "hard":  # only the arg-max domain gets gradient
             r = gaps[worst]
             shares = [(worst, 1.0)]
         else:
             top = gaps[worst] / self.tau
-            e = [(d, math.exp(gaps[d] / self.tau - top)) for d in valid]
+            e = [(d, math.exp(gap / self.tau - top)) for d, gap in gaps.items()]
             total = sum(v for _, v in e)
             r = self.tau * (top + math.log(total))
             shares = [(d, v / total) for d, v in e]  # softmax share of each valid domain
         for d, share in shares:
-            x = diff[d]
-            d_gap = share * ((x > 0) - (x < 0) if self.gap == "abs" else 2.0 * x)  # sign(0) = 0
+            x = est[2 * d] - est[2 * d + 1]
+            d_gap = share * (2.0 * x if squared else (x > 0) - (x < 0))  # sign(0) = 0
             d_r_d_mean[2 * d] = d_gap if slope is None else d_gap * slope[2 * d]
             d_r_d_mean[2 * d + 1] = -d_gap if slope is None else -d_gap * slope[2 * d + 1]
-        return GapPenalty(r, worst, len(valid), d_r_d_mean, est, available, seen_changed)
+        return GapPenalty(r, worst, len(gaps), d_r_d_mean, est, available, seen_changed)
 
     def forward(self, batch: GroupBatch) -> ObjectiveOutput:
         losses = batch.losses

@@ -309,7 +309,10 @@ def plot_tradeoff(
     else:
         fig, axes, settings = ax.figure, [ax], [None]
     objectives = list(dict.fromkeys(points["objective"]))
-    style = {obj: (MARKERS[i % len(MARKERS)], i % 2 == 1) for i, obj in enumerate(objectives)}
+    # shape cycles through MARKERS and fill alternates; the fill parity flips on each pass through the
+    # shapes, so 2 * len(MARKERS) objectives all get distinct (shape, fill) styles
+    n = len(MARKERS)
+    style = {obj: (MARKERS[i % n], (i + i // n) % 2 == 1) for i, obj in enumerate(objectives)}
     for ax_, setting in zip(axes, settings, strict=True):
         sub = points if setting is None else points[points["setting"] == setting]
         for rec in sub.to_dict(orient="records"):

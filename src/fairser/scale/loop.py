@@ -141,31 +141,6 @@ def _inner(model: nn.Module) -> nn.Module:
     return model
 
 
-def _features_in_float32(model: nn.Module, *, device_type: str) -> None:
-    """Run the backbones' input featurisation outside autocast.
-
-    Accelerate wraps the whole ``forward`` in autocast; the Whisper feature extractor (Qwen2-Audio's
-    processor, the Whisper encoder's) computes log-mels with torch and returns them as NumPy, which fails on
-    bf16 and would lose precision anyway. :meth:`Qwen2AudioClassifier.encode` and :meth:`SSLEncoder._inputs`
-    are wrapped on the instance so they run in float32 (the model's layers still run under autocast).
-    """
-    for module in model.modules():
-        for name in ("encode", "_inputs"):
-            method = getattr(type(module), name, None)
-            if method is None or not type(module).__module__.startswith("fairser.models"):
-                continue
-            if getattr(module.__dict__.get(name), "_fairser_float32", False):
-                continue
-            bound = getattr(module, name)
-
-            def wrapped(*args, _bound=bound, **kwargs):
-                with torch.autocast(device_type=device_type, enabled=False):
-                    return _bound(*args, **kwargs)
-
-            wrapped._fairser_float32 = True
-            setattr(module, name, wrapped)
-
-
 def _takes_text(model: nn.Module) -> bool:
     # the class's forward: accelerate replaces the instance's forward with an autocast wrapper
     return "texts" in inspect.signature(type(model).forward).parameters
@@ -388,7 +363,6 @@ def fit_backbone(
             "fit_backbone: the model has no trainable parameters (no LoRA, head or unfrozen layer)"
         )
     opt = torch.optim.AdamW(trainable + obj_params, lr=config.lr, weight_decay=config.weight_decay)
-    _features_in_float32(model, device_type=acc.device.type)
     if dist_type == "DEEPSPEED":  # no prepared DataLoader tells DeepSpeed the micro-batch size
         ds_config = acc.state.deepspeed_plugin.deepspeed_config
         if ds_config.get("train_micro_batch_size_per_gpu") in (None, "auto"):
