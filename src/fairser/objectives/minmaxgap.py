@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 import operator
+from dataclasses import dataclass
 from typing import NamedTuple
 
 import numpy as np
@@ -20,6 +21,7 @@ from fairser.objectives.base import GroupBatch, Objective, ObjectiveOutput, regi
 __all__ = ["GapPenalty", "GroupStats", "MinMaxGap"]
 
 _RATIO_EPS = 1e-8
+_STATE_KEYS = ("lam_t", "ema", "ema_seen")
 
 
 class GroupStats(NamedTuple):
@@ -48,7 +50,17 @@ class GapPenalty(NamedTuple):
     d_r_d_mean: list[float]  # dR/d(batch mean loss of each group)
     estimates: list[float]  # group loss estimates (the EMA after this step)
     seen: list[bool]  # group has a loss estimate: present in the batch, or (EMA) seen in an earlier one
-    seen_changed: bool  # (EMA) a group was seen for the first time in this batch
+
+
+@dataclass
+class _State:
+    """The dual variable and the EMA as plain Python values: read and written every step without a tensor op
+    (or ``nn.Module.__setattr__``). ``state_dict()`` holds them as the tensors ``lam_t``, ``ema`` (float64, so
+    a resumed run continues bit for bit) and ``ema_seen``."""
+
+    lam_t: float
+    ema: list[float]
+    ema_seen: list[bool]
 
 
 @register
@@ -85,7 +97,7 @@ class MinMaxGap(Objective):
         How ``lambda_t`` adapts. ``fixed``: ``lambda_t = lam``. ``dual`` (default): projected dual ascent
         on a gap budget, ``lambda_{t+1} = max(0, lambda_t + eta * (R_t - budget))`` starting at ``lam``;
         the weight rises while the gap exceeds the budget and decays (to 0 at most) once it is met;
-        ``lambda_t`` is a buffer saved in ``state_dict``. ``ratio``: ``lambda_t = lam *
+        ``lambda_t`` is saved in ``state_dict`` (key ``lam_t``). ``ratio``: ``lambda_t = lam *
         stopgrad(L_ERM / (R_t + 1e-8))``, which keeps both terms on one scale (no gradient through the ratio).
     lam : float
         ``lambda_0`` (>= 0): the constant weight (``fixed``), the start of the dual variable (``dual``), or
@@ -147,12 +159,54 @@ class MinMaxGap(Objective):
         self.linear = self.gap == "abs" and self.max == "hard" and self.estimate == "batch"
         if self.n_domains < 1:
             raise ValueError(f"{owner}: n_domains={n_domains} must be >= 1")
-        self.lam_t: Tensor
-        self.ema: Tensor
-        self.ema_seen: Tensor
-        self.register_buffer("lam_t", torch.tensor(self.lam))
-        self.register_buffer("ema", torch.zeros(self.n_groups))
-        self.register_buffer("ema_seen", torch.zeros(self.n_groups, dtype=torch.bool))
+        self._state = _State(self.lam, [0.0] * self.n_groups, [False] * self.n_groups)
+
+    @property
+    def lam_t(self) -> Tensor:
+        """The dual variable ``lambda_t`` (a 0-d float64 tensor; a copy, set it with ``load_state_dict``)."""
+        return torch.tensor(self._state.lam_t, dtype=torch.float64)
+
+    @property
+    def ema(self) -> Tensor:
+        """EMA loss estimate of each group (by group id ``2 * domain + gender``; float64, a copy)."""
+        return torch.tensor(self._state.ema, dtype=torch.float64)
+
+    @property
+    def ema_seen(self) -> Tensor:
+        """Whether each group has been seen by the EMA (bool, a copy)."""
+        return torch.tensor(self._state.ema_seen, dtype=torch.bool)
+
+    def _save_to_state_dict(self, destination, prefix, keep_vars) -> None:
+        super()._save_to_state_dict(destination, prefix, keep_vars)
+        for key in _STATE_KEYS:
+            destination[prefix + key] = getattr(self, key)
+
+    def _load_from_state_dict(
+        self, state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys, error_msgs
+    ) -> None:
+        own = {prefix + key: key for key in _STATE_KEYS}
+        for full, key in own.items():
+            if full not in state_dict:
+                missing_keys.append(full)
+                continue
+            value = state_dict[full].detach().cpu()
+            expected = () if key == "lam_t" else (self.n_groups,)
+            if tuple(value.shape) != expected:
+                error_msgs.append(
+                    f"size mismatch for {full}: copying a param with shape {tuple(value.shape)}, the shape in "
+                    f"current model is {expected}"
+                )
+                continue
+            if key == "lam_t":
+                self._state.lam_t = float(value)
+            elif key == "ema":
+                self._state.ema = [float(v) for v in value.tolist()]
+            else:
+                self._state.ema_seen = [bool(v) for v in value.tolist()]
+        rest = {k: v for k, v in state_dict.items() if k not in own}
+        super()._load_from_state_dict(
+            rest, prefix, local_metadata, strict, missing_keys, unexpected_keys, error_msgs
+        )
 
     def group_statistics(self, batch: GroupBatch) -> GroupStats:
         """Batch mean loss and count of each (domain, gender) group, the mean loss, and each sample's slot.
@@ -199,17 +253,16 @@ class MinMaxGap(Objective):
         """
         present = [count > 0 for count in counts]
         if self.estimate == "batch":  # a valid domain has both groups present: every slope is 1
-            est, available, slope, seen_changed = means, present, None, False
+            est, available, slope = means, present, None
         else:
             beta = self.beta
-            ema, seen = self.ema.tolist(), self.ema_seen.tolist()
+            ema, seen = self._state.ema, self._state.ema_seen
             est = [
                 (beta * e + (1.0 - beta) * m if s else m) if p else e
                 for m, p, e, s in zip(means, present, ema, seen, strict=True)
             ]
             slope = [((1.0 - beta) if s else 1.0) if p else 0.0 for p, s in zip(present, seen, strict=True)]
             available = [p or s for p, s in zip(present, seen, strict=True)]
-            seen_changed = available != seen
         gaps = {}  # the gap of each valid domain (a pass over the table's domains, not over samples)
         squared = self.gap == "squared"
         for d in range(self.n_domains):
@@ -218,7 +271,7 @@ class MinMaxGap(Objective):
                 gaps[d] = x * x if squared else abs(x)
         d_r_d_mean = [0.0] * len(est)
         if not gaps:  # no domain has both genders: R = 0
-            return GapPenalty(0.0, -1, 0, d_r_d_mean, est, available, seen_changed)
+            return GapPenalty(0.0, -1, 0, d_r_d_mean, est, available)
         worst = max(gaps, key=gaps.__getitem__)  # the first of tied maxima (domain order), as argmax
         if self.max == "hard":  # only the arg-max domain gets gradient
             r = gaps[worst]
@@ -234,7 +287,7 @@ class MinMaxGap(Objective):
             d_gap = share * (2.0 * x if squared else (x > 0) - (x < 0))  # sign(0) = 0
             d_r_d_mean[2 * d] = d_gap if slope is None else d_gap * slope[2 * d]
             d_r_d_mean[2 * d + 1] = -d_gap if slope is None else -d_gap * slope[2 * d + 1]
-        return GapPenalty(r, worst, len(gaps), d_r_d_mean, est, available, seen_changed)
+        return GapPenalty(r, worst, len(gaps), d_r_d_mean, est, available)
 
     def forward(self, batch: GroupBatch) -> ObjectiveOutput:
         losses = batch.losses
@@ -246,7 +299,7 @@ class MinMaxGap(Objective):
         if self.weight == "fixed":
             lam = self.lam
         elif self.weight == "dual":
-            lam = self.lam_t.item()
+            lam = self._state.lam_t
         else:
             lam = self.lam * erm / (pen.r + _RATIO_EPS)  # a Python float: no gradient through the ratio
 
@@ -266,13 +319,11 @@ class MinMaxGap(Objective):
             dot_value = sum(map(operator.mul, table, stats.slot_sums))  # = sum_i w_i l_i
             loss = loss + (erm + lam * pen.r - dot_value)
 
-        if self.training:  # buffers never require grad: in-place updates record no autograd
+        if self.training:
             if self.weight == "dual":
-                self.lam_t.fill_(max(0.0, lam + self.eta * (pen.r - self.budget)))
+                self._state.lam_t = max(0.0, lam + self.eta * (pen.r - self.budget))
             if self.estimate == "ema":
-                self.ema.copy_(torch.tensor(pen.estimates))
-                if pen.seen_changed:
-                    self.ema_seen.copy_(torch.tensor(pen.seen))
+                self._state.ema, self._state.ema_seen = pen.estimates, pen.seen
 
         logs = {
             "lambda": lam,
