@@ -297,6 +297,27 @@ def test_bad_batches_are_named() -> None:
         objective(toy(gender=[0, 0, 1, 2, 0, 1, 1]))
     with pytest.raises(ValueError, match="empty"):
         objective(toy(losses=[], domain=[], gender=[]))
+    with pytest.raises(ValueError, match="gender must be integers"):
+        objective(
+            GroupBatch(losses=torch.ones(2), domain=torch.zeros(2, dtype=torch.long), gender=torch.ones(2))
+        )
+    with pytest.raises(ValueError, match="domain ids must be integers"):
+        objective(
+            GroupBatch(losses=torch.ones(2), domain=torch.zeros(2), gender=torch.ones(2, dtype=torch.long))
+        )
+    with pytest.raises(ValueError, match="1-D of one length"):
+        objective(toy(domain=[0, 0, 0, 0, 1, 1]))
+
+
+def test_small_integer_dtypes_do_not_wrap_around() -> None:
+    # 3 * 86 overflows uint8: the slots are computed in int64
+    kw = {"n_domains": 100, "n_classes": 4, "weight": "fixed"}
+    batch = GroupBatch(
+        losses=torch.tensor([1.0, 3.0]), domain=torch.tensor([86, 86]), gender=torch.tensor([0, 1])
+    )
+    small = GroupBatch(batch.losses, batch.domain.to(torch.uint8), batch.gender.to(torch.int8))
+    assert MinMaxGap(**kw)(small).logs == MinMaxGap(**kw)(batch).logs
+    assert MinMaxGap(**kw)(small).logs["worst_domain"] == 86
 
 
 def test_state_dict_round_trip_and_bad_state_are_named() -> None:

@@ -216,20 +216,27 @@ class MinMaxGap(Objective):
         and detached losses (zero-copy views for CPU tensors; sums in float64).
         """
         n_slots = 3 * self.n_domains
-        gender = batch.gender.numpy(force=True)  # a host copy (a view on CPU)
         losses = batch.losses
+        if losses.dim() != 1 or batch.gender.shape != losses.shape or batch.domain.shape != losses.shape:
+            raise ValueError(
+                "minmaxgap: losses, domain and gender must be 1-D of one length; got shapes "
+                f"{tuple(losses.shape)}, {tuple(batch.domain.shape)}, {tuple(batch.gender.shape)}"
+            )
         if losses.dtype not in (torch.float32, torch.float64):  # half precision: NumPy has no bfloat16
             losses = losses.detach().float()
-        gender_slot = gender + 1
-        try:
+        try:  # host copies (views on CPU) as int64: no wrap-around of small integer dtypes
+            gender_slot = np.add(batch.gender.numpy(force=True), 1, dtype=np.int64)
             gender_ok = np.bincount(gender_slot).shape[0] <= 3
-        except ValueError:  # a value below -1
+        except (TypeError, ValueError):  # not integers, or a value below -1
             gender_ok = False
         if not gender_ok:
             raise ValueError(
-                f"minmaxgap: gender must be 0 (male), 1 (female) or -1 (unknown); got {batch.gender}"
+                f"minmaxgap: gender must be integers 0 (male), 1 (female) or -1 (unknown); got {batch.gender}"
             )
-        slot = batch.domain.numpy(force=True) * 3 + gender_slot
+        try:
+            slot = np.multiply(batch.domain.numpy(force=True), 3, dtype=np.int64) + gender_slot
+        except TypeError as err:
+            raise ValueError(f"minmaxgap: domain ids must be integers; got {batch.domain}") from err
         try:
             sums = np.bincount(slot, weights=losses.numpy(force=True), minlength=n_slots).tolist()
             slot_counts = np.bincount(slot, minlength=n_slots).tolist()

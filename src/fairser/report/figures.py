@@ -309,10 +309,11 @@ def plot_tradeoff(
     else:
         fig, axes, settings = ax.figure, [ax], [None]
     objectives = list(dict.fromkeys(points["objective"]))
-    # shape cycles through MARKERS and fill alternates; the fill parity flips on each pass through the
-    # shapes, so 2 * len(MARKERS) objectives all get distinct (shape, fill) styles
+    # shape cycles through MARKERS and fill alternates; with an even number of shapes the fill parity flips
+    # on each pass through them, so 2 * len(MARKERS) objectives all get distinct (shape, fill) styles
     n = len(MARKERS)
-    style = {obj: (MARKERS[i % n], (i + i // n) % 2 == 1) for i, obj in enumerate(objectives)}
+    flip = n % 2 == 0
+    style = {obj: (MARKERS[i % n], (i + flip * (i // n)) % 2 == 1) for i, obj in enumerate(objectives)}
     for ax_, setting in zip(axes, settings, strict=True):
         sub = points if setting is None else points[points["setting"] == setting]
         for rec in sub.to_dict(orient="records"):

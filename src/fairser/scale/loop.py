@@ -631,7 +631,7 @@ def _load(
         )
     ckpt.load_trainable_state(model, ckpt.load_tensors(path / "trainable.safetensors"), where=str(path))
     obj_state = ckpt.load_tensors(path / "objective.safetensors")
-    objective.load_state_dict({k: v.to(accelerator.device) for k, v in obj_state.items()})
+    objective.load_state_dict(obj_state)  # copied onto the objective's device (float64 state stays on host)
     ckpt.load_optimizer_state(optimizer, ckpt.load_tensors(path / "optimizer.safetensors"), meta["optimizer"])
     scheduler.load_state_dict(meta["scheduler"])
     if meta.get("scaler") is not None and accelerator.scaler is not None:
