@@ -345,3 +345,49 @@ def test_benchmark_end_to_end_with_tiny_qwen2_audio(tmp_path, capsys):
     capsys.readouterr()
     assert main(["benchmark", "--config", str(cfg_file), "--quiet"]) == 0
     assert "resuming: 4 of 4 runs already finished" in capsys.readouterr().out
+
+
+def test_backbone_runs_train_on_inferred_groups(tmp_path):
+    # IDI for a raw-audio backbone: genders inferred once per benchmark (F0 rule; k-means on cached eGeMAPS),
+    # the group objective sees them, the evaluation keeps the true gender
+    from fairser.bench.results import ResultsStore
+    from fairser.bench.runner import run_benchmark
+    from fairser.data.labels import MELD_EMOTIONS
+
+    model_dir = save_tiny_qwen2_audio(tmp_path / "tiny-qwen2-audio", words=MELD_EMOTIONS)
+    data = yaml.safe_load((ROOT / "configs" / "tiny_qwen2_audio.yaml").read_text())
+    data["output_dir"] = str(tmp_path / "out")
+    data["corpus"]["path"] = str(tmp_path / "corpus")
+    data["corpus"]["synth"]["utterances_per_emotion"] = 1
+    data["features"] = {"cache_dir": str(tmp_path / "cache"), "n_jobs": 1}
+    data["modalities"] = ["audio"]
+    data["objectives"] = [
+        {"name": "groupdro", "label": "IDI f0", "groups": {"source": "inferred", "method": "f0"}},
+        # an absurd threshold: every speaker is inferred male, so every female training row changes group
+        {
+            "name": "minmaxgap",
+            "label": "IDI all male",
+            "groups": {"source": "inferred", "method": "f0", "f0_threshold": 5000},
+        },
+        {"name": "groupdro", "label": "IDI kmeans fill", "groups": {"source": "fill", "method": "kmeans"}},
+    ]
+    data["backbone"]["path"] = str(model_dir)
+    data["backbone"]["epochs"] = 1
+    data["evaluation"] = {"n_boot": 20, "n_perm": 20, "min_samples": 3}
+    run_benchmark(BenchmarkConfig.model_validate(data), progress=False)
+
+    out = tmp_path / "out"
+    rows = {r["objective_label"]: r for r in ResultsStore(out / "results.jsonl").rows()}
+    assert all(r["status"] == "ok" and r["backbone"]["name"] == "qwen2_audio" for r in rows.values())
+    manifest = pd.read_csv(tmp_path / "corpus" / "manifest.csv")
+    train = manifest[(manifest["split"] == "train") & manifest["language"].isin(["en", "de"])]
+    n_female = int((train["gender"] == "female").sum())
+    all_male = rows["IDI all male"]["groups"]
+    assert all_male["changed_train_rows"] == n_female and n_female > 0
+    assert all_male["agreement_train"]["accuracy"] == pytest.approx(1 - n_female / len(train))
+    assert {"agreement_train", "agreement_all"} <= set(rows["IDI f0"]["groups"])
+    assert rows["IDI kmeans fill"]["groups"]["changed_train_rows"] == 0  # every training row has a gender
+    for run in (out / "runs").iterdir():  # evaluation always uses the true gender
+        assert set(pd.read_csv(run / "predictions.csv")["gender"]) == {"male", "female"}
+    notes = (out / "benchmark.json").read_text()
+    assert "IDI f0: agreement" in notes and "IDI kmeans: agreement" in notes

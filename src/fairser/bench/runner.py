@@ -273,6 +273,28 @@ def prepare_data(
 
     if config.backbone is not None:  # the backbone reads the waveforms itself: no cached features
         paths = resolve_audio_paths(manifest, root=root)
+        inferred: dict[str, Any] = {}
+        wanted = [_effective_groups(s, config) for s in config.objectives]
+        if any(g.inferred for g in wanted):  # IDI: F0 (cached per file), eGeMAPS only for kmeans/classifier
+            t0 = time.perf_counter()
+            features = np.zeros((len(manifest), 0), dtype=np.float32)
+            if any(g.inferred and g.method != "f0" for g in wanted):
+                features = np.asarray(
+                    extract_audio_features(
+                        paths=paths,
+                        encoder=build_audio_encoder(config.features.audio, **config.features.audio_options),
+                        cache=FeatureCache(config.features.cache_dir),
+                        n_jobs=config.features.n_jobs,
+                        on_error="raise",  # the backbone could not read the file either
+                        progress=progress,
+                    ).features,
+                    dtype=np.float32,
+                )
+            inferred, idi_notes = _infer_groups(config, manifest, paths, features, progress=progress)
+            notes.extend(idi_notes)
+            for note in idi_notes:
+                console.print(note)
+            timings["group_inference"] = time.perf_counter() - t0
         return PreparedData(
             manifest=manifest.assign(audio_path=[str(p) for p in paths]),
             audio=np.zeros((len(manifest), 0), dtype=np.float32),
@@ -282,6 +304,7 @@ def prepare_data(
             source=source,
             timings=timings,
             notes=notes,
+            inferred=inferred,
         )
 
     t0 = time.perf_counter()
@@ -467,7 +490,7 @@ def execute_run(
     t0 = time.perf_counter()
     views = _split_views(prepared, setting=spec.setting, config=config)
     train, train_meta = views["train"]
-    groups_row = _apply_inferred_groups(spec, prepared, config, train, train_meta)
+    groups_row = apply_inferred_groups(spec, prepared, config, train, train_meta)
     train_config = config.train
     if spec.objective.sampler is not None:
         train_config = train_config.model_copy(update={"sampler": spec.objective.sampler})
@@ -555,11 +578,14 @@ def _jsonable(obj: Any) -> Any:
     return json.loads(json.dumps(obj, default=lambda o: o.item() if hasattr(o, "item") else str(o)))
 
 
-def _apply_inferred_groups(
-    spec: RunSpec, prepared: PreparedData, config: BenchmarkConfig, train: ArrayDataset, meta: pd.DataFrame
+def apply_inferred_groups(
+    spec: RunSpec, prepared: PreparedData, config: BenchmarkConfig, train: Any, meta: pd.DataFrame
 ) -> dict[str, Any] | None:
     """IDI: replace (``inferred``) or complete (``fill``) the training rows' gender in place; returns the
-    record for the results row (agreement with the true labels over the training rows)."""
+    record for the results row (agreement with the true labels over the training rows).
+
+    ``train`` is any training set with a ``gender`` code array (an ``ArrayDataset`` of cached features or a
+    backbone's ``AudioDataset``); ``meta`` its rows' metadata with the manifest ``row`` of each."""
     groups = _effective_groups(spec.objective, config)
     if not groups.inferred:
         return None

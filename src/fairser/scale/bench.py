@@ -137,12 +137,6 @@ def _unsupported(spec, config: BenchmarkConfig) -> None:
     """Benchmark options the backbone path does not implement: refuse them by name, never ignore them."""
     from fairser.objectives import OBJECTIVES
 
-    groups = getattr(spec.objective, "groups", None) or getattr(config, "groups", None)
-    if groups is not None and getattr(groups, "inferred", False):
-        raise ValueError(
-            "inferred groups (IDI, groups.source != 'true') are not implemented for backbone runs; "
-            "use groups.source: true or the cached-feature heads"
-        )
     cls = OBJECTIVES[spec.objective.name]
     if hasattr(cls, "augment"):
         raise ValueError(
@@ -188,6 +182,7 @@ def execute_backbone_run(spec, prepared, config: BenchmarkConfig, *, progress: b
     files and evaluates (the others return an empty row, table and log).
     """
 
+    from fairser.bench.runner import apply_inferred_groups
     from fairser.objectives import build_objective
     from fairser.scale.loop import fit_backbone, make_accelerator, predict_backbone
 
@@ -198,7 +193,8 @@ def execute_backbone_run(spec, prepared, config: BenchmarkConfig, *, progress: b
     t0 = time.perf_counter()
     labels = tuple(prepared.labels)
     views = audio_views(prepared.manifest, setting=spec.setting, config=config, labels=labels)
-    train, _ = views["train"]
+    train, train_meta = views["train"]
+    groups_row = apply_inferred_groups(spec, prepared, config, train, train_meta)  # IDI, if configured
     accelerator = make_accelerator(mixed_precision=bb.mixed_precision)
     torch.manual_seed(spec.seed)
     model = build_backbone(bb, labels=labels)
@@ -273,4 +269,6 @@ def execute_backbone_run(spec, prepared, config: BenchmarkConfig, *, progress: b
             "resumed_from_step": result.resumed_from,
         },
     }
+    if groups_row is not None:
+        row["groups"] = groups_row
     return row, pred, logs
