@@ -311,3 +311,15 @@ def test_bf16_base_keeps_fp32_adapters_and_losses(tiny_dir):
     out.losses.mean().backward()
     grads = [p.grad for p in clf.trainable_parameters()]
     assert all(g is not None and torch.isfinite(g).all() for g in grads)
+
+
+def test_encode_keeps_log_mels_float32_under_bf16_autocast(tiny_dir):
+    # accelerate's bf16 wraps the whole forward in autocast; the Whisper log-mels must not be computed in bf16
+    clf = _load(tiny_dir)
+    reference = clf.encode(audios=AUDIOS, texts=TEXTS)
+    with torch.autocast(device_type="cpu", dtype=torch.bfloat16):
+        batch = clf.encode(audios=AUDIOS, texts=TEXTS)
+        out = clf(audios=AUDIOS, texts=TEXTS, labels=Y)
+    assert batch["input_features"].dtype == torch.float32
+    torch.testing.assert_close(batch["input_features"], reference["input_features"])
+    assert torch.isfinite(out.losses).all()
