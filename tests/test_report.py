@@ -20,7 +20,14 @@ from fairser.bench.results import ResultsStore
 from fairser.bench.table import paper_table, render_table
 from fairser.cli import app
 from fairser.metrics import evaluate_predictions
-from fairser.report import build_report, gap_cells, plot_gap_heatmap, plot_tradeoff, tradeoff_points
+from fairser.report import (
+    build_report,
+    gap_cells,
+    plot_gap_heatmap,
+    plot_tradeoff,
+    plot_weight_dynamics,
+    tradeoff_points,
+)
 
 LABELS = ["neutral", "joy", "sadness", "anger"]
 OBJECTIVES = (("erm", "ERM"), ("minmaxgap", "ERM-MinMaxGAP"))
@@ -128,6 +135,10 @@ def make_fake_benchmark(
                 if with_predictions:
                     (root / "runs" / run_id).mkdir(parents=True, exist_ok=True)
                     pred.to_csv(root / "runs" / run_id / "predictions.csv", index=False)
+                    log = {"step": range(6), "epoch": [0, 0, 1, 1, 2, 2], "erm": 1.0}
+                    if objective == "minmaxgap":  # its per-step lambda_t and R_t, as fit() logs them
+                        log |= {"lambda": [1.0, 1.1, 1.2, 1.3, 1.4, 1.5], "R": [0.3, 0.1, 0.2, 0.2, 0.4, 0.2]}
+                    pd.DataFrame(log).to_csv(root / "runs" / run_id / "train_log.csv", index=False)
                 store.append(
                     _run_row(
                         pred, run_id=run_id, setting=setting, objective=objective, label=label, seed=seed
@@ -185,8 +196,8 @@ def test_report_from_benchmark_folder(bench_report, bench_dir):
     page = bench_report.html.read_text()
     assert_self_contained(page)
     images = _png_images(page)
-    assert len(images) == 3 and all(img.startswith(b"\x89PNG\r\n\x1a\n") for img in images)
-    for name in ("gap_heatmap", "tradeoff", "per_class_tpr_gaps"):
+    assert len(images) == 4 and all(img.startswith(b"\x89PNG\r\n\x1a\n") for img in images)
+    for name in ("gap_heatmap", "tradeoff", "per_class_tpr_gaps", "weight_dynamics"):
         png = bench_report.figures[name]
         assert png.parent == bench_report.out_dir / "figures" and png.read_bytes() in images
         pixels = np.asarray(Image.open(png).convert("L"), dtype=float)
@@ -338,3 +349,22 @@ def test_tradeoff_styles_stay_distinct_for_a_large_zoo():
     lines = [ln for ln in fig.axes[0].get_lines() if ln.get_marker() not in ("None", None, "_", "|")]
     styles = {(ln.get_label(), ln.get_marker(), ln.get_markerfacecolor()) for ln in lines}
     assert len(styles) == len(names) and len({s[1:] for s in styles}) == len(names)
+
+
+def test_weight_dynamics_are_per_epoch_means_of_the_runs_that_logged_them(bench_report, bench_dir):
+    dyn = bench_report.data.dynamics
+    # only ERM-MinMaxGAP logged lambda and R: 2 settings x 2 seeds x 3 epochs
+    assert set(dyn["objective"]) == {"ERM-MinMaxGAP"} and len(dyn) == 12
+    first = dyn[(dyn.setting == "audio") & (dyn.seed == 0)].sort_values("epoch")
+    np.testing.assert_allclose(first["lambda"], [1.05, 1.25, 1.45])
+    np.testing.assert_allclose(first["R"], [0.2, 0.2, 0.3])
+    assert (first["steps"] == 2).all()
+    page = bench_report.html.read_text()
+    assert "training dynamics" in page and "figures/weight_dynamics.png" in bench_report.markdown.read_text()
+    # a figure per setting, R_t above lambda_t, one line per (objective, seed)
+    fig = plot_weight_dynamics(dyn)
+    axes = [ax for ax in fig.axes if ax.get_lines()]
+    assert len(axes) == 4 and all(len(ax.get_lines()) == 2 for ax in axes)
+    assert "R_t" in axes[0].get_ylabel() and "λ_t" in axes[2].get_ylabel()
+    with pytest.raises(ValueError, match="no run logged"):
+        plot_weight_dynamics(dyn.iloc[:0])

@@ -78,7 +78,7 @@ def test_report_renders_in_headless_chromium(report, tmp_path):
     marker = re.search(r'<div id="render-probe"([^>]*)>', dom.stdout)
     assert marker, "the load probe never ran: " + dom.stdout[:500]
     attrs = dict(re.findall(r'data-([\w-]+)="([^"]*)"', marker.group(1)))
-    assert attrs["images"] == "3" and attrs["decoded"] == "3", attrs
+    assert attrs["images"] == "4" and attrs["decoded"] == "4", attrs
     sizes = [tuple(map(int, s.split("x"))) for s in attrs["sizes"].split(",")]
     expected = [Image.open(p).size for p in report.figures.values()]
     assert sizes == expected  # the browser decoded exactly the PNGs written to figures/

@@ -6,7 +6,13 @@ their own (e.g. :func:`plot_tradeoff` for a method comparison from ``results.jso
 """
 
 from fairser.report.build import Report, build_report, headline_table
-from fairser.report.data import ReportData, load_audit_folder, load_benchmark_folder, load_report_data
+from fairser.report.data import (
+    ReportData,
+    load_audit_folder,
+    load_benchmark_folder,
+    load_report_data,
+    weight_dynamics,
+)
 from fairser.report.figures import (
     MARKERS,
     figure_png,
@@ -14,6 +20,7 @@ from fairser.report.figures import (
     plot_gap_heatmap,
     plot_per_class_gaps,
     plot_tradeoff,
+    plot_weight_dynamics,
     tradeoff_points,
 )
 from fairser.report.html import ReportFigure, markdown_table_to_html, render_html
@@ -36,7 +43,9 @@ __all__ = [
     "plot_gap_heatmap",
     "plot_per_class_gaps",
     "plot_tradeoff",
+    "plot_weight_dynamics",
     "render_html",
     "render_markdown",
+    "weight_dynamics",
     "tradeoff_points",
 ]

@@ -17,6 +17,7 @@ from fairser.report.figures import (
     plot_gap_heatmap,
     plot_per_class_gaps,
     plot_tradeoff,
+    plot_weight_dynamics,
     tradeoff_points,
 )
 from fairser.report.html import ReportFigure, render_html
@@ -154,6 +155,20 @@ def build_report(
                 f"{data.per_class_error or f'{int(round(100 * data.ci))}% speaker-level bootstrap CI'}. "
                 f"{data.per_class_caption}",
                 "Per-class TPR gender gaps with confidence intervals, one panel per domain",
+            )
+        )
+    if len(data.dynamics):
+        fig = plot_weight_dynamics(data.dynamics, synthetic=data.synthetic, source=src_text)
+        figures.append(
+            ReportFigure(
+                "weight_dynamics",
+                figure_png(fig, dpi=dpi),
+                "ERM-MinMaxGAP's training dynamics: R_t (the largest male–female training-loss gap over domains "
+                "in a batch) and the adaptive weight λ_t, mean per epoch, one line per run. A λ_t that keeps "
+                "rising means R_t stays above the gap budget; R_t measured on batches includes sampling noise "
+                "(a few samples per group), so it stays above zero even when the groups' true training losses "
+                "are equal.",
+                "Line plots of the penalty R_t and the weight lambda_t per epoch for each ERM-MinMaxGAP run",
             )
         )
     paths: dict[str, Path] = {}

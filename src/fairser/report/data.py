@@ -27,7 +27,13 @@ from fairser.audit import Audit, AuditFrame, audit_predictions, read_predictions
 from fairser.bench.results import ResultsStore
 from fairser.metrics import GAP_METRICS
 
-__all__ = ["ReportData", "load_audit_folder", "load_benchmark_folder", "load_report_data"]
+__all__ = [
+    "ReportData",
+    "load_audit_folder",
+    "load_benchmark_folder",
+    "load_report_data",
+    "weight_dynamics",
+]
 
 _UNDEFINED_COLUMNS = ["scope", "domain", "group", "table", "metrics", "fields", "reason"]
 
@@ -51,6 +57,8 @@ class ReportData:
     per_class_error: str | None = None  # what the per-class bars are, when not the bootstrap CI
     notes: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
+    #: per-epoch lambda_t and R_t of the runs that logged them (:func:`weight_dynamics`); empty for audits
+    dynamics: pd.DataFrame = field(default_factory=pd.DataFrame)
 
     @property
     def n_seeds(self) -> int:
@@ -72,6 +80,33 @@ def load_report_data(
         f"{path} holds neither results.jsonl (a benchmark output folder: `fairser benchmark`) nor audit.json "
         "(an audit folder: `fairser audit PREDICTIONS --out DIR`)"
     )
+
+
+def weight_dynamics(path: str | Path, rows: list[dict[str, Any]]) -> pd.DataFrame:
+    """Per-epoch means of the adaptive weight ``lambda`` and the penalty ``R`` of every run that logged them.
+
+    Reads ``runs/<run_id>/train_log.csv`` (ERM-MinMaxGAP logs ``lambda_t`` and ``R_t`` every step; other
+    objectives' logs lack them and are skipped). Columns: ``objective, setting, seed, epoch, lambda, R,
+    steps``; empty when no run logged both.
+    """
+    frames = []
+    for r in rows:
+        log_path = Path(path) / "runs" / str(r["run_id"]) / "train_log.csv"
+        if not log_path.is_file():
+            continue
+        log = pd.read_csv(log_path)
+        if not {"epoch", "lambda", "R"} <= set(log.columns) or log.empty:
+            continue
+        per_epoch = log.groupby("epoch", as_index=False).agg(
+            **{"lambda": ("lambda", "mean"), "R": ("R", "mean"), "steps": ("R", "size")}
+        )
+        per_epoch.insert(0, "seed", r["seed"])
+        per_epoch.insert(0, "setting", r["setting"])
+        per_epoch.insert(0, "objective", r["objective_label"])
+        frames.append(per_epoch)
+    if not frames:
+        return pd.DataFrame(columns=["objective", "setting", "seed", "epoch", "lambda", "R", "steps"])
+    return pd.concat(frames, ignore_index=True)
 
 
 def _baseline(rows: list[dict[str, Any]]) -> str:
@@ -185,6 +220,7 @@ def load_benchmark_folder(
         warnings.append(f"per-class figure {caption}")
     undefined_frame = pd.concat([pd.DataFrame(undefined), pc_undefined], ignore_index=True)
     return ReportData(
+        dynamics=weight_dynamics(path, rows),
         kind="benchmark",
         path=path,
         source=source,

@@ -1,4 +1,5 @@
-"""Report figures (matplotlib, Agg): gap heatmap, W-F1 vs worst-domain gap trade-off, per-class TPR gaps.
+"""Report figures (matplotlib, Agg): gap heatmap, W-F1 vs worst-domain gap trade-off, per-class TPR gaps,
+and ERM-MinMaxGAP's training dynamics (lambda_t and R_t per epoch).
 
 Every figure is a :class:`matplotlib.figure.Figure` with its own Agg canvas (no pyplot state, no display,
 and a notebook's backend is left alone), reads in
@@ -29,6 +30,7 @@ __all__ = [
     "plot_gap_heatmap",
     "plot_per_class_gaps",
     "plot_tradeoff",
+    "plot_weight_dynamics",
     "tradeoff_points",
 ]
 
@@ -514,4 +516,65 @@ def plot_per_class_gaps(
     if len(domains) > len(shown):
         text += f" First {len(shown)} of {len(domains)} domains shown."
     _decorate(fig, synthetic=synthetic, source=source, caption=" ".join(t for t in (caption, text) if t))
+    return fig
+
+
+_LINESTYLES: tuple[str, ...] = ("-", "--", ":", "-.")
+
+
+def plot_weight_dynamics(
+    dynamics: pd.DataFrame,
+    *,
+    synthetic: bool = False,
+    source: str | None = None,
+) -> Figure:
+    """ERM-MinMaxGAP's penalty ``R_t`` (top) and adaptive weight ``lambda_t`` (bottom) per epoch, one line per run.
+
+    Pang, Gao, Kawahara, Chen (2026) weight the largest male-female loss gap adaptively; this shows whether
+    the weight settles (the gap met its budget) or keeps rising (batch noise or a gap the penalty cannot
+    close). One column per ``setting``; objectives differ by line style and marker (grayscale), seeds are
+    separate lines of one style.
+
+    Parameters
+    ----------
+    dynamics : DataFrame
+        From :func:`fairser.report.data.weight_dynamics`: ``objective, setting, seed, epoch, lambda, R``.
+    """
+    if dynamics.empty:
+        raise ValueError("plot_weight_dynamics: no run logged lambda and R")
+    settings = list(dict.fromkeys(dynamics["setting"]))
+    objectives = list(dict.fromkeys(dynamics["objective"]))
+    fig = _figure(4.4 * len(settings) + 0.8, 5.6)
+    axes = fig.subplots(2, len(settings), squeeze=False, sharex="col")
+    style = {
+        obj: (_LINESTYLES[i % len(_LINESTYLES)], MARKERS[i % len(MARKERS)])
+        for i, obj in enumerate(objectives)
+    }
+    for col, setting in enumerate(settings):
+        sub = dynamics[dynamics["setting"] == setting]
+        for (obj, seed), run in sub.groupby(["objective", "seed"], sort=False):
+            run = run.sort_values("epoch")
+            linestyle, marker = style[obj]
+            first = seed == sub[sub["objective"] == obj]["seed"].iloc[0]
+            for row, column in enumerate(("R", "lambda")):
+                axes[row][col].plot(
+                    run["epoch"],
+                    run[column],
+                    linestyle=linestyle,
+                    marker=marker,
+                    markersize=4,
+                    color="black",
+                    linewidth=1.2,
+                    alpha=0.85,
+                    label=str(obj) if first and row == 0 else None,
+                )
+        axes[0][col].set_title(f"setting: {setting}" if len(settings) > 1 else "")
+        axes[0][col].set_ylabel("R_t: largest male−female loss gap\n(mean over the epoch's batches)")
+        axes[1][col].set_ylabel("λ_t (mean over the epoch)")
+        axes[1][col].set_xlabel("epoch")
+        for ax in axes[:, col]:
+            ax.grid(True, color="0.85", linewidth=0.6)
+    axes[0][0].legend(fontsize=8, frameon=False)
+    fig.tight_layout(rect=(0, 0.05, 1, 0.95 if synthetic else 1.0))
+    _decorate(fig, synthetic=synthetic, source=source)
     return fig
