@@ -391,3 +391,17 @@ def test_backbone_runs_train_on_inferred_groups(tmp_path):
         assert set(pd.read_csv(run / "predictions.csv")["gender"]) == {"male", "female"}
     notes = (out / "benchmark.json").read_text()
     assert "IDI f0: agreement" in notes and "IDI kmeans: agreement" in notes
+
+
+@pytest.mark.parametrize("name", ["jtt", "lff", "covada", "cfa"])
+def test_backbone_runs_refuse_staged_methods_by_name(name):
+    from fairser.bench.runner import plan_runs
+    from fairser.scale.bench import _unsupported
+
+    data = yaml.safe_load((ROOT / "configs" / "tiny_qwen2_audio.yaml").read_text())
+    data["objectives"] = [{"name": name}, {"name": "groupdro"}]
+    cfg = BenchmarkConfig.model_validate(data)
+    staged, plain = (s for s in plan_runs(cfg) if s.setting == "audio")
+    with pytest.raises(ValueError, match=rf"objective '{name}' is a staged method"):
+        _unsupported(staged, cfg)
+    _unsupported(plain, cfg)  # a per-batch objective runs with a backbone

@@ -136,12 +136,14 @@ def audio_views(
 def _unsupported(spec, config: BenchmarkConfig) -> None:
     """Benchmark options the backbone path does not implement: refuse them by name, never ignore them."""
     from fairser.objectives import OBJECTIVES
+    from fairser.objectives.stages import StagedObjective
 
     cls = OBJECTIVES[spec.objective.name]
-    if hasattr(cls, "augment"):
+    if issubclass(cls, StagedObjective):
         raise ValueError(
-            f"objective {spec.objective.name!r} changes the training set before training (a staged method); "
-            "it is implemented for the cached-feature heads only"
+            f"objective {spec.objective.name!r} is a staged method (a stage before the main training: an "
+            "identification or biased model, voice conversion or a target corpus); it is implemented for the "
+            "cached-feature heads only"
         )
     if config.backbone.name == "ssl" and spec.setting != "audio" and "audio+text" in config.modalities:
         raise ValueError("an ssl backbone reads audio only: set modalities: [audio] (or use qwen2_audio)")
