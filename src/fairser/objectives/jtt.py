@@ -31,6 +31,8 @@ class JTT(StagedObjective):
     **(our choice)**, and dividing by ``w_bar`` keeps the loss on the ERM scale (the up-sampled set's mean).
 
     Before an error set is known (the objective used outside ``fit``), the loss is plain ERM, i.e. stage 1.
+    With a raw-audio backbone, ``fairser.scale.bench`` runs stage 1 itself (a fresh backbone with the main
+    model's initial weights, freed before the main model is built) and calls :meth:`set_errors`.
 
     Parameters
     ----------
@@ -55,17 +57,26 @@ class JTT(StagedObjective):
         self.errors: np.ndarray | None = None
         self._info: dict[str, Any] = {}
 
-    def set_errors(self, errors: np.ndarray) -> None:
-        """Use ``errors`` (bool per training row: misclassified by the identification model) as ``E``."""
+    def set_errors(self, errors: np.ndarray, *, labelled: np.ndarray | None = None) -> None:
+        """Use ``errors`` (bool per training row: misclassified by the identification model) as ``E``.
+
+        ``labelled`` (bool per row, default all) marks the rows with an emotion label, over which the
+        error rate in :meth:`summary` is computed.
+        """
         errors = np.asarray(errors)
         if errors.ndim != 1 or errors.dtype != bool or errors.size == 0:
             raise ValueError(
                 f"{self.name}: errors must be a non-empty 1-D bool array; got {errors.dtype} {errors.shape}"
             )
+        labelled = np.ones_like(errors) if labelled is None else np.asarray(labelled, dtype=bool)
         self.errors = errors
         self._is_error = torch.as_tensor(errors)
         w = torch.where(self._is_error, self.lambda_up, 1.0).float()
         self.weights = w / w.mean()
+        self._info = {
+            "jtt_error_set_size": int(errors.sum()),
+            "jtt_error_rate": float(errors[labelled].mean()) if labelled.any() else float("nan"),
+        }
 
     def prepare(self, *, context: StageContext) -> None:
         ident = context.new_model()
@@ -80,11 +91,7 @@ class JTT(StagedObjective):
         )
         pred = context.predict_proba(res.model, context.train).argmax(1)
         labelled = np.asarray(context.train.y) >= 0
-        self.set_errors((pred != np.asarray(context.train.y)) & labelled)
-        self._info = {
-            "jtt_error_set_size": int(self.errors.sum()),
-            "jtt_error_rate": float(self.errors[labelled].mean()) if labelled.any() else float("nan"),
-        }
+        self.set_errors((pred != np.asarray(context.train.y)) & labelled, labelled=labelled)
         context.stages.append({"stage": "jtt_identification", "epochs": self.first_epochs, **self._info})
 
     def summary(self) -> dict[str, Any]:

@@ -136,17 +136,66 @@ def audio_views(
 def _unsupported(spec, config: BenchmarkConfig) -> None:
     """Benchmark options the backbone path does not implement: refuse them by name, never ignore them."""
     from fairser.objectives import OBJECTIVES
+    from fairser.objectives.jtt import JTT
     from fairser.objectives.stages import StagedObjective
 
     cls = OBJECTIVES[spec.objective.name]
-    if issubclass(cls, StagedObjective):
+    if issubclass(cls, StagedObjective) and cls is not JTT:
         raise ValueError(
-            f"objective {spec.objective.name!r} is a staged method (a stage before the main training: an "
-            "identification or biased model, voice conversion or a target corpus); it is implemented for the "
-            "cached-feature heads only"
+            f"objective {spec.objective.name!r} is a staged method (a stage before the main training: a biased "
+            "model, voice conversion or a target corpus); with a backbone only JTT's stage is implemented, the "
+            "others run on the cached-feature heads"
         )
     if config.backbone.name == "ssl" and spec.setting != "audio" and "audio+text" in config.modalities:
         raise ValueError("an ssl backbone reads audio only: set modalities: [audio] (or use qwen2_audio)")
+
+
+def _jtt_identification(
+    objective,
+    *,
+    config: BenchmarkConfig,
+    labels: tuple[str, ...],
+    train: AudioDataset,
+    valid: AudioDataset,
+    seed: int,
+    sampler: str,
+    accelerator,
+    progress: bool = False,
+) -> dict[str, Any]:
+    """JTT's stage 1 with a backbone (Liu et al. 2021): ERM for ``first_epochs`` epochs, last epoch kept.
+
+    The identification model is the backbone built with the run's seed (the main model's initial weights);
+    its misclassified training rows become the error set (:meth:`JTT.set_errors`). It is freed before the
+    main model is built. Every process of a distributed run trains it and gets the same predictions, so
+    the error set is the same everywhere. Returns the stage's record for the results row.
+    """
+    from fairser.objectives import build_objective
+    from fairser.scale.loop import fit_backbone, predict_backbone
+
+    bb = config.backbone
+    torch.manual_seed(seed)
+    ident = build_backbone(bb, labels=labels)
+    result = fit_backbone(
+        model=ident,
+        objective=build_objective("erm", n_domains=objective.n_domains, n_classes=objective.n_classes),
+        train=train,
+        valid=valid,
+        config=bb.model_copy(update={"epochs": objective.first_epochs}),
+        seed=seed,
+        sampler=sampler,
+        select_metric=config.train.select_metric,
+        keep="last",
+        accelerator=accelerator,
+        progress=progress,
+    )
+    pred = predict_backbone(
+        result.model, train, batch_size=bb.eval_batch_size, accelerator=accelerator
+    ).argmax(1)
+    labelled = train.y >= 0
+    objective.set_errors((pred != train.y) & labelled, labelled=labelled)
+    del ident, result
+    accelerator.free_memory()  # drop accelerate's references to the identification model
+    return {"stage": "jtt_identification", "epochs": objective.first_epochs, **objective.summary()}
 
 
 def _objective_params(spec, *, model: nn.Module, train: AudioDataset) -> dict[str, Any]:
@@ -185,7 +234,8 @@ def execute_backbone_run(spec, prepared, config: BenchmarkConfig, *, progress: b
     """
 
     from fairser.bench.runner import apply_inferred_groups
-    from fairser.objectives import build_objective
+    from fairser.objectives import OBJECTIVES, build_objective
+    from fairser.objectives.jtt import JTT
     from fairser.scale.loop import fit_backbone, make_accelerator, predict_backbone
 
     bb = config.backbone
@@ -198,21 +248,42 @@ def execute_backbone_run(spec, prepared, config: BenchmarkConfig, *, progress: b
     train, train_meta = views["train"]
     groups_row = apply_inferred_groups(spec, prepared, config, train, train_meta)  # IDI, if configured
     accelerator = make_accelerator(mixed_precision=bb.mixed_precision)
-    torch.manual_seed(spec.seed)
-    model = build_backbone(bb, labels=labels)
     modalities = list(config.modalities) if spec.setting == "joint" else [spec.setting]
     n_domains = len(config.languages) * len(modalities)
-    objective = build_objective(
-        spec.objective.name,
-        n_domains=n_domains,
-        n_classes=len(labels),
-        **_objective_params(spec, model=model, train=train),
-        **spec.objective.params,
-    )
     sampler = getattr(spec.objective, "sampler", None) or config.train.sampler
     if sampler not in ("stratified", "random"):
         raise ValueError(
             f"sampler {sampler!r} is not implemented for backbone runs (use stratified or random)"
+        )
+    stages: list[dict[str, Any]] = []
+    if OBJECTIVES[spec.objective.name] is JTT:  # stage 1 first: one backbone in memory at a time
+        objective = build_objective(
+            spec.objective.name, n_domains=n_domains, n_classes=len(labels), **spec.objective.params
+        )
+        stages.append(
+            _jtt_identification(
+                objective,
+                config=config,
+                labels=labels,
+                train=train,
+                valid=views["valid"][0],
+                seed=spec.seed,
+                sampler=sampler,
+                accelerator=accelerator,
+                progress=progress,
+            )
+        )
+        torch.manual_seed(spec.seed)
+        model = build_backbone(bb, labels=labels)  # the identification model's initial weights
+    else:
+        torch.manual_seed(spec.seed)
+        model = build_backbone(bb, labels=labels)
+        objective = build_objective(
+            spec.objective.name,
+            n_domains=n_domains,
+            n_classes=len(labels),
+            **_objective_params(spec, model=model, train=train),
+            **spec.objective.params,
         )
     run_dir = Path(config.output_dir) / "runs" / spec.run_id
     counts = model.count_parameters() if hasattr(model, "count_parameters") else None
@@ -273,4 +344,7 @@ def execute_backbone_run(spec, prepared, config: BenchmarkConfig, *, progress: b
     }
     if groups_row is not None:
         row["groups"] = groups_row
+    if stages:
+        row["method"] = objective.summary()
+        row["stages"] = stages
     return row, pred, logs

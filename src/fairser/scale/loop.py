@@ -292,6 +292,7 @@ def fit_backbone(
     sampler: Literal["stratified", "random"] = "stratified",
     select_metric: str = "weighted_f1",
     patience: int = 10,
+    keep: Literal["best", "last"] = "best",
     accelerator=None,
     checkpoint_dir: str | Path | None = None,
     resume: bool = True,
@@ -319,6 +320,10 @@ def fit_backbone(
         Every (domain, gender) cell in every global micro-batch, or plain shuffling.
     select_metric, patience
         Model-selection metric on ``valid`` and early-stopping patience in epochs.
+    keep : {"best", "last"}
+        Return the best validation epoch's weights (default), or train all ``config.epochs`` epochs and
+        keep the last (no early stopping; e.g. JTT's identification model, whose epochs are a
+        hyperparameter). The validation score is still computed and logged every epoch.
     accelerator : accelerate.Accelerator, optional
         Default: :func:`make_accelerator` with ``config.mixed_precision``.
     checkpoint_dir : path, optional
@@ -513,13 +518,13 @@ def fit_backbone(
                 state["bad_epochs"] += 1
             state["epoch"] = epoch + 1
             batches_sampler.set_epoch(epoch + 1)
-            stop = state["bad_epochs"] >= patience
+            stop = keep == "best" and state["bad_epochs"] >= patience
             if stop:
                 state["epoch"] = config.epochs  # early stop: a resume must not train further
             save()
             if stop:
                 break
-    if completed and best_params is not None:
+    if completed and best_params is not None and keep == "best":
         _load_trainable(acc, prepared, model, best_params)
     prepared.eval()
     best = state["best_score"]
