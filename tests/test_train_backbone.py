@@ -149,6 +149,21 @@ def _cfg(tiny_dir, **kw):
     return BackboneConfig(**{**base, **kw})
 
 
+def _tiny_grid(tmp_path, **backbone) -> dict:
+    """configs/tiny_qwen2_audio.yaml with a tiny random model, corpus, cache and output under tmp_path."""
+    from fairser.data.labels import MELD_EMOTIONS
+
+    model_dir = save_tiny_qwen2_audio(tmp_path / "tiny-qwen2-audio", words=MELD_EMOTIONS)
+    data = yaml.safe_load((ROOT / "configs" / "tiny_qwen2_audio.yaml").read_text())
+    data["output_dir"] = str(tmp_path / "out")
+    data["corpus"]["path"] = str(tmp_path / "corpus")
+    data["corpus"]["synth"]["utterances_per_emotion"] = 1
+    data["features"] = {"cache_dir": str(tmp_path / "cache"), "n_jobs": 1}
+    data["backbone"] = {**data["backbone"], "path": str(model_dir), "epochs": 1, **backbone}
+    data["evaluation"] = {"n_boot": 20, "n_perm": 20, "min_samples": 3}
+    return data
+
+
 def test_bf16_checkpointing_and_accumulation(tiny_dir):
     train, valid = _data(20, 0), _data(8, 1)
     model = _qwen(tiny_dir, gradient_checkpointing=True)
@@ -183,34 +198,28 @@ def test_bf16_checkpointing_and_accumulation(tiny_dir):
 
 def test_model_selection_keeps_the_best_validation_epoch(tiny_dir):
     train, valid = _data(16, 2), _data(12, 3)
-    result = fit_backbone(
-        model=_qwen(tiny_dir, mode="label_tokens"),
-        objective=build_objective("erm", n_domains=2, n_classes=4),
-        train=train,
-        valid=valid,
-        config=_cfg(tiny_dir, epochs=3, lr=3e-2, mixed_precision="no", lr_schedule="constant"),
-        seed=1,
-        sampler="random",
-        select_metric="uar",
-    )
+
+    def fit(**kw):
+        return fit_backbone(
+            model=_qwen(tiny_dir, mode="label_tokens"),
+            objective=build_objective("erm", n_domains=2, n_classes=4),
+            train=train,
+            valid=valid,
+            config=_cfg(tiny_dir, epochs=3, lr=3e-2, mixed_precision="no", lr_schedule="constant"),
+            seed=1,
+            sampler="random",
+            select_metric="uar",
+            **kw,
+        )
+
+    result = fit()
     scores = [h["valid_uar"] for h in result.history]
     assert result.best_epoch == int(np.argmax(scores)) and result.best_score == max(scores)
     proba = predict_backbone(result.model, valid, batch_size=5)
     assert proba.shape == (12, 4) and np.allclose(proba.sum(1), 1.0, atol=1e-5)
     assert score("uar", valid.y, proba.argmax(1)) == pytest.approx(result.best_score)  # best weights loaded
     # keep="last": every epoch is trained (no early stop) and the last epoch's weights are returned
-    last = fit_backbone(
-        model=_qwen(tiny_dir, mode="label_tokens"),
-        objective=build_objective("erm", n_domains=2, n_classes=4),
-        train=train,
-        valid=valid,
-        config=_cfg(tiny_dir, epochs=3, lr=3e-2, mixed_precision="no", lr_schedule="constant"),
-        seed=1,
-        sampler="random",
-        select_metric="uar",
-        patience=1,
-        keep="last",
-    )
+    last = fit(patience=1, keep="last")
     assert [h["epoch"] for h in last.history] == [0, 1, 2]
     last_proba = predict_backbone(last.model, valid, batch_size=5)
     assert score("uar", valid.y, last_proba.argmax(1)) == pytest.approx(last.history[-1]["valid_uar"])
@@ -314,15 +323,7 @@ def test_benchmark_end_to_end_with_tiny_qwen2_audio(tmp_path, capsys):
     from fairser.bench.runner import plan_runs, run_benchmark
     from fairser.data.labels import MELD_EMOTIONS
 
-    model_dir = save_tiny_qwen2_audio(tmp_path / "tiny-qwen2-audio", words=MELD_EMOTIONS)
-    data = yaml.safe_load((ROOT / "configs" / "tiny_qwen2_audio.yaml").read_text())
-    data["output_dir"] = str(tmp_path / "out")
-    data["corpus"]["path"] = str(tmp_path / "corpus")
-    data["corpus"]["synth"]["utterances_per_emotion"] = 1
-    data["backbone"]["path"] = str(model_dir)
-    data["backbone"]["epochs"] = 1
-    data["evaluation"] = {"n_boot": 20, "n_perm": 20, "min_samples": 3}
-    cfg = BenchmarkConfig.model_validate(data)
+    cfg = BenchmarkConfig.model_validate(_tiny_grid(tmp_path))
     table = run_benchmark(cfg, progress=False)
 
     out = tmp_path / "out"
@@ -368,14 +369,8 @@ def test_backbone_runs_train_on_inferred_groups(tmp_path):
     # the group objective sees them, the evaluation keeps the true gender
     from fairser.bench.results import ResultsStore
     from fairser.bench.runner import run_benchmark
-    from fairser.data.labels import MELD_EMOTIONS
 
-    model_dir = save_tiny_qwen2_audio(tmp_path / "tiny-qwen2-audio", words=MELD_EMOTIONS)
-    data = yaml.safe_load((ROOT / "configs" / "tiny_qwen2_audio.yaml").read_text())
-    data["output_dir"] = str(tmp_path / "out")
-    data["corpus"]["path"] = str(tmp_path / "corpus")
-    data["corpus"]["synth"]["utterances_per_emotion"] = 1
-    data["features"] = {"cache_dir": str(tmp_path / "cache"), "n_jobs": 1}
+    data = _tiny_grid(tmp_path)
     data["modalities"] = ["audio"]
     data["objectives"] = [
         {"name": "groupdro", "label": "IDI f0", "groups": {"source": "inferred", "method": "f0"}},
@@ -387,9 +382,6 @@ def test_backbone_runs_train_on_inferred_groups(tmp_path):
         },
         {"name": "groupdro", "label": "IDI kmeans fill", "groups": {"source": "fill", "method": "kmeans"}},
     ]
-    data["backbone"]["path"] = str(model_dir)
-    data["backbone"]["epochs"] = 1
-    data["evaluation"] = {"n_boot": 20, "n_perm": 20, "min_samples": 3}
     run_benchmark(BenchmarkConfig.model_validate(data), progress=False)
 
     out = tmp_path / "out"
@@ -427,19 +419,12 @@ def test_jtt_with_a_backbone_trains_its_identification_stage_first(tmp_path):
     # JTT (Liu et al. 2021) with a raw-audio backbone: an ERM model with the main model's initial weights,
     # trained for first_epochs (last epoch kept); its training errors become the up-weighted error set
     from fairser.bench.runner import plan_runs, prepare_data
-    from fairser.data.labels import MELD_EMOTIONS
     from fairser.scale.bench import _jtt_identification, audio_views, execute_backbone_run
     from fairser.scale.loop import make_accelerator
 
-    model_dir = save_tiny_qwen2_audio(tmp_path / "tiny-qwen2-audio", words=MELD_EMOTIONS)
-    data = yaml.safe_load((ROOT / "configs" / "tiny_qwen2_audio.yaml").read_text())
-    data["output_dir"] = str(tmp_path / "out")
-    data["corpus"]["path"] = str(tmp_path / "corpus")
-    data["corpus"]["synth"]["utterances_per_emotion"] = 1
+    data = _tiny_grid(tmp_path, lr=3e-2)
     data["modalities"] = ["audio"]
     data["objectives"] = [{"name": "jtt", "params": {"first_epochs": 2, "lambda_up": 4.0}}]
-    data["backbone"] = {**data["backbone"], "path": str(model_dir), "epochs": 1, "lr": 3e-2}
-    data["evaluation"] = {"n_boot": 20, "n_perm": 20, "min_samples": 3}
     cfg = BenchmarkConfig.model_validate(data)
     prepared = prepare_data(cfg, progress=False)
     (spec,) = plan_runs(cfg)
