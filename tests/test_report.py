@@ -368,3 +368,30 @@ def test_weight_dynamics_are_per_epoch_means_of_the_runs_that_logged_them(bench_
     assert "R_t" in axes[0].get_ylabel() and "λ_t" in axes[2].get_ylabel()
     with pytest.raises(ValueError, match="no run logged"):
         plot_weight_dynamics(dyn.iloc[:0])
+
+
+def test_weight_dynamics_skip_invalid_steps_and_unreadable_logs_and_keep_reruns_apart(tmp_path):
+    from fairser.report import weight_dynamics
+
+    def run(run_id, log):
+        (tmp_path / "runs" / run_id).mkdir(parents=True)
+        path = tmp_path / "runs" / run_id / "train_log.csv"
+        path.write_text("") if log is None else pd.DataFrame(log).to_csv(path, index=False)
+        return {"run_id": run_id, "objective_label": "MMG", "setting": "audio", "seed": 0}
+
+    ratio = {"step": [0, 1, 2], "epoch": [0, 0, 0], "lambda": [2.0, 8e7, 3.0], "R": [0.1, 0.0, 0.2]}
+    rows = [
+        run("ratio", {**ratio, "n_valid_domains": [3, 0, 3]}),  # the R = 0 step has no valid domain
+        run("rerun", {"step": [0, 1], "epoch": [0, 1], "lambda": [1.0, 1.1], "R": [0.3, 0.2]}),
+        run("empty", None),
+        run("erm", {"step": [0], "epoch": [0], "erm": [1.0]}),
+    ]
+    warnings: list[str] = []
+    dyn = weight_dynamics(tmp_path, rows, warnings=warnings)
+    assert set(dyn["run_id"]) == {"ratio", "rerun"}
+    first = dyn[dyn.run_id == "ratio"].iloc[0]
+    assert first["lambda"] == pytest.approx(2.5) and first["R"] == pytest.approx(0.15) and first["steps"] == 2
+    assert len(warnings) == 1 and "empty" in warnings[0]
+    # same label, setting and seed (a rerun with other settings): two lines, not one zig-zag
+    fig = plot_weight_dynamics(dyn)
+    assert all(len(ax.get_lines()) == 2 for ax in fig.axes if ax.get_lines())

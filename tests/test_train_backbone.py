@@ -4,6 +4,7 @@ and ``fairser benchmark`` end to end with a tiny random Qwen2-Audio on the built
 
 from __future__ import annotations
 
+import gc
 from pathlib import Path
 
 import numpy as np
@@ -435,20 +436,40 @@ def test_jtt_with_a_backbone_trains_its_identification_stage_first(tmp_path):
     labels = tuple(prepared.labels)
     train = audio_views(prepared.manifest, setting="audio", config=cfg, labels=labels)["train"][0]
     valid = audio_views(prepared.manifest, setting="audio", config=cfg, labels=labels)["valid"][0]
+    from fairser.models.qwen2_audio import Qwen2AudioClassifier
     from fairser.objectives import build_objective
 
-    jtt = build_objective("jtt", n_domains=2, n_classes=len(labels), first_epochs=2, lambda_up=4.0)
-    _jtt_identification(
-        jtt,
-        config=cfg,
-        labels=labels,
-        train=train,
-        valid=valid,
-        seed=spec.seed,
-        sampler="stratified",
-        accelerator=make_accelerator(),
-    )
+    def stage(errors_file=None, mixed_precision="no"):
+        jtt = build_objective("jtt", n_domains=2, n_classes=len(labels), first_epochs=2, lambda_up=4.0)
+        record = _jtt_identification(
+            jtt,
+            config=cfg,
+            labels=labels,
+            train=train,
+            valid=valid,
+            seed=spec.seed,
+            sampler="stratified",
+            accelerator=make_accelerator(mixed_precision=mixed_precision),
+            errors_file=errors_file,
+        )
+        return jtt, record
+
+    def live_models() -> int:  # without collecting: what is still allocated right now
+        return sum(isinstance(o, Qwen2AudioClassifier) for o in gc.get_objects())
+
+    gc.collect()
+    before = live_models()
+    jtt, record = stage(mixed_precision="bf16")  # bf16: accelerate's autocast wrapper makes a cycle
+    assert live_models() == before  # the identification model is gone before the main one is built
     assert row["method"]["jtt_error_set_size"] == int(jtt.errors.sum())
+    # the run saved its error set; a resumed run reuses it instead of training the stage again
+    saved = tmp_path / "out" / "runs" / spec.run_id / "jtt_errors.npy"
+    np.testing.assert_array_equal(np.load(saved), jtt.errors)
+    reused, record = stage(errors_file=saved)
+    assert record["reused"] == str(saved) and np.array_equal(reused.errors, jtt.errors)
+    np.save(saved, jtt.errors[:-1])
+    with pytest.raises(ValueError, match="not the error set"):
+        stage(errors_file=saved)
     assert 0 < jtt.errors.sum() < len(train)  # a tiny random model gets some rows right and some wrong
     w = jtt.weights.numpy()
     np.testing.assert_allclose(w[jtt.errors], 4.0 * w[~jtt.errors][0], rtol=1e-6)  # lambda_up

@@ -69,6 +69,8 @@ class JTT(StagedObjective):
                 f"{self.name}: errors must be a non-empty 1-D bool array; got {errors.dtype} {errors.shape}"
             )
         labelled = np.ones_like(errors) if labelled is None else np.asarray(labelled, dtype=bool)
+        if labelled.shape != errors.shape:
+            raise ValueError(f"{self.name}: labelled has shape {labelled.shape}, errors {errors.shape}")
         self.errors = errors
         self._is_error = torch.as_tensor(errors)
         w = torch.where(self._is_error, self.lambda_up, 1.0).float()

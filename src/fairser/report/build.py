@@ -164,10 +164,11 @@ def build_report(
                 "weight_dynamics",
                 figure_png(fig, dpi=dpi),
                 "ERM-MinMaxGAP's training dynamics: R_t (the largest male–female training-loss gap over domains "
-                "in a batch) and the adaptive weight λ_t, mean per epoch, one line per run. A λ_t that keeps "
-                "rising means R_t stays above the gap budget; R_t measured on batches includes sampling noise "
-                "(a few samples per group), so it stays above zero even when the groups' true training losses "
-                "are equal.",
+                "in a batch) and the weight λ_t, median over each epoch's steps (steps without a domain holding "
+                "both genders left out), one line per run. With weight: dual, a λ_t that keeps rising means "
+                "R_t stays above the gap budget; with fixed it is flat, with ratio it moves against R_t. R_t "
+                "measured on batches includes sampling noise (a few samples per group), so it stays above zero "
+                "even when the groups' true training losses are equal.",
                 "Line plots of the penalty R_t and the weight lambda_t per epoch for each ERM-MinMaxGAP run",
             )
         )

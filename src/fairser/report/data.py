@@ -82,31 +82,49 @@ def load_report_data(
     )
 
 
-def weight_dynamics(path: str | Path, rows: list[dict[str, Any]]) -> pd.DataFrame:
-    """Per-epoch means of the adaptive weight ``lambda`` and the penalty ``R`` of every run that logged them.
+def weight_dynamics(
+    path: str | Path, rows: list[dict[str, Any]], *, warnings: list[str] | None = None
+) -> pd.DataFrame:
+    """Per-epoch medians of the adaptive weight ``lambda`` and the penalty ``R`` of every run that logged them.
 
     Reads ``runs/<run_id>/train_log.csv`` (ERM-MinMaxGAP logs ``lambda_t`` and ``R_t`` every step; other
-    objectives' logs lack them and are skipped). Columns: ``objective, setting, seed, epoch, lambda, R,
-    steps``; empty when no run logged both.
+    objectives' logs lack them and are skipped). Steps where no domain had both genders
+    (``n_valid_domains == 0``: ``R_t = 0`` by definition, and a ``ratio`` weight of ``L_ERM / 1e-8``) are left
+    out, and the median keeps a few extreme steps from dominating an epoch. Columns: ``run_id, objective,
+    setting, seed, epoch, lambda, R, steps``; empty when no run logged both. Unreadable logs are skipped and
+    named in ``warnings``.
     """
+    columns = ["run_id", "objective", "setting", "seed", "epoch", "lambda", "R", "steps"]
     frames = []
     for r in rows:
         log_path = Path(path) / "runs" / str(r["run_id"]) / "train_log.csv"
         if not log_path.is_file():
             continue
-        log = pd.read_csv(log_path)
-        if not {"epoch", "lambda", "R"} <= set(log.columns) or log.empty:
+        try:
+            if not {"epoch", "lambda", "R"} <= set(pd.read_csv(log_path, nrows=0).columns):
+                continue
+            log = pd.read_csv(log_path)
+        except (pd.errors.EmptyDataError, pd.errors.ParserError) as err:
+            if warnings is not None:
+                warnings.append(f"training-dynamics figure: skipped {log_path}: {err}")
+            continue
+        if "n_valid_domains" in log.columns:
+            log = log[log["n_valid_domains"] > 0]
+        log = log.dropna(subset=["lambda", "R"])
+        if log.empty:
             continue
         per_epoch = log.groupby("epoch", as_index=False).agg(
-            **{"lambda": ("lambda", "mean"), "R": ("R", "mean"), "steps": ("R", "size")}
+            **{"lambda": ("lambda", "median"), "R": ("R", "median"), "steps": ("R", "size")}
         )
-        per_epoch.insert(0, "seed", r["seed"])
-        per_epoch.insert(0, "setting", r["setting"])
-        per_epoch.insert(0, "objective", r["objective_label"])
+        for i, (key, value) in enumerate(
+            (("run_id", r["run_id"]), ("objective", r["objective_label"]), ("setting", r["setting"]))
+            + (("seed", r["seed"]),)
+        ):
+            per_epoch.insert(i, key, value)
         frames.append(per_epoch)
     if not frames:
-        return pd.DataFrame(columns=["objective", "setting", "seed", "epoch", "lambda", "R", "steps"])
-    return pd.concat(frames, ignore_index=True)
+        return pd.DataFrame(columns=columns)
+    return pd.concat(frames, ignore_index=True)[columns]
 
 
 def _baseline(rows: list[dict[str, Any]]) -> str:
@@ -220,7 +238,7 @@ def load_benchmark_folder(
         warnings.append(f"per-class figure {caption}")
     undefined_frame = pd.concat([pd.DataFrame(undefined), pc_undefined], ignore_index=True)
     return ReportData(
-        dynamics=weight_dynamics(path, rows),
+        dynamics=weight_dynamics(path, rows, warnings=warnings),
         kind="benchmark",
         path=path,
         source=source,

@@ -538,7 +538,8 @@ def plot_weight_dynamics(
     Parameters
     ----------
     dynamics : DataFrame
-        From :func:`fairser.report.data.weight_dynamics`: ``objective, setting, seed, epoch, lambda, R``.
+        From :func:`fairser.report.data.weight_dynamics`: ``run_id, objective, setting, seed, epoch, lambda,
+        R`` (one line per ``run_id``).
     """
     if dynamics.empty:
         raise ValueError("plot_weight_dynamics: no run logged lambda and R")
@@ -552,10 +553,13 @@ def plot_weight_dynamics(
     }
     for col, setting in enumerate(settings):
         sub = dynamics[dynamics["setting"] == setting]
-        for (obj, seed), run in sub.groupby(["objective", "seed"], sort=False):
+        labelled: set[str] = set()
+        for _, run in sub.groupby("run_id", sort=False):  # one line per run (a rerun is another line)
             run = run.sort_values("epoch")
+            obj = run["objective"].iloc[0]
             linestyle, marker = style[obj]
-            first = seed == sub[sub["objective"] == obj]["seed"].iloc[0]
+            first = obj not in labelled
+            labelled.add(obj)
             for row, column in enumerate(("R", "lambda")):
                 axes[row][col].plot(
                     run["epoch"],
@@ -566,15 +570,15 @@ def plot_weight_dynamics(
                     color="black",
                     linewidth=1.2,
                     alpha=0.85,
-                    label=str(obj) if first and row == 0 else None,
+                    label=str(obj) if first and row == 0 else None,  # legend: one entry per objective
                 )
         axes[0][col].set_title(f"setting: {setting}" if len(settings) > 1 else "")
-        axes[0][col].set_ylabel("R_t: largest male−female loss gap\n(mean over the epoch's batches)")
-        axes[1][col].set_ylabel("λ_t (mean over the epoch)")
+        axes[0][col].set_ylabel("R_t: largest male−female loss gap\n(median over the epoch's batches)")
+        axes[1][col].set_ylabel("λ_t (median over the epoch)")
         axes[1][col].set_xlabel("epoch")
         for ax in axes[:, col]:
             ax.grid(True, color="0.85", linewidth=0.6)
-    axes[0][0].legend(fontsize=8, frameon=False)
+        axes[0][col].legend(fontsize=8, frameon=False)
     fig.tight_layout(rect=(0, 0.05, 1, 0.95 if synthetic else 1.0))
     _decorate(fig, synthetic=synthetic, source=source)
     return fig

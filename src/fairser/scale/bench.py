@@ -10,6 +10,7 @@ run exactly), the trained adapter to ``<output_dir>/runs/<run_id>/adapter``.
 
 from __future__ import annotations
 
+import gc
 import inspect
 import shutil
 import time
@@ -160,6 +161,7 @@ def _jtt_identification(
     seed: int,
     sampler: str,
     accelerator,
+    errors_file: Path | None = None,
     progress: bool = False,
 ) -> dict[str, Any]:
     """JTT's stage 1 with a backbone (Liu et al. 2021): ERM for ``first_epochs`` epochs, last epoch kept.
@@ -167,11 +169,28 @@ def _jtt_identification(
     The identification model is the backbone built with the run's seed (the main model's initial weights);
     its misclassified training rows become the error set (:meth:`JTT.set_errors`). It is freed before the
     main model is built. Every process of a distributed run trains it and gets the same predictions, so
-    the error set is the same everywhere. Returns the stage's record for the results row.
+    the error set is the same everywhere. With ``errors_file`` the error set is saved there, and a resumed
+    run loads it instead of training the stage again (the main stage then continues with the very same
+    set). Returns the stage's record for the results row.
     """
     from fairser.objectives import build_objective
     from fairser.scale.loop import fit_backbone, predict_backbone
 
+    labelled = train.y >= 0
+    if errors_file is not None and errors_file.is_file():
+        errors = np.load(errors_file)
+        if errors.shape != (len(train),) or errors.dtype != bool:
+            raise ValueError(
+                f"{errors_file} holds {errors.dtype} {errors.shape}, not the error set of these {len(train)} "
+                "training rows; delete it (or the run folder) to run JTT's identification stage again"
+            )
+        objective.set_errors(errors, labelled=labelled)
+        return {
+            "stage": "jtt_identification",
+            "epochs": objective.first_epochs,
+            "reused": str(errors_file),
+            **objective.summary(),
+        }
     bb = config.backbone
     torch.manual_seed(seed)
     ident = build_backbone(bb, labels=labels)
@@ -191,10 +210,15 @@ def _jtt_identification(
     pred = predict_backbone(
         result.model, train, batch_size=bb.eval_batch_size, accelerator=accelerator
     ).argmax(1)
-    labelled = train.y >= 0
     objective.set_errors((pred != train.y) & labelled, labelled=labelled)
+    if errors_file is not None and accelerator.is_main_process:
+        errors_file.parent.mkdir(parents=True, exist_ok=True)
+        np.save(errors_file, objective.errors)
     del ident, result
-    accelerator.free_memory()  # drop accelerate's references to the identification model
+    accelerator.free_memory()  # drop accelerate's references to the identification model, then collect
+    gc.collect()  # its autocast forward wrapper is a reference cycle: only a full collection frees it
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
     return {"stage": "jtt_identification", "epochs": objective.first_epochs, **objective.summary()}
 
 
@@ -242,6 +266,7 @@ def execute_backbone_run(spec, prepared, config: BenchmarkConfig, *, progress: b
     if bb is None:
         raise ValueError("execute_backbone_run needs a config with a backbone section")
     _unsupported(spec, config)
+    gc.collect()  # the previous run's model: accelerate's autocast wrapper keeps it in a reference cycle
     t0 = time.perf_counter()
     labels = tuple(prepared.labels)
     views = audio_views(prepared.manifest, setting=spec.setting, config=config, labels=labels)
@@ -256,7 +281,14 @@ def execute_backbone_run(spec, prepared, config: BenchmarkConfig, *, progress: b
             f"sampler {sampler!r} is not implemented for backbone runs (use stratified or random)"
         )
     stages: list[dict[str, Any]] = []
+    run_dir = Path(config.output_dir) / "runs" / spec.run_id
+    sharded = str(accelerator.distributed_type).rsplit(".", 1)[-1] in ("FSDP", "DEEPSPEED")
     if OBJECTIVES[spec.objective.name] is JTT:  # stage 1 first: one backbone in memory at a time
+        if sharded:
+            raise ValueError(
+                "jtt with a backbone is implemented for one process and DDP, not FSDP/DeepSpeed (its stage "
+                "would train a whole backbone before the checkpointed main run is refused)"
+            )
         objective = build_objective(
             spec.objective.name, n_domains=n_domains, n_classes=len(labels), **spec.objective.params
         )
@@ -270,6 +302,7 @@ def execute_backbone_run(spec, prepared, config: BenchmarkConfig, *, progress: b
                 seed=spec.seed,
                 sampler=sampler,
                 accelerator=accelerator,
+                errors_file=run_dir / "jtt_errors.npy",
                 progress=progress,
             )
         )
@@ -285,7 +318,6 @@ def execute_backbone_run(spec, prepared, config: BenchmarkConfig, *, progress: b
             **_objective_params(spec, model=model, train=train),
             **spec.objective.params,
         )
-    run_dir = Path(config.output_dir) / "runs" / spec.run_id
     counts = model.count_parameters() if hasattr(model, "count_parameters") else None
     result = fit_backbone(
         model=model,
@@ -303,7 +335,6 @@ def execute_backbone_run(spec, prepared, config: BenchmarkConfig, *, progress: b
         progress=progress,
     )
     test, meta = views["test"]
-    sharded = str(accelerator.distributed_type).rsplit(".", 1)[-1] in ("FSDP", "DEEPSPEED")
     proba = predict_backbone(
         result.prepared if sharded else result.model,
         test,

@@ -264,7 +264,9 @@ def build_batch_sampler(
     return LengthBucketedSampler(base, lengths=data.durations, groups=groups, window=window, seed=seed)
 
 
-def _settings(config, *, seed: int, sampler: str, n_proc: int, select_metric: str) -> dict[str, Any]:
+def _settings(
+    config, *, seed: int, sampler: str, n_proc: int, select_metric: str, keep: str = "best"
+) -> dict[str, Any]:
     keys = (
         "per_device_batch_size",
         "grad_accum_steps",
@@ -278,6 +280,8 @@ def _settings(config, *, seed: int, sampler: str, n_proc: int, select_metric: st
     )
     out = {k: getattr(config, k) for k in keys}
     out.update(seed=seed, sampler=sampler, world_size=n_proc, select_metric=select_metric)
+    if keep != "best":  # (absent for the default, so earlier checkpoints keep their fingerprint)
+        out["keep"] = keep
     return out
 
 
@@ -323,7 +327,8 @@ def fit_backbone(
     keep : {"best", "last"}
         Return the best validation epoch's weights (default), or train all ``config.epochs`` epochs and
         keep the last (no early stopping; e.g. JTT's identification model, whose epochs are a
-        hyperparameter). The validation score is still computed and logged every epoch.
+        hyperparameter). The validation score is still computed and logged every epoch; ``best_epoch`` and
+        ``best_score`` of the result still name the best epoch, which is then not the returned one.
     accelerator : accelerate.Accelerator, optional
         Default: :func:`make_accelerator` with ``config.mixed_precision``.
     checkpoint_dir : path, optional
@@ -340,6 +345,8 @@ def fit_backbone(
     """
     from fairser.progress import progress_bar
 
+    if keep not in ("best", "last"):
+        raise ValueError(f"fit_backbone: keep must be 'best' or 'last', got {keep!r}")
     acc = accelerator if accelerator is not None else make_accelerator(mixed_precision=config.mixed_precision)
     rank, n_proc = acc.process_index, acc.num_processes
     dist_type = str(acc.distributed_type).rsplit(".", 1)[-1]
@@ -392,7 +399,9 @@ def fit_backbone(
     scheduler = torch.optim.lr_scheduler.LambdaLR(
         opt.optimizer if hasattr(opt, "optimizer") else opt, schedule
     )
-    settings = _settings(config, seed=seed, sampler=sampler, n_proc=n_proc, select_metric=select_metric)
+    settings = _settings(
+        config, seed=seed, sampler=sampler, n_proc=n_proc, select_metric=select_metric, keep=keep
+    )
 
     state: dict[str, Any] = {
         "global_step": 0,
@@ -513,7 +522,8 @@ def fit_backbone(
             )
             if state["best_score"] is None or valid_score > state["best_score"]:
                 state.update(best_score=valid_score, best_epoch=epoch, bad_epochs=0)
-                best_params = _trainable_snapshot(acc, prepared, model)
+                if keep == "best":  # "last" returns the last epoch: no copy of the best one is needed
+                    best_params = _trainable_snapshot(acc, prepared, model)
             else:
                 state["bad_epochs"] += 1
             state["epoch"] = epoch + 1
