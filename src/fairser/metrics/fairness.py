@@ -176,6 +176,14 @@ def _labels_of(y_true, y_pred, labels):
     )
 
 
+def _from_labels(from_confusion, y_true, y_pred, sensitive_features, labels, reduce) -> np.ndarray | float:
+    """A ``*_from_confusion`` gap of label arrays: per-group confusion matrices, then the gap."""
+    labels = _labels_of(y_true, y_pred, labels)
+    cm, _ = group_confusion_matrices(y_true, y_pred, sensitive_features=sensitive_features, labels=labels)
+    out = from_confusion(cm, reduce=reduce)
+    return float(out) if out.ndim == 0 else out
+
+
 def delta_sp(
     y_true: Sequence | np.ndarray,
     y_pred: Sequence | np.ndarray,
@@ -185,10 +193,7 @@ def delta_sp(
     reduce: Reduce = "mean",
 ) -> np.ndarray | float:
     """Multiclass ΔSP of label arrays; ``reduce="none"`` gives the per-class array in ``labels`` order."""
-    labels = _labels_of(y_true, y_pred, labels)
-    cm, _ = group_confusion_matrices(y_true, y_pred, sensitive_features=sensitive_features, labels=labels)
-    out = delta_sp_from_confusion(cm, reduce=reduce)
-    return float(out) if out.ndim == 0 else out
+    return _from_labels(delta_sp_from_confusion, y_true, y_pred, sensitive_features, labels, reduce)
 
 
 def delta_eo(
@@ -200,10 +205,7 @@ def delta_eo(
     reduce: Reduce = "mean",
 ) -> np.ndarray | float:
     """Multiclass ΔEO (TPR gap) of label arrays; ``reduce="none"`` gives the per-class array."""
-    labels = _labels_of(y_true, y_pred, labels)
-    cm, _ = group_confusion_matrices(y_true, y_pred, sensitive_features=sensitive_features, labels=labels)
-    out = delta_eo_from_confusion(cm, reduce=reduce)
-    return float(out) if out.ndim == 0 else out
+    return _from_labels(delta_eo_from_confusion, y_true, y_pred, sensitive_features, labels, reduce)
 
 
 def equalized_odds(
@@ -215,7 +217,4 @@ def equalized_odds(
     reduce: Reduce = "mean",
 ) -> np.ndarray | float:
     """Multiclass equalized-odds difference of label arrays; ``reduce="none"`` gives the per-class array."""
-    labels = _labels_of(y_true, y_pred, labels)
-    cm, _ = group_confusion_matrices(y_true, y_pred, sensitive_features=sensitive_features, labels=labels)
-    out = equalized_odds_from_confusion(cm, reduce=reduce)
-    return float(out) if out.ndim == 0 else out
+    return _from_labels(equalized_odds_from_confusion, y_true, y_pred, sensitive_features, labels, reduce)
