@@ -21,7 +21,7 @@ from fairser.config import TrainConfig
 from fairser.objectives import GroupBatch, Objective
 from fairser.objectives.stages import UNLABELED, StageContext, StagedObjective
 
-__all__ = ["ArrayDataset", "TrainResult", "fit", "predict_embedding", "predict_proba"]
+__all__ = ["ArrayDataset", "TrainResult", "fit", "predict_embedding", "predict_proba", "score"]
 
 
 @dataclass
@@ -145,14 +145,17 @@ def predict_embedding(model: nn.Module, data: ArrayDataset, *, batch_size: int =
     return np.concatenate(out) if out else np.zeros((0, 0))
 
 
-def _score(metric: str, y: np.ndarray, pred: np.ndarray) -> float:
+def score(metric: str, y: np.ndarray, pred: np.ndarray) -> float:
+    """Model-selection score (the ``select_metric`` values of :class:`fairser.config.TrainConfig`)."""
     if metric == "weighted_f1":
         return float(f1_score(y, pred, average="weighted", zero_division=0))
     if metric == "macro_f1":
         return float(f1_score(y, pred, average="macro", zero_division=0))
     if metric == "uar":
         return float(balanced_accuracy_score(y, pred))
-    return float(accuracy_score(y, pred))
+    if metric == "accuracy":
+        return float(accuracy_score(y, pred))
+    raise ValueError(f"unknown select_metric {metric!r}; use weighted_f1, macro_f1, uar or accuracy")
 
 
 def fit(
@@ -258,16 +261,20 @@ def _fit_loop(
             step += 1
         objective.on_epoch_end(epoch)
         pred = predict_proba(model, valid).argmax(1)
-        score = _score(config.select_metric, valid.y, pred)
+        valid_score = score(config.select_metric, valid.y, pred)
         history.append(
-            {"epoch": epoch, "train_loss": float(np.mean(losses)), f"valid_{config.select_metric}": score}
+            {
+                "epoch": epoch,
+                "train_loss": float(np.mean(losses)),
+                f"valid_{config.select_metric}": valid_score,
+            }
         )
         if keep == "last":
-            best_state, best_score, best_epoch = None, score, epoch
-        elif score > best_score:
+            best_state, best_score, best_epoch = None, valid_score, epoch
+        elif valid_score > best_score:
             best_state, best_score, best_epoch, bad_epochs = (
                 copy.deepcopy(model.state_dict()),
-                score,
+                valid_score,
                 epoch,
                 0,
             )

@@ -29,7 +29,6 @@ from typing import Any, Literal
 
 import numpy as np
 import torch
-from sklearn.metrics import accuracy_score, balanced_accuracy_score, f1_score
 from torch import Tensor, nn
 
 from fairser.objectives import GroupBatch, Objective, ObjectiveOutput
@@ -37,6 +36,7 @@ from fairser.scale import checkpoint as ckpt
 from fairser.scale.buckets import LengthBucketedSampler, RandomBatches, eval_batches, shard_batch
 from fairser.scale.data import AudioDataset
 from fairser.scale.distributed import all_gather_variable, gather_group_batch
+from fairser.train import score  # the same model-selection score as the feature heads
 
 __all__ = [
     "BackboneTrainResult",
@@ -233,19 +233,6 @@ def predict_backbone(
     out = np.zeros((len(data), local_p.shape[-1]), dtype=np.float32)
     out[local_r.cpu().numpy()] = local_p.cpu().numpy()
     return out
-
-
-def score(metric: str, y: np.ndarray, pred: np.ndarray) -> float:
-    """Model-selection score (the ``select_metric`` values of :class:`fairser.config.TrainConfig`)."""
-    if metric == "weighted_f1":
-        return float(f1_score(y, pred, average="weighted", zero_division=0))
-    if metric == "macro_f1":
-        return float(f1_score(y, pred, average="macro", zero_division=0))
-    if metric == "uar":
-        return float(balanced_accuracy_score(y, pred))
-    if metric == "accuracy":
-        return float(accuracy_score(y, pred))
-    raise ValueError(f"unknown select_metric {metric!r}; use weighted_f1, macro_f1, uar or accuracy")
 
 
 def build_batch_sampler(
