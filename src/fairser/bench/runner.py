@@ -195,9 +195,23 @@ def _adapt_split(manifest: pd.DataFrame, *, fraction: float, seed: int) -> pd.Da
 
 
 def _infer_groups(
-    config: BenchmarkConfig, manifest: pd.DataFrame, paths: list[Path], audio: np.ndarray, *, progress: bool
-) -> tuple[dict[str, Any], list[str]]:
-    """IDI: infer every row's gender once for each distinct ``groups`` setting the grid uses."""
+    config: BenchmarkConfig,
+    manifest: pd.DataFrame,
+    paths: list[Path],
+    audio: np.ndarray | None,
+    *,
+    progress: bool,
+    console: Console,
+    notes: list[str],
+    timings: dict[str, float],
+) -> dict[str, Any]:
+    """IDI: infer every row's gender once for each distinct ``groups`` setting the grid uses ({} if none).
+
+    ``audio`` holds the rows' audio features (kmeans, classifier); ``None`` (a backbone run, which caches
+    none) extracts them only if such a method is wanted, and an unreadable file then stops the benchmark (the
+    backbone could not read it either). The agreement notes are printed and appended to ``notes``.
+    """
+    from fairser.features import FeatureCache, build_audio_encoder, extract_audio_features
     from fairser.methods.idi import infer_gender, utterance_f0
 
     wanted: dict[str, GroupsConfig] = {}
@@ -205,8 +219,23 @@ def _infer_groups(
         groups = _effective_groups(spec, config)
         if groups.inferred:
             wanted.setdefault(groups.key(), groups)
+    if not wanted:
+        return {}
+    t0 = time.perf_counter()
+    if audio is None and any(g.method != "f0" for g in wanted.values()):
+        audio = np.asarray(
+            extract_audio_features(
+                paths=paths,
+                encoder=build_audio_encoder(config.features.audio, **config.features.audio_options),
+                cache=FeatureCache(config.features.cache_dir),
+                n_jobs=config.features.n_jobs,
+                on_error="raise",
+                progress=progress,
+            ).features,
+            dtype=np.float32,
+        )
     out: dict[str, Any] = {}
-    notes: list[str] = []
+    idi_notes: list[str] = []
     f0 = None
     for key, groups in wanted.items():
         if f0 is None and groups.method != "classifier":
@@ -224,13 +253,17 @@ def _infer_groups(
         )
         out[key] = inferred
         a = inferred.agreement
-        notes.append(
+        idi_notes.append(
             f"IDI {groups.method}: agreement with true gender over {a['n']} utterances: accuracy "
             f"{a['accuracy']:.3f}, kappa {a['kappa']:.3f}; over {a.get('n_speakers', 0)} speakers: accuracy "
             f"{a.get('speaker_accuracy', float('nan')):.3f}, kappa {a.get('speaker_kappa', float('nan')):.3f}"
         )
-        notes.extend(inferred.notes)
-    return out, notes
+        idi_notes.extend(inferred.notes)
+    notes.extend(idi_notes)
+    for note in idi_notes:
+        console.print(note)
+    timings["group_inference"] = time.perf_counter() - t0
+    return out
 
 
 def prepare_data(
@@ -273,28 +306,9 @@ def prepare_data(
 
     if config.backbone is not None:  # the backbone reads the waveforms itself: no cached features
         paths = resolve_audio_paths(manifest, root=root)
-        inferred: dict[str, Any] = {}
-        wanted = [_effective_groups(s, config) for s in config.objectives]
-        if any(g.inferred for g in wanted):  # IDI: F0 (cached per file), eGeMAPS only for kmeans/classifier
-            t0 = time.perf_counter()
-            features = np.zeros((len(manifest), 0), dtype=np.float32)
-            if any(g.inferred and g.method != "f0" for g in wanted):
-                features = np.asarray(
-                    extract_audio_features(
-                        paths=paths,
-                        encoder=build_audio_encoder(config.features.audio, **config.features.audio_options),
-                        cache=FeatureCache(config.features.cache_dir),
-                        n_jobs=config.features.n_jobs,
-                        on_error="raise",  # the backbone could not read the file either
-                        progress=progress,
-                    ).features,
-                    dtype=np.float32,
-                )
-            inferred, idi_notes = _infer_groups(config, manifest, paths, features, progress=progress)
-            notes.extend(idi_notes)
-            for note in idi_notes:
-                console.print(note)
-            timings["group_inference"] = time.perf_counter() - t0
+        inferred = _infer_groups(
+            config, manifest, paths, None, progress=progress, console=console, notes=notes, timings=timings
+        )
         return PreparedData(
             manifest=manifest.assign(audio_path=[str(p) for p in paths]),
             audio=np.zeros((len(manifest), 0), dtype=np.float32),
@@ -341,14 +355,16 @@ def prepare_data(
                         else "rows, test rows included (transductive; features only, no labels)"
                     )
                 )
-    inferred: dict[str, Any] = {}
-    if any(_effective_groups(s, config).inferred for s in config.objectives):
-        t0 = time.perf_counter()
-        inferred, idi_notes = _infer_groups(config, manifest, kept_paths, audio_feats, progress=progress)
-        notes.extend(idi_notes)
-        for note in idi_notes:
-            console.print(note)
-        timings["group_inference"] = time.perf_counter() - t0
+    inferred = _infer_groups(
+        config,
+        manifest,
+        kept_paths,
+        audio_feats,
+        progress=progress,
+        console=console,
+        notes=notes,
+        timings=timings,
+    )
 
     text_feats = None
     if "audio+text" in config.modalities:
