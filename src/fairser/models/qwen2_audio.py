@@ -467,7 +467,13 @@ class Qwen2AudioClassifier(nn.Module):
                 {k: v.detach().cpu().contiguous() for k, v in self.fairser_cls_head.state_dict().items()},
                 out / _HEAD_FILE,
             )
-        meta = {
+        meta = self._adapter_settings()
+        (out / _META).write_text(json.dumps(meta, indent=2), encoding="utf-8")
+        return out
+
+    def _adapter_settings(self) -> dict:
+        """What an adapter folder records of this classifier, and what loading one must match."""
+        return {
             "labels": list(self.labels),
             "label_words": list(self.label_words),
             "mode": self.mode,
@@ -475,20 +481,11 @@ class Qwen2AudioClassifier(nn.Module):
             "instruction": self.instruction,
             "lora": None if self.lora is None else self.lora.to_dict(),
         }
-        (out / _META).write_text(json.dumps(meta, indent=2), encoding="utf-8")
-        return out
 
     def load_adapter(self, path: str | Path) -> None:
         """Load LoRA weights and head written by :meth:`save_adapter` (settings must match this classifier)."""
         meta = _read_adapter_meta(path)
-        mine = {
-            "labels": list(self.labels),
-            "label_words": list(self.label_words),
-            "mode": self.mode,
-            "prompt_style": self.prompt_style,
-            "instruction": self.instruction,
-            "lora": None if self.lora is None else self.lora.to_dict(),
-        }
+        mine = self._adapter_settings()
         diff = [k for k in mine if meta.get(k) != mine[k]]
         if diff:
             raise ValueError(
