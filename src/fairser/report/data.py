@@ -116,12 +116,11 @@ def weight_dynamics(
         per_epoch = log.groupby("epoch", as_index=False).agg(
             **{"lambda": ("lambda", "median"), "R": ("R", "median"), "steps": ("R", "size")}
         )
-        for i, (key, value) in enumerate(
-            (("run_id", r["run_id"]), ("objective", r["objective_label"]), ("setting", r["setting"]))
-            + (("seed", r["seed"]),)
-        ):
-            per_epoch.insert(i, key, value)
-        frames.append(per_epoch)
+        frames.append(
+            per_epoch.assign(
+                run_id=r["run_id"], objective=r["objective_label"], setting=r["setting"], seed=r["seed"]
+            )
+        )
     if not frames:
         return pd.DataFrame(columns=columns)
     return pd.concat(frames, ignore_index=True)[columns]
