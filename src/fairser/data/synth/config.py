@@ -17,6 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 from fairser.data.labels import MELD_EMOTIONS
 
 __all__ = [
+    "AGE_BANDS",
     "GENERATOR_VERSION",
     "SYNTH_GENDERS",
     "SYNTH_LANGUAGES",
@@ -31,9 +32,12 @@ __all__ = [
 ]
 
 #: Bumped whenever the generator's output for a given config changes (invalidates cached corpora).
-GENERATOR_VERSION = 1
+GENERATOR_VERSION = 2  # 2: manifest gains `age_band` (metadata only; audio unchanged)
 SYNTH_LANGUAGES: tuple[str, ...] = ("en", "de", "ja")
 SYNTH_GENDERS: tuple[str, ...] = ("female", "male")
+#: Age bands of the synthetic speakers: a label only (it changes nothing in the voice), so a model's age-band
+#: gaps on this corpus are chance; use it to try a three-valued or intersectional sensitive attribute.
+AGE_BANDS: tuple[str, ...] = ("18-34", "35-59", "60+")
 
 Language = Literal["en", "de", "ja"]
 Gender = Literal["female", "male"]

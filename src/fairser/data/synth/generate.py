@@ -37,7 +37,14 @@ import pandas as pd
 import fairser
 from fairser.data.labels import MELD_EMOTIONS
 from fairser.data.manifest import ManifestError, read_manifest, write_manifest
-from fairser.data.synth.config import GENERATOR_VERSION, SYNTH_GENDERS, SkewRule, SynthConfig, config_hash
+from fairser.data.synth.config import (
+    AGE_BANDS,
+    GENERATOR_VERSION,
+    SYNTH_GENDERS,
+    SkewRule,
+    SynthConfig,
+    config_hash,
+)
 from fairser.data.synth.espeak import espeak_version
 from fairser.data.synth.lines import load_lines
 
@@ -104,6 +111,7 @@ def plan_corpus(*, config: SynthConfig) -> pd.DataFrame:
     }
     sizes = config.split_speakers
     split_of_rank = ["train"] * sizes.train + ["valid"] * sizes.valid + ["test"] * sizes.test
+    split_start = {"train": 0, "valid": sizes.train, "test": sizes.train + sizes.valid}
     spread, base, jit = config.speaker_spread, config.base, config.jitter
     rows = []
     for lang in config.languages:
@@ -126,6 +134,9 @@ def plan_corpus(*, config: SynthConfig) -> pd.DataFrame:
                 s_rate = rng.uniform(1 - spread.rate, 1 + spread.rate)
                 s_gain = rng.uniform(-spread.gain_db, spread.gain_db)
                 split = split_of_rank[ranks[k]]
+                # metadata only (no effect on the voice): bands cycle over the speakers of each split, so
+                # every (language, gender, split) cell spreads evenly over them and no RNG draw changes
+                age_band = AGE_BANDS[(ranks[k] - split_start[split]) % len(AGE_BANDS)]
                 urng = _rng(config.seed, "utterances", lang, gender, k)
                 for j, (emotion, wording, line_id) in enumerate(scripts[(gender, k)]):
                     table = config.prosody[emotion]
@@ -143,6 +154,7 @@ def plan_corpus(*, config: SynthConfig) -> pd.DataFrame:
                             "speaker": speaker,
                             "corpus": CORPUS_NAME,
                             "split": split,
+                            "age_band": age_band,
                             "parallel_id": f"{gender[0]}{k:02d}_{j:03d}",
                             "line_id": line_id,
                             "text_emotion": wording,
