@@ -11,17 +11,10 @@ Typical use::
 """
 
 from fairser.features.audio import AudioError, load_audio
-from fairser.features.base import (
-    AUDIO_ENCODERS,
-    TEXT_ENCODERS,
-    AudioEncoder,
-    TextEncoder,
-    build_audio_encoder,
-    build_text_encoder,
-    config_fingerprint,
-)
+from fairser.features.base import AudioEncoder, TextEncoder, config_fingerprint
 from fairser.features.cache import FeatureCache, sha256_file, sha256_text
 from fairser.features.extract import AudioFeatures, extract_audio_features, extract_text_features
+from fairser.features.registry import AUDIO_ENCODERS, TEXT_ENCODERS, build_audio_encoder, build_text_encoder
 
 __all__ = [
     "AUDIO_ENCODERS",
