@@ -114,8 +114,8 @@ def test_hand_made_csv_equals_direct_computation(hand_csv):
     )
     # Thin layer: CIs and p-values are those of evaluate_predictions with the same seed.
     ev = evaluate_predictions(df, labels=LABELS, min_samples=4, n_boot=200, n_perm=200, seed=0)
-    pd.testing.assert_frame_equal(f.evaluation.gaps, ev.gaps)
-    pd.testing.assert_frame_equal(f.evaluation.by_group, ev.by_group)
+    pd.testing.assert_frame_equal(f.gaps, ev.gaps)
+    pd.testing.assert_frame_equal(f.table("by_group"), ev.table("by_group"))
     low, high = f.by_group_ci
     assert (low <= f.by_group + 1e-12).all().all() and (f.by_group <= high + 1e-12).all().all()
     p = f.p_values(metric="weighted_f1").iloc[0, 0]
@@ -154,7 +154,7 @@ def test_y_pred_taken_from_probabilities_when_absent():
     argmax = np.asarray(LABELS)[probs.argmax(1)]
     audit = audit_predictions(df.drop(columns="y_pred"), n_boot=0, n_perm=0)
     ref = evaluate_predictions(df.assign(y_pred=argmax), labels=LABELS, n_boot=0, n_perm=0)
-    pd.testing.assert_frame_equal(audit.frame().evaluation.by_group, ref.by_group)
+    pd.testing.assert_frame_equal(audit.frame().table("by_group"), ref.table("by_group"))
     assert any("argmax" in n for n in audit.notes)
     assert audit.settings["labels"] == LABELS  # order of the prob_* columns
 
@@ -175,8 +175,8 @@ def test_several_runs_are_audited_separately():
     ]
     for part, keys in ((a, {"objective": "ERM", "seed": 0}), (b, {"objective": "MinMaxGAP", "seed": 0})):
         alone = evaluate_predictions(part, labels=LABELS, n_boot=30, n_perm=30, seed=0)
-        pd.testing.assert_frame_equal(audit.frame(**keys).evaluation.gaps, alone.gaps)
-        assert audit.frame(**keys).evaluation.settings["n_rows"] == len(part)
+        pd.testing.assert_frame_equal(audit.frame(**keys).gaps, alone.gaps)
+        assert audit.frame(**keys).settings["n_rows"] == len(part)
     tidy = audit.table("gaps")
     assert list(tidy.columns[:3]) == ["objective", "seed", "attribute"]
     assert len(tidy) == 3 * 2 * len(GAP_METRICS)
@@ -198,13 +198,14 @@ def test_duplicates_without_run_columns_name_the_column_that_differs():
 
 def test_intersectional_groups():
     df = synthetic_table(age=True, n_spk=4)
-    audit = audit_predictions(df, group_cols=["gender", "age_band"], labels=LABELS, n_boot=40, n_perm=40)
+    audit = audit_predictions(
+        df, sensitive=["gender", "age_band"], marginals=True, labels=LABELS, n_boot=40, n_perm=40
+    )
     inter = f"gender{INTERSECTION_SEP}age_band"
     assert audit.attributes == ["gender", "age_band", inter]
     f = audit.frame(attribute=inter)
-    assert sorted(f.evaluation.settings["groups"]) == sorted(
-        f"{g}{INTERSECTION_SEP}{a}" for g in ("male", "female") for a in ("young", "old")
-    )
+    # fairser.grouping's order: by gender (male, female), then by age band (sorted)
+    assert f.groups == [f"{g}{INTERSECTION_SEP}{a}" for g in ("male", "female") for a in ("old", "young")]
     for (lang, gender, age), sub in df.groupby(["language", "gender", "age_band"]):
         group = f"{gender}{INTERSECTION_SEP}{age}"
         assert f.by_group.loc[(lang, "audio", group), "uar"] == pytest.approx(
@@ -215,20 +216,20 @@ def test_intersectional_groups():
         de.max() - de.min()
     )
     assert np.isnan(f.signed_difference(metric="accuracy")).all().all()  # no sign with 4 groups
+    assert f.reference is None
     # The marginal attributes are there too, and an unknown component makes the intersection unknown.
-    assert audit.frame(attribute="age_band").evaluation.settings["groups"] == ["old", "young"]
+    assert audit.frame(attribute="age_band").settings["groups"] == ["old", "young"]
     df.loc[df.index[:5], "age_band"] = None
-    audit = audit_predictions(df, group_cols=["gender", "age_band"], labels=LABELS, n_boot=0, n_perm=0)
-    assert audit.frame(attribute=inter).evaluation.settings["n_unknown"] == 5
-    only = audit_predictions(
-        df, group_cols=["gender", "age_band"], intersectional=False, labels=LABELS, n_boot=0, n_perm=0
-    )
-    assert only.attributes == ["gender", "age_band"]
+    audit = audit_predictions(df, sensitive=["gender", "age_band"], labels=LABELS, n_boot=0, n_perm=0)
+    assert audit.attributes == [inter]  # without marginals: the intersection only
+    assert audit.frame(attribute=inter).settings["n_unknown"] == 5
 
 
 def test_write_and_load_round_trip(tmp_path):
     df = synthetic_table(age=True).assign(objective="ERM", seed=3)
-    audit = audit_predictions(df, group_cols=["gender", "age_band"], labels=LABELS, n_boot=30, n_perm=30)
+    audit = audit_predictions(
+        df, sensitive=["gender", "age_band"], marginals=True, labels=LABELS, n_boot=30, n_perm=30
+    )
     paths = audit.write(tmp_path / "out")
     assert {p.name for p in paths.values()} >= {"gaps.csv", "per_class.csv", "audit.json", "undefined.csv"}
     meta = json.loads(paths["audit"].read_text())
@@ -238,7 +239,7 @@ def test_write_and_load_round_trip(tmp_path):
     for f in audit:
         g = back.frame(attribute=f.attribute, **f.run)
         for name in ("gaps", "by_group", "summary"):
-            left, right = getattr(f.evaluation, name), getattr(g.evaluation, name)
+            left, right = f.table(name), g.table(name)
             pd.testing.assert_frame_equal(left, right[left.columns], check_dtype=False)
         cols = [c for c in f.per_class.columns]
         pd.testing.assert_frame_equal(f.per_class, g.per_class[cols], check_dtype=False)
@@ -270,8 +271,8 @@ def test_missing_columns_are_named_with_a_hint():
     df = synthetic_table().drop(columns=["modality"])
     with pytest.raises(AuditInputError, match=r"missing column\(s\) \['modality'\].*--domain-cols"):
         audit_predictions(df, n_boot=0, n_perm=0)
-    with pytest.raises(AuditInputError, match=r"missing column\(s\) \['age_band'\].*--group-cols"):
-        audit_predictions(synthetic_table(), group_cols=["gender", "age_band"], n_boot=0, n_perm=0)
+    with pytest.raises(AuditInputError, match=r"missing column\(s\) \['age_band'\].*--sensitive"):
+        audit_predictions(synthetic_table(), sensitive=["gender", "age_band"], n_boot=0, n_perm=0)
     audit = audit_predictions(df, domain_cols=["language"], n_boot=0, n_perm=0)
     assert audit.frame().domain_cols == ["language"]
 
@@ -337,7 +338,7 @@ def test_language_with_one_gender_is_named_and_gaps_are_nan():
     assert any("domain ja / audio: only gender 'female'" in w for w in audit.warnings)
     f = audit.frame()
     assert np.isnan(f.difference().loc[("ja", "audio")]).all()
-    reasons = f.evaluation.gaps.set_index("language").loc["ja", "reason"]
+    reasons = f.gaps.set_index("language").loc["ja", "reason"]
     assert reasons.str.contains("one gender only").all()
     summary = f.summary.set_index("metric").loc["weighted_f1"]
     assert summary["n_domains"] == 2 and "1 domain(s) without a defined gap" in summary["reason"]
@@ -407,6 +408,6 @@ def test_gender_spellings_are_normalised_and_said():
     ref = audit_predictions(df, labels=LABELS, n_boot=0, n_perm=0)
     df["gender"] = df["gender"].map({"male": "M", "female": " Female"})
     audit = audit_predictions(df, labels=LABELS, n_boot=0, n_perm=0)
-    assert audit.frame().evaluation.settings["groups"] == ["male", "female"]
-    pd.testing.assert_frame_equal(audit.frame().evaluation.gaps, ref.frame().evaluation.gaps)
+    assert audit.frame().settings["groups"] == ["male", "female"]
+    pd.testing.assert_frame_equal(audit.frame().gaps, ref.frame().gaps)
     assert any("'M' -> 'male'" in n and "' Female' -> 'female'" in n for n in audit.notes)
