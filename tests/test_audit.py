@@ -8,6 +8,7 @@ import json
 import numpy as np
 import pandas as pd
 import pytest
+from rich.console import Console
 from sklearn.metrics import balanced_accuracy_score, confusion_matrix, f1_score, recall_score
 from typer.testing import CliRunner
 
@@ -223,6 +224,128 @@ def test_intersectional_groups():
     audit = audit_predictions(df, sensitive=["gender", "age_band"], labels=LABELS, n_boot=0, n_perm=0)
     assert audit.attributes == [inter]  # without marginals: the intersection only
     assert audit.frame(attribute=inter).settings["n_unknown"] == 5
+
+
+# Hand-made gender × age band, one domain, labels a / b; two rows belong to no intersectional group:
+#   male × young:   a->a b->b            accuracy 1,   TPR(a) 1,   TPR(b) 1
+#   male × old:     a->a b->a            accuracy 1/2, TPR(a) 1,   TPR(b) 0
+#   female × young: a->b b->b a->a b->b  accuracy 3/4, TPR(a) 1/2, TPR(b) 1
+#   female × old:   a->b b->a a->a b->b  accuracy 1/2, TPR(a) 1/2, TPR(b) 1/2
+#   unknown gender, old: a->a;  male, age missing: b->a
+# gap(accuracy) = 1 - 1/2; TPR gap a: 1 - 1/2, b: 1 - 0 (ΔEO mean 3/4, max 1). Gender alone (the row with a
+# missing age band is male): male 3/5, female 5/8, gap and signed gap (female - male) 1/40.
+INTERSECTION_CSV = """id,y_true,y_pred,gender,age_band,language,modality
+r1,a,a,male,young,en,audio
+r2,b,b,male,young,en,audio
+r3,a,a,male,old,en,audio
+r4,b,a,male,old,en,audio
+r5,a,b,female,young,en,audio
+r6,b,b,female,young,en,audio
+r7,a,a,female,young,en,audio
+r8,b,b,female,young,en,audio
+r9,a,b,female,old,en,audio
+r10,b,a,female,old,en,audio
+r11,a,a,female,old,en,audio
+r12,b,b,female,old,en,audio
+r13,a,a,unknown,old,en,audio
+r14,b,a,male,,en,audio
+"""
+INTER = f"gender{INTERSECTION_SEP}age_band"
+
+
+def _check_intersection(gaps, by_group, per_class):
+    """The hand-computed numbers above, from tidy tables (an audit's or its CSVs)."""
+    acc = by_group[by_group.metric == "accuracy"].set_index("group")
+    expected = {"male × old": 1 / 2, "male × young": 1.0, "female × old": 1 / 2, "female × young": 3 / 4}
+    assert list(acc.index) == list(expected)  # fairser.grouping's order: gender first, then age band
+    assert acc["value"].to_dict() == pytest.approx(expected)
+    assert acc["n"].tolist() == [2, 2, 4, 4]  # the two rows with an unknown part are in no group
+    g = gaps.set_index("metric")
+    assert g.loc["accuracy", "gap"] == pytest.approx(1 / 2) and np.isnan(g.loc["accuracy", "signed_gap"])
+    assert g.loc["deo_mean", "gap"] == pytest.approx(3 / 4) and g.loc["deo_max", "gap"] == pytest.approx(1)
+    pc = per_class.set_index("class")
+    assert pc["tpr_gap"].tolist() == pytest.approx([1 / 2, 1])
+    assert pc.loc["b", "tpr_male × old"] == pytest.approx(0)
+
+
+def test_gender_by_age_band_intersection_hand_computed():
+    df = pd.read_csv(io.StringIO(INTERSECTION_CSV), dtype=str, keep_default_na=False, na_values=[""])
+    audit = audit_predictions(
+        df, sensitive=["gender", "age_band"], labels=["a", "b"], min_samples=2, n_boot=0, n_perm=0
+    )
+    assert audit.attributes == [INTER]
+    f = audit.frame(attribute=INTER)
+    assert f.settings["sensitive_columns"] == ["gender", "age_band"] and f.settings["n_unknown"] == 2
+    _check_intersection(audit.table("gaps"), audit.table("by_group"), f.per_class)
+    assert f.difference(metric="accuracy").iloc[0, 0] == pytest.approx(1 / 2)
+    text = _printed(audit)
+    assert "W-F1 gap (max − min, 4)" in text and "signed (" not in text  # no signed gap with four values
+
+
+def _printed(audit):
+    console = Console(width=250, record=True, file=io.StringIO())
+    audit.print_summary(console=console)
+    return console.export_text()
+
+
+def test_cli_audit_intersection_and_marginals(tmp_path):
+    path = tmp_path / "inter.csv"
+    path.write_text(INTERSECTION_CSV)
+    args = [
+        "audit",
+        str(path),
+        "--labels",
+        "a,b",
+        "--min-samples",
+        "2",
+        "--n-boot",
+        "0",
+        "--n-perm",
+        "0",
+        "-q",
+    ]
+    out = tmp_path / "out"
+    result = CliRunner().invoke(
+        app, [*args, "--sensitive", "gender", "--sensitive", "age_band", "-o", str(out)]
+    )
+    assert result.exit_code == 0, result.output
+    gaps, by_group = pd.read_csv(out / "gaps.csv"), pd.read_csv(out / "by_group.csv")
+    assert set(gaps.attribute) == {INTER}
+    _check_intersection(gaps, by_group, pd.read_csv(out / "per_class.csv"))
+    # --marginals: gender and age band alone too; gender alone has two values, so a signed gap female - male.
+    out = tmp_path / "marginals"
+    result = CliRunner().invoke(
+        app, [*args, "--sensitive", "gender", "--sensitive", "age_band", "--marginals", "-o", str(out)]
+    )
+    assert result.exit_code == 0, result.output
+    back = Audit.load(out)
+    assert back.attributes == ["gender", "age_band", INTER]
+    gender = back.frame(attribute="gender")
+    assert gender.reference == "male"
+    assert gender.by_group["accuracy"].xs(("en", "audio")).to_dict() == pytest.approx(
+        {"male": 3 / 5, "female": 5 / 8}
+    )
+    acc = gender.gaps.set_index("metric").loc["accuracy"]
+    assert acc.gap == pytest.approx(1 / 40) and acc.signed_gap == pytest.approx(1 / 40)
+    text = _printed(back)
+    assert "signed (female − male)" in text and "W-F1 gap (max − min, 4)" in text  # gender; gender × age band
+
+
+def test_cli_audit_missing_sensitive_column_is_one_line(hand_csv):
+    result = CliRunner().invoke(app, ["audit", str(hand_csv), "--sensitive", "age_band", "-q"])
+    assert result.exit_code == 2
+    assert isinstance(result.exception, SystemExit)  # no traceback
+    lines = result.output.strip().splitlines()
+    assert len(lines) == 1, result.output
+    assert "cannot audit" in lines[0] and "missing column(s) ['age_band']" in lines[0]
+    assert "--sensitive" in lines[0]
+
+
+def test_cli_audit_help_documents_sensitive():
+    result = CliRunner().invoke(app, ["audit", "--help"], env={"COLUMNS": "200", "NO_COLOR": "1"})
+    assert result.exit_code == 0
+    assert "--sensitive" in result.output and "--marginals" in result.output
+    assert "--group-cols" not in result.output and "--intersectional" not in result.output
 
 
 def test_write_and_load_round_trip(tmp_path):

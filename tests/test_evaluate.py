@@ -305,7 +305,7 @@ def test_other_sensitive_attribute_and_all_unknown():
     df["age_band"] = np.where(df.gender == "male", "young", "old")
     ev = evaluate_predictions(df, labels=LABELS, sensitive="age_band", n_boot=20, n_perm=20)
     assert ev.settings["groups"] == ["old", "young"]
-    assert "signed_gap = M(young) - M(old)" in ev.notes
+    assert "signed_gap = M(young) - M(old)" in ev.notes and ev.reference == "old"
     assert _row(ev.gaps, metric="accuracy").signed_gap > 0.15
     assert set(ev.table("by_group").age_band) == {"old", "young"}
     df["age_band"] = None
@@ -317,6 +317,88 @@ def test_other_sensitive_attribute_and_all_unknown():
     ]
     assert ev.gaps.gap.isna().all() and ev.gaps.reason.str.contains("one age_band only").all()
     assert _row(ev.table("overall"), metric="accuracy").n == len(df)
+
+
+# Hand-made, one domain, labels a / b, age band with three values (and three rows of unknown age, all wrong):
+#   young: a->a a->a a->b b->b b->a b->a   accuracy 3/6, TPR(a) 2/3, TPR(b) 1/3, P(y^=a) 4/6, FPR(a) 2/3, FPR(b) 1/3
+#   mid:   a->b a->b b->b b->b             accuracy 2/4, TPR(a) 0,   TPR(b) 1,   P(y^=a) 0,   FPR(a) 0,   FPR(b) 1
+#   old:   a->a a->a b->b b->b             accuracy 4/4, TPR(a) 1,   TPR(b) 1,   P(y^=a) 1/2, FPR(a) 0,   FPR(b) 0
+# gap(accuracy) = max - min = 1 - 1/2; per class TPR gap a: 1 - 0 = 1, b: 1 - 1/3 = 2/3 (ΔEO mean 5/6, max 1);
+# SP gap a: 2/3 - 0, b: 1 - 1/3 (ΔSP mean = max = 2/3); FPR gap a: 2/3, b: 1; equalized odds 1 for both classes.
+THREE = [
+    ("young", "a", "a"),
+    ("young", "a", "a"),
+    ("young", "a", "b"),
+    ("young", "b", "b"),
+    ("young", "b", "a"),
+    ("young", "b", "a"),
+    ("mid", "a", "b"),
+    ("mid", "a", "b"),
+    ("mid", "b", "b"),
+    ("mid", "b", "b"),
+    ("old", "a", "a"),
+    ("old", "a", "a"),
+    ("old", "b", "b"),
+    ("old", "b", "b"),
+    ("unknown", "a", "b"),
+    ("", "b", "a"),
+    (None, "b", "a"),
+]
+
+
+def three_valued_table():
+    return pd.DataFrame(
+        [
+            {"id": f"u{i}", "y_true": t, "y_pred": p, "age_band": age, "language": "en", "modality": "audio"}
+            for i, (age, t, p) in enumerate(THREE)
+        ]
+    )
+
+
+def test_three_valued_attribute_gap_is_max_minus_min_without_sign():
+    ev = evaluate_predictions(
+        three_valued_table(), labels=["a", "b"], sensitive="age_band", min_samples=2, n_boot=0, n_perm=0
+    )
+    assert ev.groups == ["mid", "old", "young"] and ev.reference is None
+    assert ev.settings["n_unknown"] == 3
+    acc = ev.by_group["accuracy"].xs(("en", "audio"))
+    assert acc.to_dict() == pytest.approx({"mid": 2 / 4, "old": 4 / 4, "young": 3 / 6})
+    gap = _row(ev.gaps, metric="accuracy")
+    assert gap.gap == pytest.approx(1 / 2)
+    assert np.isnan(ev.gaps.signed_gap).all()  # no signed gap with three values
+    assert np.isnan(ev.signed_difference()).all().all()
+    assert not any(n.startswith("signed_gap") for n in ev.notes)
+    assert any("3 values of age_band" in n and "no signed gap" in n for n in ev.notes)
+    assert ev.group_min(metric="accuracy").iloc[0, 0] == pytest.approx(1 / 2)
+    assert ev.group_max(metric="accuracy").iloc[0, 0] == pytest.approx(1.0)
+    # The unknown rows count overall (9 of 17 right) but in no group (3 + 2 + 4 of 14 right).
+    assert _row(ev.table("overall"), metric="accuracy").value == pytest.approx(9 / 17)
+    assert ev.table("by_group").groupby("metric")["n"].sum()["accuracy"] == 14
+    s = _row(ev.summary, metric="accuracy")
+    assert s.mean_gap == pytest.approx(1 / 2) and s.worst_gap == pytest.approx(1 / 2)
+
+
+def test_three_valued_attribute_parity_per_class_is_max_minus_min():
+    ev = evaluate_predictions(
+        three_valued_table(), labels=["a", "b"], sensitive="age_band", min_samples=2, n_boot=0, n_perm=0
+    )
+    pc = ev.per_class.set_index("class")
+    assert pc.loc["a", ["tpr_young", "tpr_mid", "tpr_old"]].tolist() == pytest.approx([2 / 3, 0, 1])
+    assert pc.loc["b", ["tpr_young", "tpr_mid", "tpr_old"]].tolist() == pytest.approx([1 / 3, 1, 1])
+    assert pc["tpr_gap"].tolist() == pytest.approx([1, 2 / 3])
+    assert pc["sp_gap"].tolist() == pytest.approx([2 / 3, 2 / 3])
+    assert pc["fpr_gap"].tolist() == pytest.approx([2 / 3, 1])
+    assert pc["eodds_gap"].tolist() == pytest.approx([1, 1])
+    gaps = ev.gaps.set_index("metric")["gap"]
+    assert gaps["deo_mean"] == pytest.approx(5 / 6) and gaps["deo_max"] == pytest.approx(1)
+    assert gaps["dsp_mean"] == pytest.approx(2 / 3) and gaps["dsp_max"] == pytest.approx(2 / 3)
+    assert gaps["eodds_mean"] == pytest.approx(1) and gaps["eodds_max"] == pytest.approx(1)
+    # CIs and p-values run with three values too (and the point estimates do not move).
+    boot = evaluate_predictions(
+        three_valued_table(), labels=["a", "b"], sensitive="age_band", min_samples=2, n_boot=20, n_perm=20
+    )
+    pd.testing.assert_series_equal(boot.gaps["gap"], ev.gaps["gap"])
+    assert boot.gaps.set_index("metric").loc["accuracy", "p_value"] > 0
 
 
 EMODB = Path(__file__).resolve().parents[2] / "shared" / "data" / "emodb" / "manifest.csv"
