@@ -17,6 +17,7 @@ from fairser.audit import (
     Audit,
     AuditInputError,
     audit_predictions,
+    print_audit,
     read_predictions,
 )
 from fairser.cli import app
@@ -284,7 +285,7 @@ def test_gender_by_age_band_intersection_hand_computed():
 
 def _printed(audit):
     console = Console(width=250, record=True, file=io.StringIO())
-    audit.print_summary(console=console)
+    print_audit(audit, console=console)
     return console.export_text()
 
 

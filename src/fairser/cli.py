@@ -259,7 +259,7 @@ def audit(
     signed gap exists only with two values (gender: female - male). Writes tidy CSVs, undefined.csv (every
     NaN with its reason) and audit.json to --out; render them with `fairser report OUT`.
     """
-    from fairser.audit import AuditInputError, audit_predictions
+    from fairser.audit import AuditInputError, audit_predictions, print_audit
 
     def cols(text: str | None) -> list[str] | None:
         return None if text is None else [c.strip() for c in text.split(",") if c.strip()]
@@ -289,7 +289,7 @@ def audit(
     if out is None:
         first = predictions[0]
         out = first / "audit" if first.is_dir() else first.with_name(f"{first.stem}_audit")
-    result.print_summary(console=console)
+    print_audit(result, console=console)
     paths = result.write(out)
     console.print(
         f"wrote the audit ({len(result)} run × attribute frame(s)) to {out}/: "

@@ -17,6 +17,7 @@ lists them all.
 
 from fairser.audit.container import AUDIT_TABLES, Audit
 from fairser.audit.frames import attributes_of, audit_predictions
+from fairser.audit.printing import print_audit
 from fairser.audit.runs import RUN_COLUMNS, run_label, split_runs
 from fairser.audit.table import AuditInputError, check_predictions, read_predictions, resolve_labels
 from fairser.grouping import INTERSECTION_SEP
@@ -30,6 +31,7 @@ __all__ = [
     "attributes_of",
     "audit_predictions",
     "check_predictions",
+    "print_audit",
     "read_predictions",
     "resolve_labels",
     "run_label",

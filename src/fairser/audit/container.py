@@ -11,7 +11,6 @@ from typing import Any
 
 import pandas as pd
 
-from fairser.audit.printing import print_audit
 from fairser.audit.runs import run_label
 from fairser.jsonable import jsonable
 from fairser.metrics import TABLES, MetricFrame
@@ -32,7 +31,7 @@ class Audit:
     Iterate over it for the :class:`~fairser.metrics.MetricFrame` of each (run, attribute) (its ``run``
     holds the run's keys); :meth:`frame` picks one; :meth:`table` concatenates one tidy table over all
     frames (run columns and ``attribute`` first, the value column renamed ``group``); :meth:`write` saves
-    the CSVs and ``audit.json``, :meth:`load` reads them back.
+    the CSVs and ``audit.json``, :meth:`load` reads them back (:func:`fairser.audit.print_audit` prints it).
     """
 
     frames: list[MetricFrame]
@@ -166,10 +165,6 @@ class Audit:
             source=meta["source"],
             synthetic=bool(meta["synthetic"]),
         )
-
-    def print_summary(self, *, console=None, max_detailed: int = 4) -> None:
-        """Readable summary (rich tables): per domain for up to ``max_detailed`` frames, else one line each."""
-        print_audit(self, console=console, max_detailed=max_detailed)
 
 
 def _value_column(name: str) -> bool:

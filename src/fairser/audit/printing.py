@@ -2,16 +2,14 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
+from fairser.audit.container import Audit
 from fairser.audit.runs import run_label
 from fairser.metrics import MetricFrame
-
-if TYPE_CHECKING:
-    from fairser.audit.container import Audit
 
 __all__ = ["print_audit"]
 
@@ -36,7 +34,8 @@ def _p(x: Any) -> str:
 
 
 def print_audit(audit: Audit, *, console=None, max_detailed: int = 4) -> None:
-    """Print ``audit``: per domain for up to ``max_detailed`` frames, else one line per frame."""
+    """Readable summary of ``audit`` (rich tables): per domain for up to ``max_detailed`` frames, else one
+    line per frame; then the notes and warnings."""
     from rich.console import Console
     from rich.table import Table
 

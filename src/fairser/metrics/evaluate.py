@@ -275,7 +275,8 @@ def evaluate_predictions(
         notes.append(
             "CIs of absolute gaps (gap, dsp/deo/eodds, summary) are percentile intervals of resampled absolute "
             "values, biased upward when the true gap is near 0 (the interval can sit above a small observed "
-            "gap); whether a gap is real is shown by signed_ci_low/high (excludes 0?) and p_value"
+            "gap); whether a gap is real is shown by "
+            + ("signed_ci_low/high (excludes 0?) and p_value" if reference is not None else "its p_value")
         )
     iterator = range(len(domains))
     if progress:
