@@ -8,6 +8,7 @@ import json
 import numpy as np
 import pandas as pd
 import pytest
+from rich.console import Console
 from sklearn.metrics import balanced_accuracy_score, confusion_matrix, f1_score, recall_score
 from typer.testing import CliRunner
 
@@ -16,6 +17,7 @@ from fairser.audit import (
     Audit,
     AuditInputError,
     audit_predictions,
+    print_audit,
     read_predictions,
 )
 from fairser.cli import app
@@ -114,8 +116,8 @@ def test_hand_made_csv_equals_direct_computation(hand_csv):
     )
     # Thin layer: CIs and p-values are those of evaluate_predictions with the same seed.
     ev = evaluate_predictions(df, labels=LABELS, min_samples=4, n_boot=200, n_perm=200, seed=0)
-    pd.testing.assert_frame_equal(f.evaluation.gaps, ev.gaps)
-    pd.testing.assert_frame_equal(f.evaluation.by_group, ev.by_group)
+    pd.testing.assert_frame_equal(f.gaps, ev.gaps)
+    pd.testing.assert_frame_equal(f.table("by_group"), ev.table("by_group"))
     low, high = f.by_group_ci
     assert (low <= f.by_group + 1e-12).all().all() and (f.by_group <= high + 1e-12).all().all()
     p = f.p_values(metric="weighted_f1").iloc[0, 0]
@@ -154,7 +156,7 @@ def test_y_pred_taken_from_probabilities_when_absent():
     argmax = np.asarray(LABELS)[probs.argmax(1)]
     audit = audit_predictions(df.drop(columns="y_pred"), n_boot=0, n_perm=0)
     ref = evaluate_predictions(df.assign(y_pred=argmax), labels=LABELS, n_boot=0, n_perm=0)
-    pd.testing.assert_frame_equal(audit.frame().evaluation.by_group, ref.by_group)
+    pd.testing.assert_frame_equal(audit.frame().table("by_group"), ref.table("by_group"))
     assert any("argmax" in n for n in audit.notes)
     assert audit.settings["labels"] == LABELS  # order of the prob_* columns
 
@@ -175,8 +177,8 @@ def test_several_runs_are_audited_separately():
     ]
     for part, keys in ((a, {"objective": "ERM", "seed": 0}), (b, {"objective": "MinMaxGAP", "seed": 0})):
         alone = evaluate_predictions(part, labels=LABELS, n_boot=30, n_perm=30, seed=0)
-        pd.testing.assert_frame_equal(audit.frame(**keys).evaluation.gaps, alone.gaps)
-        assert audit.frame(**keys).evaluation.settings["n_rows"] == len(part)
+        pd.testing.assert_frame_equal(audit.frame(**keys).gaps, alone.gaps)
+        assert audit.frame(**keys).settings["n_rows"] == len(part)
     tidy = audit.table("gaps")
     assert list(tidy.columns[:3]) == ["objective", "seed", "attribute"]
     assert len(tidy) == 3 * 2 * len(GAP_METRICS)
@@ -198,13 +200,14 @@ def test_duplicates_without_run_columns_name_the_column_that_differs():
 
 def test_intersectional_groups():
     df = synthetic_table(age=True, n_spk=4)
-    audit = audit_predictions(df, group_cols=["gender", "age_band"], labels=LABELS, n_boot=40, n_perm=40)
+    audit = audit_predictions(
+        df, sensitive=["gender", "age_band"], marginals=True, labels=LABELS, n_boot=40, n_perm=40
+    )
     inter = f"gender{INTERSECTION_SEP}age_band"
     assert audit.attributes == ["gender", "age_band", inter]
     f = audit.frame(attribute=inter)
-    assert sorted(f.evaluation.settings["groups"]) == sorted(
-        f"{g}{INTERSECTION_SEP}{a}" for g in ("male", "female") for a in ("young", "old")
-    )
+    # fairser.grouping's order: by gender (male, female), then by age band (sorted)
+    assert f.groups == [f"{g}{INTERSECTION_SEP}{a}" for g in ("male", "female") for a in ("old", "young")]
     for (lang, gender, age), sub in df.groupby(["language", "gender", "age_band"]):
         group = f"{gender}{INTERSECTION_SEP}{age}"
         assert f.by_group.loc[(lang, "audio", group), "uar"] == pytest.approx(
@@ -215,20 +218,142 @@ def test_intersectional_groups():
         de.max() - de.min()
     )
     assert np.isnan(f.signed_difference(metric="accuracy")).all().all()  # no sign with 4 groups
+    assert f.reference is None
     # The marginal attributes are there too, and an unknown component makes the intersection unknown.
-    assert audit.frame(attribute="age_band").evaluation.settings["groups"] == ["old", "young"]
+    assert audit.frame(attribute="age_band").settings["groups"] == ["old", "young"]
     df.loc[df.index[:5], "age_band"] = None
-    audit = audit_predictions(df, group_cols=["gender", "age_band"], labels=LABELS, n_boot=0, n_perm=0)
-    assert audit.frame(attribute=inter).evaluation.settings["n_unknown"] == 5
-    only = audit_predictions(
-        df, group_cols=["gender", "age_band"], intersectional=False, labels=LABELS, n_boot=0, n_perm=0
+    audit = audit_predictions(df, sensitive=["gender", "age_band"], labels=LABELS, n_boot=0, n_perm=0)
+    assert audit.attributes == [inter]  # without marginals: the intersection only
+    assert audit.frame(attribute=inter).settings["n_unknown"] == 5
+
+
+# Hand-made gender × age band, one domain, labels a / b; two rows belong to no intersectional group:
+#   male × young:   a->a b->b            accuracy 1,   TPR(a) 1,   TPR(b) 1
+#   male × old:     a->a b->a            accuracy 1/2, TPR(a) 1,   TPR(b) 0
+#   female × young: a->b b->b a->a b->b  accuracy 3/4, TPR(a) 1/2, TPR(b) 1
+#   female × old:   a->b b->a a->a b->b  accuracy 1/2, TPR(a) 1/2, TPR(b) 1/2
+#   unknown gender, old: a->a;  male, age missing: b->a
+# gap(accuracy) = 1 - 1/2; TPR gap a: 1 - 1/2, b: 1 - 0 (ΔEO mean 3/4, max 1). Gender alone (the row with a
+# missing age band is male): male 3/5, female 5/8, gap and signed gap (female - male) 1/40.
+INTERSECTION_CSV = """id,y_true,y_pred,gender,age_band,language,modality
+r1,a,a,male,young,en,audio
+r2,b,b,male,young,en,audio
+r3,a,a,male,old,en,audio
+r4,b,a,male,old,en,audio
+r5,a,b,female,young,en,audio
+r6,b,b,female,young,en,audio
+r7,a,a,female,young,en,audio
+r8,b,b,female,young,en,audio
+r9,a,b,female,old,en,audio
+r10,b,a,female,old,en,audio
+r11,a,a,female,old,en,audio
+r12,b,b,female,old,en,audio
+r13,a,a,unknown,old,en,audio
+r14,b,a,male,,en,audio
+"""
+INTER = f"gender{INTERSECTION_SEP}age_band"
+
+
+def _check_intersection(gaps, by_group, per_class):
+    """The hand-computed numbers above, from tidy tables (an audit's or its CSVs)."""
+    acc = by_group[by_group.metric == "accuracy"].set_index("group")
+    expected = {"male × old": 1 / 2, "male × young": 1.0, "female × old": 1 / 2, "female × young": 3 / 4}
+    assert list(acc.index) == list(expected)  # fairser.grouping's order: gender first, then age band
+    assert acc["value"].to_dict() == pytest.approx(expected)
+    assert acc["n"].tolist() == [2, 2, 4, 4]  # the two rows with an unknown part are in no group
+    g = gaps.set_index("metric")
+    assert g.loc["accuracy", "gap"] == pytest.approx(1 / 2) and np.isnan(g.loc["accuracy", "signed_gap"])
+    assert g.loc["deo_mean", "gap"] == pytest.approx(3 / 4) and g.loc["deo_max", "gap"] == pytest.approx(1)
+    pc = per_class.set_index("class")
+    assert pc["tpr_gap"].tolist() == pytest.approx([1 / 2, 1])
+    assert pc.loc["b", "tpr_male × old"] == pytest.approx(0)
+
+
+def test_gender_by_age_band_intersection_hand_computed():
+    df = pd.read_csv(io.StringIO(INTERSECTION_CSV), dtype=str, keep_default_na=False, na_values=[""])
+    audit = audit_predictions(
+        df, sensitive=["gender", "age_band"], labels=["a", "b"], min_samples=2, n_boot=0, n_perm=0
     )
-    assert only.attributes == ["gender", "age_band"]
+    assert audit.attributes == [INTER]
+    f = audit.frame(attribute=INTER)
+    assert f.settings["sensitive_columns"] == ["gender", "age_band"] and f.settings["n_unknown"] == 2
+    _check_intersection(audit.table("gaps"), audit.table("by_group"), f.per_class)
+    assert f.difference(metric="accuracy").iloc[0, 0] == pytest.approx(1 / 2)
+    text = _printed(audit)
+    assert "W-F1 gap (max − min, 4)" in text and "signed (" not in text  # no signed gap with four values
+
+
+def _printed(audit):
+    console = Console(width=250, record=True, file=io.StringIO())
+    print_audit(audit, console=console)
+    return console.export_text()
+
+
+def test_cli_audit_intersection_and_marginals(tmp_path):
+    path = tmp_path / "inter.csv"
+    path.write_text(INTERSECTION_CSV)
+    args = [
+        "audit",
+        str(path),
+        "--labels",
+        "a,b",
+        "--min-samples",
+        "2",
+        "--n-boot",
+        "0",
+        "--n-perm",
+        "0",
+        "-q",
+    ]
+    out = tmp_path / "out"
+    result = CliRunner().invoke(
+        app, [*args, "--sensitive", "gender", "--sensitive", "age_band", "-o", str(out)]
+    )
+    assert result.exit_code == 0, result.output
+    gaps, by_group = pd.read_csv(out / "gaps.csv"), pd.read_csv(out / "by_group.csv")
+    assert set(gaps.attribute) == {INTER}
+    _check_intersection(gaps, by_group, pd.read_csv(out / "per_class.csv"))
+    # --marginals: gender and age band alone too; gender alone has two values, so a signed gap female - male.
+    out = tmp_path / "marginals"
+    result = CliRunner().invoke(
+        app, [*args, "--sensitive", "gender", "--sensitive", "age_band", "--marginals", "-o", str(out)]
+    )
+    assert result.exit_code == 0, result.output
+    back = Audit.load(out)
+    assert back.attributes == ["gender", "age_band", INTER]
+    gender = back.frame(attribute="gender")
+    assert gender.reference == "male"
+    assert gender.by_group["accuracy"].xs(("en", "audio")).to_dict() == pytest.approx(
+        {"male": 3 / 5, "female": 5 / 8}
+    )
+    acc = gender.gaps.set_index("metric").loc["accuracy"]
+    assert acc.gap == pytest.approx(1 / 40) and acc.signed_gap == pytest.approx(1 / 40)
+    text = _printed(back)
+    assert "signed (female − male)" in text and "W-F1 gap (max − min, 4)" in text  # gender; gender × age band
+
+
+def test_cli_audit_missing_sensitive_column_is_one_line(hand_csv):
+    result = CliRunner().invoke(app, ["audit", str(hand_csv), "--sensitive", "age_band", "-q"])
+    assert result.exit_code == 2
+    assert isinstance(result.exception, SystemExit)  # no traceback
+    lines = result.output.strip().splitlines()
+    assert len(lines) == 1, result.output
+    assert "cannot audit" in lines[0] and "missing column(s) ['age_band']" in lines[0]
+    assert "--sensitive" in lines[0]
+
+
+def test_cli_audit_help_documents_sensitive():
+    result = CliRunner().invoke(app, ["audit", "--help"], env={"COLUMNS": "200", "NO_COLOR": "1"})
+    assert result.exit_code == 0
+    assert "--sensitive" in result.output and "--marginals" in result.output
+    assert "--group-cols" not in result.output and "--intersectional" not in result.output
 
 
 def test_write_and_load_round_trip(tmp_path):
     df = synthetic_table(age=True).assign(objective="ERM", seed=3)
-    audit = audit_predictions(df, group_cols=["gender", "age_band"], labels=LABELS, n_boot=30, n_perm=30)
+    audit = audit_predictions(
+        df, sensitive=["gender", "age_band"], marginals=True, labels=LABELS, n_boot=30, n_perm=30
+    )
     paths = audit.write(tmp_path / "out")
     assert {p.name for p in paths.values()} >= {"gaps.csv", "per_class.csv", "audit.json", "undefined.csv"}
     meta = json.loads(paths["audit"].read_text())
@@ -238,7 +363,7 @@ def test_write_and_load_round_trip(tmp_path):
     for f in audit:
         g = back.frame(attribute=f.attribute, **f.run)
         for name in ("gaps", "by_group", "summary"):
-            left, right = getattr(f.evaluation, name), getattr(g.evaluation, name)
+            left, right = f.table(name), g.table(name)
             pd.testing.assert_frame_equal(left, right[left.columns], check_dtype=False)
         cols = [c for c in f.per_class.columns]
         pd.testing.assert_frame_equal(f.per_class, g.per_class[cols], check_dtype=False)
@@ -270,8 +395,8 @@ def test_missing_columns_are_named_with_a_hint():
     df = synthetic_table().drop(columns=["modality"])
     with pytest.raises(AuditInputError, match=r"missing column\(s\) \['modality'\].*--domain-cols"):
         audit_predictions(df, n_boot=0, n_perm=0)
-    with pytest.raises(AuditInputError, match=r"missing column\(s\) \['age_band'\].*--group-cols"):
-        audit_predictions(synthetic_table(), group_cols=["gender", "age_band"], n_boot=0, n_perm=0)
+    with pytest.raises(AuditInputError, match=r"missing column\(s\) \['age_band'\].*--sensitive"):
+        audit_predictions(synthetic_table(), sensitive=["gender", "age_band"], n_boot=0, n_perm=0)
     audit = audit_predictions(df, domain_cols=["language"], n_boot=0, n_perm=0)
     assert audit.frame().domain_cols == ["language"]
 
@@ -337,7 +462,7 @@ def test_language_with_one_gender_is_named_and_gaps_are_nan():
     assert any("domain ja / audio: only gender 'female'" in w for w in audit.warnings)
     f = audit.frame()
     assert np.isnan(f.difference().loc[("ja", "audio")]).all()
-    reasons = f.evaluation.gaps.set_index("language").loc["ja", "reason"]
+    reasons = f.gaps.set_index("language").loc["ja", "reason"]
     assert reasons.str.contains("one gender only").all()
     summary = f.summary.set_index("metric").loc["weighted_f1"]
     assert summary["n_domains"] == 2 and "1 domain(s) without a defined gap" in summary["reason"]
@@ -407,6 +532,6 @@ def test_gender_spellings_are_normalised_and_said():
     ref = audit_predictions(df, labels=LABELS, n_boot=0, n_perm=0)
     df["gender"] = df["gender"].map({"male": "M", "female": " Female"})
     audit = audit_predictions(df, labels=LABELS, n_boot=0, n_perm=0)
-    assert audit.frame().evaluation.settings["groups"] == ["male", "female"]
-    pd.testing.assert_frame_equal(audit.frame().evaluation.gaps, ref.frame().evaluation.gaps)
+    assert audit.frame().settings["groups"] == ["male", "female"]
+    pd.testing.assert_frame_equal(audit.frame().gaps, ref.frame().gaps)
     assert any("'M' -> 'male'" in n and "' Female' -> 'female'" in n for n in audit.notes)

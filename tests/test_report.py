@@ -85,7 +85,8 @@ def _run_row(pred: pd.DataFrame, *, run_id, setting, objective, label, seed) -> 
         for rec in g.to_dict(orient="records"):
             for col in ("gap", "signed_gap", "ci_low", "ci_high", "p_value", "reason"):
                 d[f"{rec['metric']}_{col}"] = rec[col]
-        b = ev.by_group[(ev.by_group.language == lang) & (ev.by_group.modality == mod)]
+        b = ev.table("by_group")
+        b = b[(b.language == lang) & (b.modality == mod)]
         for rec in b[b.metric == "weighted_f1"].to_dict(orient="records"):
             d[f"weighted_f1_{rec['gender']}"] = rec["value"]
         domains.append(d)

@@ -212,14 +212,19 @@ def audit(
     labels: Annotated[
         str | None, typer.Option(help="Label set: comma-separated, or meld7 / core4 (default: inferred).")
     ] = None,
-    group_cols: Annotated[
-        str,
+    sensitive: Annotated[
+        list[str] | None,
         typer.Option(
-            "--group-cols",
-            help="Sensitive columns, comma-separated (e.g. gender,age_band); with several, their "
-            "intersection is audited too.",
+            "--sensitive",
+            help="Sensitive attribute: a column of the table with any number of values (default: gender). "
+            "Repeat it (or give COL,COL) for an intersection: --sensitive gender --sensitive age_band audits "
+            "gender × age_band.",
         ),
-    ] = "gender",
+    ] = None,
+    marginals: Annotated[
+        bool,
+        typer.Option(help="With several --sensitive columns, also audit each column on its own."),
+    ] = False,
     domain_cols: Annotated[
         str, typer.Option("--domain-cols", help="Columns whose combination is a domain ('' for none).")
     ] = "language,modality",
@@ -238,9 +243,6 @@ def audit(
     resample: Annotated[
         str, typer.Option(help="speaker (cluster bootstrap, default) or utterance.")
     ] = "speaker",
-    intersectional: Annotated[
-        bool, typer.Option(help="Audit the intersection of several sensitive columns too.")
-    ] = True,
     seed: Annotated[int, typer.Option(help="Seed of the bootstrap and permutations.")] = 0,
     out: Annotated[
         Path | None,
@@ -250,13 +252,14 @@ def audit(
     ] = None,
     quiet: QuietOpt = False,
 ) -> None:
-    """Fairness audit of any model's predictions: metrics, gender gaps, parity, CIs, p-values (METHODS.md §2).
+    """Fairness audit of any model's predictions: metrics, gaps, parity, CIs, p-values (METHODS.md §2).
 
-    Per run, domain and group (and intersectional groups), with per-class TPR/FPR gaps and confusion matrices
-    per group. Writes tidy CSVs, undefined.csv (every NaN with its reason) and audit.json to --out; render
-    them with `fairser report OUT`.
+    Per run, domain and value of the sensitive attribute (gender by default; any column, or an intersection),
+    with per-class TPR/FPR gaps and confusion matrices per value. A gap is max - min over the values; the
+    signed gap exists only with two values (gender: female - male). Writes tidy CSVs, undefined.csv (every
+    NaN with its reason) and audit.json to --out; render them with `fairser report OUT`.
     """
-    from fairser.audit import AuditInputError, audit_predictions
+    from fairser.audit import AuditInputError, audit_predictions, print_audit
 
     def cols(text: str | None) -> list[str] | None:
         return None if text is None else [c.strip() for c in text.split(",") if c.strip()]
@@ -265,10 +268,10 @@ def audit(
         result = audit_predictions(
             predictions,
             labels=labels,
-            group_cols=cols(group_cols),
+            sensitive=[c.strip() for v in sensitive or ["gender"] for c in v.split(",") if c.strip()],
+            marginals=marginals,
             domain_cols=cols(domain_cols),
             by=cols(by),
-            intersectional=intersectional,
             n_boot=n_boot,
             n_perm=n_perm,
             ci=ci,
@@ -280,12 +283,13 @@ def audit(
     except AuditInputError as e:
         from rich.markup import escape
 
-        console.print(f"[red]cannot audit[/] {escape(', '.join(map(str, predictions)))}:\n{escape(str(e))}")
+        where = escape(", ".join(map(str, predictions)))
+        console.print(f"[red]cannot audit[/] {where}: {escape(str(e))}", soft_wrap=True)
         raise typer.Exit(2) from e
     if out is None:
         first = predictions[0]
         out = first / "audit" if first.is_dir() else first.with_name(f"{first.stem}_audit")
-    result.print_summary(console=console)
+    print_audit(result, console=console)
     paths = result.write(out)
     console.print(
         f"wrote the audit ({len(result)} run × attribute frame(s)) to {out}/: "

@@ -33,6 +33,7 @@ __all__ = [
     "Grouper",
     "group_index",
     "sensitive_values",
+    "value_names",
 ]
 
 #: Value of a row whose sensitive attribute is not known (it takes part in no group term).
@@ -106,6 +107,12 @@ def sensitive_values(frame: pd.DataFrame, columns: Sequence[str]) -> tuple[str, 
     ]
     ordered = sorted(combos, key=lambda combo: tuple(r[v] for r, v in zip(ranks, combo, strict=True)))
     return tuple(INTERSECTION_SEP.join(combo) for combo in ordered)
+
+
+def value_names(frame: pd.DataFrame, columns: Sequence[str]) -> np.ndarray:
+    """Each row's value of the attribute ``columns`` (one column or an intersection) as text, joined by
+    :data:`INTERSECTION_SEP`; :data:`UNKNOWN` where any part is missing or unknown."""
+    return _attribute_values(frame, list(columns))
 
 
 @dataclass(frozen=True)

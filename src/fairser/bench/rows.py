@@ -65,7 +65,7 @@ def evaluate_run(
         resample=evaluation.resample,
         seed=seed,
     )
-    gaps, by_group = ev.gaps, ev.by_group
+    gaps, by_group = ev.gaps, ev.table("by_group")
     domains = []
     for (lang, mod), sub in pred.groupby(["language", "modality"], sort=False):
         row: dict[str, Any] = {

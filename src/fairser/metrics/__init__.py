@@ -1,7 +1,8 @@
-"""Metrics for fair SER (METHODS.md §2): classification metrics, gender gaps and multiclass parity,
-speaker-level bootstrap CIs and permutation tests, and the evaluation of a predictions table.
+"""Metrics for fair SER (METHODS.md §2): classification metrics, gaps (max - min over the values of any
+sensitive attribute) and multiclass parity, speaker-level bootstrap CIs and permutation tests, and the
+evaluation of a predictions table.
 
-Start with :func:`evaluate_predictions`; the building blocks work on ``(..., C, C)`` confusion arrays so
+Start with :func:`evaluate_predictions`, which returns a :class:`MetricFrame`; the building blocks work on ``(..., C, C)`` confusion arrays so
 that they vectorise over bootstrap resamples and permutations.
 """
 
@@ -21,7 +22,7 @@ from fairser.metrics.classification import (
     weighted_f1,
     weighted_f1_from_confusion,
 )
-from fairser.metrics.evaluate import GAP_METRICS, Evaluation, evaluate_predictions
+from fairser.metrics.evaluate import evaluate_predictions
 from fairser.metrics.fairness import (
     FAIRNESS_GAPS,
     delta_eo,
@@ -39,6 +40,7 @@ from fairser.metrics.fairness import (
     selection_rate_from_confusion,
     true_positive_rate_from_confusion,
 )
+from fairser.metrics.frame import GAP_METRICS, TABLES, MetricFrame
 from fairser.metrics.resampling import (
     bootstrap_confusion,
     cluster_confusion,
@@ -51,7 +53,8 @@ __all__ = [
     "FAIRNESS_GAPS",
     "GAP_METRICS",
     "METRICS",
-    "Evaluation",
+    "TABLES",
+    "MetricFrame",
     "accuracy",
     "accuracy_from_confusion",
     "bootstrap_confusion",

@@ -1,27 +1,28 @@
-"""Evaluate a predictions table: metrics per domain and gender, gaps, parity, CIs, p-values (METHODS.md §2).
+"""Evaluate a predictions table: metrics per domain and value of the sensitive attribute, gaps, parity, CIs,
+p-values (METHODS.md §2).
 
 The public input is the *predictions table* (one row per utterance): ``y_true``, ``y_pred`` (label strings),
-the sensitive attribute (``gender``: ``male`` / ``female`` / ``unknown``), the domain columns (by default
-``language`` and ``modality``), ``speaker``, optionally ``id`` and anything else (ignored). A model trained
-elsewhere can be audited from such a table alone.
+the sensitive attribute (one column, ``gender`` by default, or several whose intersection is the attribute),
+the domain columns (by default ``language`` and ``modality``), ``speaker``, optionally ``id`` and anything
+else (ignored). A model trained elsewhere can be audited from such a table alone.
 
 Everything is computed from confusion matrices of *strata* = (domain, value of the sensitive attribute,
 including ``unknown``), so one speaker-level bootstrap per stratum serves every metric, group, domain and
 the overall row, and one permutation draw per domain serves every gap (see
-:mod:`fairser.metrics.resampling`). The vocabulary follows fairlearn's ``MetricFrame`` (``overall``,
-``by_group``, ``difference``, ``group_min``), for multiclass and with uncertainty.
+:mod:`fairser.metrics.resampling`). The result is a :class:`~fairser.metrics.frame.MetricFrame`.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
 
+from fairser.grouping import INTERSECTION_SEP, UNKNOWN, sensitive_values, value_names
 from fairser.metrics.classification import METRICS, encode_labels
 from fairser.metrics.fairness import (
     FAIRNESS_GAPS,
@@ -30,6 +31,7 @@ from fairser.metrics.fairness import (
     selection_rate_from_confusion,
     true_positive_rate_from_confusion,
 )
+from fairser.metrics.frame import GAP_METRICS, TABLES, MetricFrame
 from fairser.metrics.resampling import (
     bootstrap_confusion,
     cluster_confusion,
@@ -38,14 +40,9 @@ from fairser.metrics.resampling import (
     permutation_p_value,
 )
 
-__all__ = ["GAP_METRICS", "Evaluation", "evaluate_predictions"]
+__all__ = ["evaluate_predictions"]
 
-#: Every quantity reported in ``Evaluation.gaps`` and ``Evaluation.summary``: the gender gap of each metric
-#: in :data:`~fairser.metrics.classification.METRICS`, then the parity gaps of
-#: :data:`~fairser.metrics.fairness.FAIRNESS_GAPS`.
-GAP_METRICS: tuple[str, ...] = (*METRICS, *FAIRNESS_GAPS)
-
-_UNKNOWN = "unknown"
+_UNKNOWN = UNKNOWN
 _RESERVED = {
     "metric",
     "value",
@@ -60,137 +57,15 @@ _RESERVED = {
 }
 
 
-@dataclass
-class Evaluation:
-    """Results of :func:`evaluate_predictions`: tidy tables, notes and the settings used.
-
-    Attributes
-    ----------
-    overall : DataFrame
-        ``metric, value, ci_low, ci_high, n, n_speakers, reason`` over all rows (unknown gender included).
-    by_domain : DataFrame
-        The same per domain (both genders and unknown together).
-    by_group : DataFrame
-        ``<domain cols>, <sensitive>, metric, value, ci_low, ci_high, n, n_speakers, reason`` per
-        (domain, group); unknown-gender rows belong to no group.
-    gaps : DataFrame
-        ``<domain cols>, metric, gap, signed_gap, ci_low, ci_high, signed_ci_low, signed_ci_high, p_value,
-        reason``; ``gap = |M(male) - M(female)|`` (max - min with more groups), ``signed_gap = M(female) -
-        M(male)``; ``metric`` runs over :data:`GAP_METRICS` (the parity gaps have no sign).
-    per_class : DataFrame
-        ``<domain cols>, class``, per group ``n_<g>`` (true count), ``tpr_<g>``, ``fpr_<g>``, ``sp_<g>``
-        (selection rate), and ``tpr_gap``, ``fpr_gap``, ``sp_gap``, ``eodds_gap`` each with ``_ci_low`` /
-        ``_ci_high``, and ``reason``.
-    summary : DataFrame
-        Per metric: ``mean_gap`` (the overall gender bias gap: mean over domains of gap_d) and ``worst_gap``
-        (max_d gap_d) with CIs and permutation p-values, ``worst_domain``, ``n_domains`` (domains with a
-        defined gap), ``reason``.
-    confusion : DataFrame
-        ``<domain cols>, <sensitive>, true, pred, count``: the confusion matrix of every stratum.
-    notes : list of str
-        What was done that a reader must know (e.g. utterance-level resampling because speaker ids are missing).
-    settings : dict
-        The arguments used, the labels, and ``resample_used``.
-    """
-
-    overall: pd.DataFrame
-    by_domain: pd.DataFrame
-    by_group: pd.DataFrame
-    gaps: pd.DataFrame
-    per_class: pd.DataFrame
-    summary: pd.DataFrame
-    confusion: pd.DataFrame
-    notes: list[str] = field(default_factory=list)
-    settings: dict[str, Any] = field(default_factory=dict)
-
-    @property
-    def domain_cols(self) -> list[str]:
-        return list(self.settings["domain_cols"])
-
-    def _pivot(self, frame: pd.DataFrame, values: str, metric: str | None) -> pd.DataFrame:
-        if metric is not None:
-            if metric not in set(frame["metric"]):
-                raise KeyError(f"unknown metric {metric!r}; available: {sorted(set(frame['metric']))}")
-            frame = frame[frame["metric"] == metric]
-        index = self.domain_cols or None
-        if index is None:
-            return frame.set_index("metric")[[values]].T.rename_axis(columns=None)
-        return frame.pivot_table(index=index, columns="metric", values=values, dropna=False, sort=False)
-
-    def difference(self, *, metric: str | None = None) -> pd.DataFrame:
-        """Gap (max - min over groups) per domain (rows) and metric (columns), like ``MetricFrame.difference``."""
-        return self._pivot(self.gaps, "gap", metric)
-
-    def group_min(self, *, metric: str | None = None) -> pd.DataFrame:
-        """Worst group's value per domain and metric, like ``MetricFrame.group_min``."""
-        return self._group_agg("min", metric)
-
-    def group_max(self, *, metric: str | None = None) -> pd.DataFrame:
-        """Best group's value per domain and metric, like ``MetricFrame.group_max``."""
-        return self._group_agg("max", metric)
-
-    def _group_agg(self, how: str, metric: str | None) -> pd.DataFrame:
-        frame = self.by_group
-        if metric is not None:
-            frame = frame[frame["metric"] == metric]
-        keys = [*self.domain_cols, "metric"]
-        agg = frame.groupby(keys, sort=False)["value"].agg(how).reset_index()
-        return self._pivot(agg, "value", None)
-
-    def to_frame(self) -> pd.DataFrame:
-        """One long table of every scalar result, with a ``scope`` column: ``overall``, ``domain``,
-        ``group``, ``gap``, ``summary_mean``, ``summary_worst`` (for a CSV or a report)."""
-        sens = self.settings["sensitive"]
-        parts = [
-            self.overall.assign(scope="overall"),
-            self.by_domain.assign(scope="domain"),
-            self.by_group.assign(scope="group"),
-            self.gaps.rename(columns={"gap": "value"}).assign(scope="gap"),
-        ]
-        for kind in ("mean", "worst"):
-            cols = {f"{kind}_gap": "value", f"{kind}_gap_ci_low": "ci_low", f"{kind}_gap_ci_high": "ci_high"}
-            cols[f"{kind}_gap_p_value"] = "p_value"
-            part = self.summary.rename(columns=cols)[["metric", *cols.values(), "reason"]]
-            parts.append(part.assign(scope=f"summary_{kind}"))
-        out = pd.concat(parts, ignore_index=True)
-        front = ["scope", *self.domain_cols, sens, "metric", "value", "ci_low", "ci_high"]
-        front = [c for c in front if c in out.columns]
-        return out[front + [c for c in out.columns if c not in front]]
-
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-able dict: every table as a list of records (``NaN`` -> ``None``), notes and settings."""
-        tables = ("overall", "by_domain", "by_group", "gaps", "per_class", "summary", "confusion")
-        out: dict[str, Any] = {name: _records(getattr(self, name)) for name in tables}
-        out["notes"] = list(self.notes)
-        out["settings"] = _jsonable(self.settings)
-        return out
-
-
-def _jsonable(value: Any) -> Any:
-    if isinstance(value, dict):
-        return {str(k): _jsonable(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_jsonable(v) for v in value]
-    if value is None or value is pd.NA or value is pd.NaT:
-        return None
-    if isinstance(value, np.generic):
-        value = value.item()
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    return value
-
-
-def _records(frame: pd.DataFrame) -> list[dict[str, Any]]:
-    return [_jsonable(r) for r in frame.astype(object).to_dict(orient="records")]
-
-
 # ----------------------------------------------------------------------------------------------- validation
 
 
 def _check_args(predictions, sensitive, domain_cols, n_boot, n_perm, ci, min_samples, resample) -> None:
     if not isinstance(predictions, pd.DataFrame):
         raise TypeError(f"predictions must be a pandas DataFrame; got {type(predictions).__name__}")
-    needed = ["y_true", "y_pred", sensitive, *domain_cols]
+    if not sensitive or len(set(sensitive)) != len(sensitive):
+        raise ValueError(f"sensitive needs one or more distinct columns; got {list(sensitive)}")
+    needed = ["y_true", "y_pred", *sensitive, *domain_cols]
     missing = [c for c in needed if c not in predictions.columns]
     if missing:
         hint = (
@@ -201,9 +76,13 @@ def _check_args(predictions, sensitive, domain_cols, n_boot, n_perm, ci, min_sam
         raise ValueError(
             f"predictions table lacks column(s) {missing}; it has {list(predictions.columns)}{hint}"
         )
-    if sensitive in domain_cols:
-        raise ValueError(f"the sensitive attribute {sensitive!r} cannot also be a domain column")
-    clash = (set(domain_cols) | {sensitive}) & _RESERVED
+    both = [c for c in sensitive if c in domain_cols]
+    if both:
+        raise ValueError(f"the sensitive column(s) {both} cannot also be domain columns")
+    name = INTERSECTION_SEP.join(sensitive)
+    if len(sensitive) > 1 and name in predictions.columns:
+        raise ValueError(f"column {name!r} (the name of the intersection) exists already; rename it")
+    clash = (set(domain_cols) | {name}) & _RESERVED
     if clash:
         raise ValueError(f"column name(s) {sorted(clash)} are reserved for result tables; rename them")
     if len(set(domain_cols)) != len(domain_cols):
@@ -238,14 +117,6 @@ def _is_missing(series: pd.Series) -> np.ndarray:
     return (series.isna() | text.eq("") | text.str.lower().isin(["nan", "none", "<na>"])).to_numpy()
 
 
-def _levels(values: np.ndarray, sensitive: str) -> list[str]:
-    known = sorted(set(values.tolist()) - {_UNKNOWN})
-    if sensitive == "gender":
-        # Fixed order so that signed_gap = M(female) - M(male) (METHODS.md §2).
-        return ["male", "female"] + [v for v in known if v not in ("male", "female")]
-    return known
-
-
 def _domain_label(key: tuple) -> str:
     return " / ".join(map(str, key)) if key else "all"
 
@@ -257,7 +128,7 @@ def evaluate_predictions(
     predictions: pd.DataFrame,
     *,
     labels: Sequence[str] | None = None,
-    sensitive: str = "gender",
+    sensitive: str | Sequence[str] = "gender",
     domain_cols: Sequence[str] = ("language", "modality"),
     n_boot: int = 1000,
     n_perm: int = 1000,
@@ -267,20 +138,24 @@ def evaluate_predictions(
     speaker_col: str = "speaker",
     seed: int | np.random.Generator | None = 0,
     progress: bool = False,
-) -> Evaluation:
-    """Metrics, gender gaps and parity per domain, with bootstrap CIs and permutation p-values.
+) -> MetricFrame:
+    """Metrics, gaps and parity per domain for one sensitive attribute, with bootstrap CIs and permutation
+    p-values.
 
     Parameters
     ----------
     predictions : DataFrame
-        The predictions table: ``y_true``, ``y_pred``, ``sensitive``, ``domain_cols``; ``speaker_col`` and
-        ``id`` are used when present.
+        The predictions table: ``y_true``, ``y_pred``, the ``sensitive`` column(s), ``domain_cols``;
+        ``speaker_col`` and ``id`` are used when present.
     labels : sequence of str, optional
         The label set, in the order of the confusion matrices. Default: sorted union of ``y_true`` and
         ``y_pred`` (said so in ``notes``). A label outside it is an error naming the rows.
-    sensitive : str
-        Column of the sensitive attribute. ``NaN``, ``""`` and ``"unknown"`` mean unknown: such rows count in
-        ``overall`` and ``by_domain`` but in no group. For ``gender``, groups are ordered male, female.
+    sensitive : str or sequence of str
+        Column of the sensitive attribute, any number of values; several columns = their intersection (values
+        and name joined by ``" × "``: ``gender × age_band``). ``NaN``, ``""`` and ``"unknown"`` (in any part)
+        mean unknown: such rows count in ``overall`` and ``by_domain`` but in no group. Values are ordered by
+        :func:`fairser.grouping.sensitive_values` (gender: male, female, then others). A gap is ``max - min``
+        over the values; the signed gap ``M(second) - M(first)`` exists only with exactly two values.
     domain_cols : sequence of str
         Columns whose combinations are the domains (METHODS.md §1); ``()`` = one domain.
     n_boot : int
@@ -303,10 +178,12 @@ def evaluate_predictions(
 
     Returns
     -------
-    Evaluation
+    MetricFrame
     """
     domain_cols = list(domain_cols)
-    _check_args(predictions, sensitive, domain_cols, n_boot, n_perm, ci, min_samples, resample)
+    columns = [sensitive] if isinstance(sensitive, str) else list(sensitive)
+    _check_args(predictions, columns, domain_cols, n_boot, n_perm, ci, min_samples, resample)
+    sensitive = INTERSECTION_SEP.join(columns)  # the attribute's name, also its column in the tables
     df = predictions.reset_index(drop=True)
     rng = np.random.default_rng(seed)
     notes: list[str] = []
@@ -321,19 +198,20 @@ def evaluate_predictions(
     true_idx, pred_idx = _encode(df, "y_true", labels), _encode(df, "y_pred", labels)
 
     # Sensitive attribute: unknown stays unknown (never guessed).
-    sens_missing = _is_missing(df[sensitive])
-    sens = np.where(sens_missing, _UNKNOWN, df[sensitive].astype(str).to_numpy())
-    levels = _levels(sens, sensitive)
+    sens = value_names(df, columns)
+    levels = list(sensitive_values(df, columns))
     n_unknown = int((sens == _UNKNOWN).sum())
     if n_unknown:
         notes.append(
             f"{n_unknown} row(s) with unknown {sensitive} count in overall and per-domain metrics only"
         )
-    if sensitive == "gender" and len(levels) > 2:
+    if len(levels) > 2:
         notes.append(
-            f"gender values other than male/female: {levels[2:]}; gaps are max - min over all groups"
+            f"{len(levels)} values of {sensitive} ({', '.join(levels)}): every gap is max - min over them, "
+            "and there is no signed gap"
         )
-    if len(levels) == 2:
+    reference = levels[0] if len(levels) == 2 else None
+    if reference is not None:
         notes.append(f"signed_gap = M({levels[1]}) - M({levels[0]})")
 
     # Domains: a missing domain value is its own domain, named 'unknown'.
@@ -397,7 +275,8 @@ def evaluate_predictions(
         notes.append(
             "CIs of absolute gaps (gap, dsp/deo/eodds, summary) are percentile intervals of resampled absolute "
             "values, biased upward when the true gap is near 0 (the interval can sit above a small observed "
-            "gap); whether a gap is real is shown by signed_ci_low/high (excludes 0?) and p_value"
+            "gap); whether a gap is real is shown by "
+            + ("signed_ci_low/high (excludes 0?) and p_value" if reference is not None else "its p_value")
         )
     iterator = range(len(domains))
     if progress:
@@ -448,7 +327,9 @@ def evaluate_predictions(
     settings = {
         "labels": labels,
         "sensitive": sensitive,
+        "sensitive_columns": columns,
         "groups": levels,
+        "reference": reference,
         "domain_cols": domain_cols,
         "n_boot": int(n_boot),
         "n_perm": int(n_perm),
@@ -461,7 +342,8 @@ def evaluate_predictions(
         "n_unknown": n_unknown,
         "n_domains": len(domains),
     }
-    return Evaluation(summary=summary, notes=notes, settings=settings, **frames)
+    frames["summary"] = summary
+    return MetricFrame(tables={name: frames[name] for name in TABLES}, notes=notes, settings=settings)
 
 
 # ----------------------------------------------------------------------------------------------- internals

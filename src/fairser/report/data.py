@@ -23,9 +23,9 @@ from typing import Any
 
 import pandas as pd
 
-from fairser.audit import Audit, AuditFrame, audit_predictions, read_predictions, run_label
+from fairser.audit import Audit, audit_predictions, read_predictions, run_label
 from fairser.bench.results import ResultsStore
-from fairser.metrics import GAP_METRICS
+from fairser.metrics import GAP_METRICS, MetricFrame
 
 __all__ = [
     "ReportData",
@@ -309,7 +309,7 @@ def _pooled_per_class(
 # ----------------------------------------------------------------------------------------------- audit
 
 
-def _domain_keys(frame: AuditFrame, record: dict[str, Any]) -> tuple[str, str]:
+def _domain_keys(frame: MetricFrame, record: dict[str, Any]) -> tuple[str, str]:
     cols = frame.domain_cols
     if not cols:
         return "all", "all"
@@ -324,15 +324,16 @@ def _fnum(x: Any) -> float | None:
     return float(x)
 
 
-def _row_from_frame(frame: AuditFrame) -> dict[str, Any]:
+def _row_from_frame(frame: MetricFrame) -> dict[str, Any]:
     """A results.jsonl-style row from one audited run (so the paper table and figures apply)."""
-    ev = frame.evaluation
     run = frame.run
     cols = frame.domain_cols
-    gaps = ev.gaps
-    by_group = ev.by_group[ev.by_group["metric"] == "weighted_f1"]
+    gaps = frame.gaps
+    by_group = frame.table("by_group")
+    by_group = by_group[by_group["metric"] == "weighted_f1"]
+    by_domain = frame.table("by_domain")
     domains = []
-    for rec in ev.by_domain[ev.by_domain["metric"] == "weighted_f1"].to_dict(orient="records"):
+    for rec in by_domain[by_domain["metric"] == "weighted_f1"].to_dict(orient="records"):
         language, modality = _domain_keys(frame, rec)
         d: dict[str, Any] = {"language": language, "modality": modality, "n": int(rec["n"])}
         d["weighted_f1"] = _fnum(rec["value"])
@@ -350,7 +351,7 @@ def _row_from_frame(frame: AuditFrame) -> dict[str, Any]:
         domains.append(d)
     low, high = frame.overall_ci
     return {
-        "run_id": str(run.get("run_id") or frame.label),
+        "run_id": str(run.get("run_id") or run_label(run)),
         "status": "ok",
         "setting": str(run.get("setting", "all")),
         "objective": str(run.get("objective", "model")).lower(),
@@ -360,12 +361,12 @@ def _row_from_frame(frame: AuditFrame) -> dict[str, Any]:
         "overall_weighted_f1": _fnum(frame.overall["weighted_f1"]),
         "overall_weighted_f1_ci_low": _fnum(low["weighted_f1"]),
         "overall_weighted_f1_ci_high": _fnum(high["weighted_f1"]),
-        "summary": ev.summary.to_dict(orient="records"),
-        "notes": list(ev.notes),
+        "summary": frame.summary.to_dict(orient="records"),
+        "notes": list(frame.notes),
     }
 
 
-def _audit_per_class(frames: list[AuditFrame]) -> tuple[pd.DataFrame, str | None]:
+def _audit_per_class(frames: list[MetricFrame]) -> tuple[pd.DataFrame, str | None]:
     """Per-class table, one series per objective: a run's own CIs, or mean ± std over its seeds."""
     parts = []
     for f in frames:

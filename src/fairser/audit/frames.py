@@ -1,0 +1,180 @@
+""":func:`audit_predictions`: check a predictions table, split it into runs, and evaluate every run for
+every sensitive attribute asked for (one :class:`~fairser.metrics.MetricFrame` each)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import replace
+from pathlib import Path
+from typing import Literal
+
+import pandas as pd
+
+from fairser.audit.container import Audit
+from fairser.audit.runs import RUN_COLUMNS, check_unique_ids, run_label, split_runs
+from fairser.audit.table import (
+    SOURCE_ROW,
+    AuditInputError,
+    check_predictions,
+    detect_source,
+    input_warnings,
+    read_predictions,
+    resolve_labels,
+)
+from fairser.metrics import MetricFrame, evaluate_predictions
+from fairser.progress import progress_bar
+
+__all__ = ["attributes_of", "audit_predictions"]
+
+
+def attributes_of(sensitive: str | Sequence[str], *, marginals: bool = False) -> list[list[str]]:
+    """The attributes an audit covers, each as its list of columns: one column alone, or the intersection
+    of two or more (preceded by each column alone when ``marginals``)."""
+    columns = [sensitive] if isinstance(sensitive, str) else list(sensitive)
+    if not columns:
+        raise AuditInputError("no sensitive column given: name at least one (e.g. --sensitive gender)")
+    if len(set(columns)) != len(columns):
+        raise AuditInputError(f"a sensitive column is named twice: {columns}")
+    if len(columns) == 1:
+        return [columns]
+    return [*([c] for c in columns if marginals), columns]
+
+
+def audit_predictions(
+    predictions: pd.DataFrame | str | Path | Sequence[str | Path],
+    *,
+    labels: str | Sequence[str] | None = None,
+    sensitive: str | Sequence[str] = ("gender",),
+    marginals: bool = False,
+    domain_cols: Sequence[str] = ("language", "modality"),
+    by: Sequence[str] | None = None,
+    n_boot: int = 1000,
+    n_perm: int = 1000,
+    ci: float = 0.95,
+    min_samples: int = 10,
+    resample: Literal["speaker", "utterance"] = "speaker",
+    speaker_col: str = "speaker",
+    seed: int = 0,
+    progress: bool = False,
+) -> Audit:
+    """Audit a predictions table: every metric and gap of METHODS.md §2 per run, domain and value.
+
+    Parameters
+    ----------
+    predictions : DataFrame or path(s)
+        One row per utterance: ``y_true``, ``y_pred`` (or ``prob_<label>`` columns to take the argmax of),
+        the ``sensitive`` columns, the ``domain_cols``; ``speaker`` and ``id`` when present. CSV paths are
+        read with :func:`read_predictions` (a benchmark folder: all its ``runs/*/predictions.csv``).
+    labels : str or sequence of str, optional
+        Label set (``"meld7"``, ``"core4"``, ``"a,b,c"`` or a list). Default: inferred from the data.
+    sensitive : str or sequence of str
+        The sensitive attribute: one column (``gender`` by default; any column, any number of values), or
+        two or more columns whose intersection is the attribute (values joined by ``" × "``, attribute
+        ``"gender × age_band"``). A row with any part unknown belongs to no group.
+    marginals : bool
+        With several ``sensitive`` columns, also audit each column on its own (before the intersection).
+    domain_cols : sequence of str
+        Columns whose combination is a domain (METHODS.md §1); ``()`` for none.
+    by : sequence of str, optional
+        Columns that identify a run; each run is audited separately (the metrics need one prediction per
+        utterance). Default: those of :data:`RUN_COLUMNS` present; ``()`` for one run.
+    n_boot, n_perm, ci, min_samples, resample, speaker_col, seed
+        Passed to :func:`fairser.metrics.evaluate_predictions` (speaker-level cluster bootstrap and
+        between-speaker permutation test by default; same seed, same numbers).
+    progress : bool
+        Show a progress bar over runs × attributes.
+
+    Returns
+    -------
+    Audit
+        One :class:`~fairser.metrics.MetricFrame` per run and attribute (its ``run`` holds the run's
+        keys), the input warnings, and the data source.
+
+    Raises
+    ------
+    AuditInputError
+        Missing columns, unknown or missing labels, bad probabilities, duplicate ids within a run (the
+        message names the rows and suggests ``by``).
+    """
+    if not isinstance(predictions, pd.DataFrame):
+        predictions = read_predictions(predictions)
+    source, synthetic = detect_source(predictions)
+    attributes = attributes_of(sensitive, marginals=marginals)
+    columns, domain_cols = attributes[-1], list(domain_cols)
+    by_cols = [c for c in RUN_COLUMNS if c in predictions.columns] if by is None else list(by)
+    if by is None and "split" in by_cols and predictions["split"].nunique(dropna=False) == 1:
+        by_cols.remove("split")  # one split: no need to name it in every run
+    by_cols = [c for c in by_cols if c not in (*columns, *domain_cols)]
+    df, label_list, notes, warnings = check_predictions(
+        predictions, labels=resolve_labels(labels), sensitive=columns, domain_cols=domain_cols, by=by_cols
+    )
+    run_cols, runs = split_runs(df, by=by_cols)
+
+    frames: list[MetricFrame] = []
+    per_run: dict[str, list[str]] = {}  # warning -> runs it applies to (said once, not once per run)
+    with progress_bar(enabled=progress) as bar:
+        task = bar.add_task("auditing runs", total=len(runs) * len(attributes))
+        for run, rows in runs:
+            check_unique_ids(rows, run=run if run_cols else {}, domain_cols=domain_cols, by_cols=by_cols)
+            for attribute in attributes:
+                for w in input_warnings(
+                    rows,
+                    sensitive=attribute,
+                    domain_cols=domain_cols,
+                    speaker_col=speaker_col,
+                    min_samples=min_samples,
+                ):
+                    per_run.setdefault(w, []).append(run_label(run))
+                try:
+                    frame = evaluate_predictions(
+                        rows.drop(columns=[SOURCE_ROW], errors="ignore"),
+                        labels=label_list,
+                        sensitive=attribute,
+                        domain_cols=domain_cols,
+                        n_boot=n_boot,
+                        n_perm=n_perm,
+                        ci=ci,
+                        min_samples=min_samples,
+                        resample=resample,
+                        speaker_col=speaker_col,
+                        seed=seed,
+                    )
+                except ValueError as err:
+                    prefix = f"run {run_label(run)}: " if run_cols else ""
+                    raise AuditInputError(f"{prefix}{err}") from None
+                frames.append(replace(frame, run=run))
+                bar.advance(task)
+    for w, where in per_run.items():
+        where = list(dict.fromkeys(where))
+        if not run_cols:
+            warnings.append(w)
+        elif len(where) == len(runs):
+            warnings.append(f"{w} (in every run)" if len(runs) > 1 else f"run {where[0]}: {w}")
+        else:
+            shown = "; ".join(where[:4]) + (f" and {len(where) - 4} more" if len(where) > 4 else "")
+            warnings.append(f"{w} (in run(s) {shown})")
+    settings = {
+        "labels": label_list,
+        "sensitive": columns,
+        "marginals": marginals,
+        "domain_cols": domain_cols,
+        "by": run_cols,
+        "n_boot": n_boot,
+        "n_perm": n_perm,
+        "ci": ci,
+        "min_samples": min_samples,
+        "resample": resample,
+        "speaker_col": speaker_col,
+        "seed": seed,
+        "n_rows": len(df),
+        "n_runs": len(runs),
+    }
+    return Audit(
+        frames=frames,
+        run_columns=run_cols,
+        notes=notes,
+        warnings=warnings,
+        settings=settings,
+        source=source,
+        synthetic=synthetic,
+    )
