@@ -84,7 +84,7 @@ def gap_cells(rows: list[dict[str, Any]], *, alpha: float = 0.05) -> pd.DataFram
     """Per objective × language × modality: mean and std over seeds of the W-F1 gender gap, and in how
     many seeds the permutation test rejects a zero gap (``p < alpha``).
 
-    ``rows`` are benchmark result rows (``results.jsonl``; see :mod:`fairser.bench.runner`).
+    ``rows`` are benchmark result rows (``results.jsonl``; see :mod:`fairser.results.rows`).
     """
     out = []
     for r in rows:
