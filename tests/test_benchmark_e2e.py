@@ -5,9 +5,9 @@ import json
 import pandas as pd
 import pytest
 
-from fairser.bench.results import ResultsStore
 from fairser.bench.runner import plan_runs, run_benchmark
 from fairser.config import BenchmarkConfig
+from fairser.results import ResultsStore
 
 pytestmark = pytest.mark.slow
 

@@ -9,9 +9,9 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from fairser.bench.results import ResultsStore
 from fairser.bench.runner import run_benchmark
 from fairser.config import BenchmarkConfig, load_config
+from fairser.results import ResultsStore
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
 REPO = Path(__file__).resolve().parents[1]

@@ -16,8 +16,6 @@ from sklearn.metrics import f1_score
 from typer.testing import CliRunner
 
 from fairser.audit import audit_predictions
-from fairser.bench.results import ResultsStore
-from fairser.bench.table import paper_table, render_table
 from fairser.cli import app
 from fairser.metrics import evaluate_predictions
 from fairser.report import (
@@ -28,6 +26,7 @@ from fairser.report import (
     plot_weight_dynamics,
     tradeoff_points,
 )
+from fairser.results import ResultsStore, paper_table, render_table
 
 LABELS = ["neutral", "joy", "sadness", "anger"]
 OBJECTIVES = (("erm", "ERM"), ("minmaxgap", "ERM-MinMaxGAP"))
@@ -205,7 +204,7 @@ def test_report_from_benchmark_folder(bench_report, bench_dir):
         assert pixels.std() > 20 and pixels.shape[0] > 300  # a drawn figure, not a blank canvas
     assert 'id="synthetic-banner"' in page and "SYNTHETIC DATA" in page
     assert "built-in synthetic corpus (eSpeak NG)" in page
-    # The paper table is fairser.bench.table's own rendering.
+    # The paper table is fairser.results.tables' own rendering.
     rows = [r for r in ResultsStore(bench_dir / "results.jsonl").rows() if r["status"] == "ok"]
     expected = render_table(
         paper_table(rows, baseline="ERM"), synthetic=True, source=bench_report.data.source, n_seeds=2

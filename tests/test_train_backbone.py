@@ -320,9 +320,9 @@ def test_backbone_config_refuses_options_of_the_other_backbone_and_round_trips()
 # ------------------------------------------------------------------------------------- end to end
 @pytest.mark.slow
 def test_benchmark_end_to_end_with_tiny_qwen2_audio(tmp_path, capsys):
-    from fairser.bench.results import ResultsStore
     from fairser.bench.runner import plan_runs, run_benchmark
     from fairser.data.labels import MELD_EMOTIONS
+    from fairser.results import ResultsStore
 
     cfg = BenchmarkConfig.model_validate(_tiny_grid(tmp_path))
     table = run_benchmark(cfg, progress=False)
@@ -368,8 +368,8 @@ def test_benchmark_end_to_end_with_tiny_qwen2_audio(tmp_path, capsys):
 def test_backbone_runs_train_on_inferred_groups(tmp_path):
     # IDI for a raw-audio backbone: genders inferred once per benchmark (F0 rule; k-means on cached eGeMAPS),
     # the group objective sees them, the evaluation keeps the true gender
-    from fairser.bench.results import ResultsStore
     from fairser.bench.runner import run_benchmark
+    from fairser.results import ResultsStore
 
     data = _tiny_grid(tmp_path)
     data["modalities"] = ["audio"]

@@ -153,8 +153,7 @@ def table(
     """Print the paper-style table from a results folder."""
     import json
 
-    from fairser.bench.results import ResultsStore
-    from fairser.bench.table import paper_table, render_table
+    from fairser.results import ResultsStore, paper_table, render_table
 
     rows = [r for r in ResultsStore(results / "results.jsonl").rows() if r.get("status") == "ok"]
     if not rows:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import math
 from typing import Any
 
-import numpy as np
 import pandas as pd
 
 __all__ = ["jsonable"]
@@ -21,7 +20,7 @@ def jsonable(value: Any) -> Any:
         return [jsonable(v) for v in value]
     if value is None or value is pd.NA or value is pd.NaT:
         return None
-    if isinstance(value, np.generic):
+    if hasattr(value, "item") and callable(value.item):  # NumPy scalars (and 0-d arrays, 1-element tensors)
         value = value.item()
     if isinstance(value, float) and not math.isfinite(value):
         return None

@@ -1,12 +1,9 @@
-"""The benchmark grid runner, its results store and the paper-style table.
+"""The benchmark grid runner (imported on first use, so reading results stays fast).
 
-The runner (and with it torch) is imported on first use, so reading results stays fast.
+The results store and the tables live in :mod:`fairser.results`.
 """
 
-from fairser.bench.results import ResultsStore
-from fairser.bench.table import paper_table, render_table
-
-__all__ = ["ResultsStore", "paper_table", "render_table", "run_benchmark"]
+__all__ = ["run_benchmark"]
 
 
 def __getattr__(name: str):

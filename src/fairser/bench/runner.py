@@ -29,17 +29,16 @@ import numpy as np
 import pandas as pd
 from rich.console import Console
 
-from fairser.bench.results import ResultsStore
-from fairser.bench.rows import evaluate_run, predictions_table, run_fields
 from fairser.config import BenchmarkConfig, GroupsConfig, ObjectiveSpec
 from fairser.data.manifest import read_manifest, resolve_audio_paths
 from fairser.progress import progress_bar
+from fairser.results import ResultsStore, comparison_table, jsonable, render_comparison
+from fairser.results.rows import evaluate_run, predictions_table, run_fields
 from fairser.train import ArrayDataset
 
 __all__ = [
     "PreparedData",
     "RunSpec",
-    "comparison_table",
     "execute_run",
     "plan_runs",
     "prepare_data",
@@ -572,8 +571,8 @@ def execute_run(
     if spec.objective.sampler is not None:
         row["sampler"] = spec.objective.sampler
     if isinstance(objective, StagedObjective):
-        row["method"] = _jsonable(objective.summary())
-        row["stages"] = _jsonable(result.stages)
+        row["method"] = jsonable(objective.summary())
+        row["stages"] = jsonable(result.stages)
         row["n_train"] = {"original": n_train_before, "used": len(train)}
     if config.evaluation.gender_probe:
         from fairser.methods.probe import gender_probe
@@ -588,10 +587,6 @@ def execute_run(
             embedding=test.audio, gender=gender_code, speaker=speakers, seed=spec.seed
         ).as_dict()
     return row, pred, result.step_logs
-
-
-def _jsonable(obj: Any) -> Any:
-    return json.loads(json.dumps(obj, default=lambda o: o.item() if hasattr(o, "item") else str(o)))
 
 
 def apply_inferred_groups(
@@ -716,7 +711,7 @@ def run_benchmark(
     (the public predictions table, also the input of ``fairser audit``), ``table.md`` / ``table.csv`` and
     ``benchmark.json`` (config, data source, stage timings).
     """
-    from fairser.bench.table import paper_table, render_table
+    from fairser.results.tables import paper_table, render_table
 
     console = console or Console()
     out_dir = Path(config.output_dir)
@@ -798,131 +793,6 @@ def run_benchmark(
     return table
 
 
-def comparison_table(
-    rows: list[dict[str, Any]], *, baseline: str, order: list[str] | None = None
-) -> pd.DataFrame:
-    """One line per objective (and setting): the method-zoo comparison, mean and std over seeds.
-
-    Objectives appear in ``order`` (e.g. the config's), else in the order of ``rows``.
-
-    Columns (fractions): ``wf1``, ``uar``, ``mean_gap`` (mean over domains of the W-F1 gender gap),
-    ``worst_gap`` (max over domains), ``dsp`` / ``deo`` (mean over domains of the mean-over-classes ΔSP /
-    ΔEO), each with ``_std``; ``d_wf1`` / ``d_worst_gap`` (mean minus the baseline's in the same setting);
-    ``probe_acc`` / ``probe_chance`` / ``probe_input_acc`` (linear gender probe on the learned embedding, its
-    chance level, and the same probe on the input features; when run) and
-    ``idi_speaker_acc`` / ``idi_kappa`` (agreement of inferred with true gender over training rows, IDI).
-    """
-
-    def dom_mean(r: dict[str, Any], key: str) -> float:
-        vals = [d.get(key) for d in r["domains"]]
-        vals = np.asarray([np.nan if v is None else v for v in vals], dtype=float)
-        return float(np.nanmean(vals)) if np.isfinite(vals).any() else np.nan
-
-    def dom_max(r: dict[str, Any], key: str) -> float:
-        vals = np.asarray([np.nan if d.get(key) is None else d.get(key) for d in r["domains"]], dtype=float)
-        return float(np.nanmax(vals)) if np.isfinite(vals).any() else np.nan
-
-    recs = []
-    for r in rows:
-        probe = r.get("gender_probe") or {}
-        probe_input = r.get("gender_probe_input") or {}
-        agree = (r.get("groups") or {}).get("agreement_train") or {}
-        recs.append(
-            {
-                "objective": r["objective_label"],
-                "setting": r["setting"],
-                "seed": r["seed"],
-                "wf1": r["overall_weighted_f1"],
-                "uar": r.get("overall_uar", np.nan),
-                "mean_gap": dom_mean(r, "weighted_f1_gap"),
-                "worst_gap": dom_max(r, "weighted_f1_gap"),
-                "dsp": dom_mean(r, "dsp_mean_gap"),
-                "deo": dom_mean(r, "deo_mean_gap"),
-                "probe_acc": probe.get("accuracy", np.nan),
-                "probe_chance": probe.get("chance", np.nan),
-                "probe_input_acc": probe_input.get("accuracy", np.nan),
-                "idi_speaker_acc": agree.get("speaker_accuracy", np.nan),
-                "idi_kappa": agree.get("speaker_kappa", np.nan),
-            }
-        )
-    long = pd.DataFrame(recs).astype(
-        {"uar": float, "probe_acc": float, "probe_chance": float, "probe_input_acc": float}
-    )
-    metrics = [
-        "wf1",
-        "uar",
-        "mean_gap",
-        "worst_gap",
-        "dsp",
-        "deo",
-        "probe_acc",
-        "probe_chance",
-        "probe_input_acc",
-    ]
-    g = long.groupby(["setting", "objective"], sort=False)
-    table = g[metrics].mean()
-    table = table.join(g[metrics].std().add_suffix("_std"))
-    table = table.join(g[["idi_speaker_acc", "idi_kappa"]].mean()).join(g["seed"].nunique().rename("n_seeds"))
-    table = table.reset_index()
-    base = table[table["objective"] == baseline].set_index("setting")
-    table["d_wf1"] = table["wf1"] - table["setting"].map(base["wf1"])
-    table["d_worst_gap"] = table["worst_gap"] - table["setting"].map(base["worst_gap"])
-    if order is not None:
-        rank = {label: i for i, label in enumerate(order)}
-        table = table.sort_values(
-            ["setting", "objective"],
-            key=lambda col: col.map(rank) if col.name == "objective" else col,
-            kind="stable",
-        ).reset_index(drop=True)
-    return table
-
-
-def _render_comparison(table: pd.DataFrame, *, synthetic: bool, source: str, baseline: str) -> str:
-    def pm(r, k):
-        m, s = r[k], r.get(f"{k}_std")
-        if m is None or not np.isfinite(m):
-            return "–"
-        return f"{100 * m:.1f}" + (f" ± {100 * s:.1f}" if s is not None and np.isfinite(s) else "")
-
-    def delta(x):
-        return "–" if x is None or not np.isfinite(x) else f"{100 * x:+.1f}"
-
-    has_probe = table["probe_acc"].notna().any()
-    has_idi = table["idi_speaker_acc"].notna().any()
-    head = ["Setting", "Objective", "Seeds", "W-F1", "UAR", "Mean gap", "Worst-domain gap", "ΔSP", "ΔEO"]
-    head += ["Δ W-F1", "Δ worst gap"] + (["Gender probe: embedding / input (chance)"] if has_probe else [])
-    head += ["IDI speaker acc (κ)"] if has_idi else []
-    lines = []
-    if synthetic:
-        lines.append("**SYNTHETIC DATA** — built-in eSpeak NG corpus; numbers describe this generator.\n")
-    lines.append(
-        f"Data: {source}. In %, mean ± std over seeds. Gaps: |W-F1(male) − W-F1(female)| per domain (mean and "
-        f"max over domains); ΔSP / ΔEO: mean over domains of the mean over classes. Δ = objective − {baseline} "
-        "(negative Δ worst gap = fairer). Gender probe: speaker-independent CV accuracy of a linear probe on "
-        "the learned test embedding (and on the input features). IDI: agreement of inferred with true gender over training speakers.\n"
-    )
-    lines.append("| " + " | ".join(head) + " |")
-    lines.append("|" + "---|" * len(head))
-    for r in table.to_dict(orient="records"):
-        cells = [str(r["setting"]), str(r["objective"]), str(int(r["n_seeds"]))]
-        cells += [pm(r, k) for k in ("wf1", "uar", "mean_gap", "worst_gap", "dsp", "deo")]
-        cells += [delta(r["d_wf1"]), delta(r["d_worst_gap"])]
-        if has_probe:
-            cells.append(
-                "–"
-                if not np.isfinite(r["probe_acc"])
-                else f"{pm(r, 'probe_acc')} / {100 * r['probe_input_acc']:.1f} ({100 * r['probe_chance']:.0f})"
-            )
-        if has_idi:
-            cells.append(
-                "–"
-                if not np.isfinite(r["idi_speaker_acc"])
-                else f"{100 * r['idi_speaker_acc']:.0f} ({r['idi_kappa']:.2f})"
-            )
-        lines.append("| " + " | ".join(cells) + " |")
-    return "\n".join(lines) + "\n"
-
-
 def _write_comparison(
     rows: list[dict[str, Any]], *, out_dir: Path, config: BenchmarkConfig, prepared: PreparedData
 ) -> None:
@@ -932,7 +802,7 @@ def _write_comparison(
     table = comparison_table(rows, baseline=baseline, order=[o.display for o in config.objectives])
     table.to_csv(out_dir / "comparison.csv", index=False)
     (out_dir / "comparison.md").write_text(
-        _render_comparison(table, synthetic=prepared.synthetic, source=prepared.source, baseline=baseline)
+        render_comparison(table, synthetic=prepared.synthetic, source=prepared.source, baseline=baseline)
     )
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure

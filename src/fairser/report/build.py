@@ -6,10 +6,8 @@ import datetime as dt
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 
-from fairser.bench.table import long_results, paper_table, render_table
 from fairser.report.data import ReportData, load_report_data
 from fairser.report.figures import (
     figure_png,
@@ -22,6 +20,8 @@ from fairser.report.figures import (
 )
 from fairser.report.html import ReportFigure, render_html
 from fairser.report.markdown import render_markdown
+from fairser.results.aggregate import seed_stats
+from fairser.results.tables import fmt_pm, long_results, paper_table, render_table
 
 __all__ = ["Report", "build_report", "headline_table"]
 
@@ -45,33 +45,29 @@ class Report:
         return out
 
 
-def _pm(mean: float, std: float) -> str:
-    if not np.isfinite(mean):
-        return "–"
-    return f"{100 * mean:.1f}" + (f" ± {100 * std:.1f}" if np.isfinite(std) else "")
-
-
 def headline_table(rows: list[dict]) -> pd.DataFrame:
     """Per objective and setting: overall W-F1, mean and worst-domain W-F1 gender gap, in % (mean ± std over
     seeds)."""
     long = long_results(rows)
     if long.empty:
         return pd.DataFrame()
-    out = []
-    for (obj, setting), sub in long.groupby(["objective", "setting"], sort=False):
-        overall = sub[sub["language"] == "Overall"]
-        worst = sub[sub["language"] == "Worst domain"]
-        out.append(
+    by = ["objective", "setting"]
+    overall = seed_stats(long[long["language"] == "Overall"], by=by, values=["weighted_f1", "gap"])
+    worst = seed_stats(long[long["language"] == "Worst domain"], by=by, values=["gap"])
+    stats = overall.merge(worst[[*by, "gap", "gap_std"]], on=by, how="left", suffixes=("", "_worst"))
+    return pd.DataFrame(
+        [
             {
-                "objective": obj,
-                "setting": setting,
-                "seeds": int(overall["seed"].nunique()),
-                "W-F1 (%)": _pm(overall["weighted_f1"].mean(), overall["weighted_f1"].std()),
-                "mean gap (%)": _pm(overall["gap"].mean(), overall["gap"].std()),
-                "worst-domain gap (%)": _pm(worst["gap"].mean(), worst["gap"].std()),
+                "objective": r["objective"],
+                "setting": r["setting"],
+                "seeds": int(r["n_seeds"]),
+                "W-F1 (%)": fmt_pm(r["weighted_f1"], r["weighted_f1_std"]),
+                "mean gap (%)": fmt_pm(r["gap"], r["gap_std"]),
+                "worst-domain gap (%)": fmt_pm(r["gap_worst"], r["gap_std_worst"]),
             }
-        )
-    return pd.DataFrame(out)
+            for r in stats.to_dict(orient="records")
+        ]
+    )
 
 
 def build_report(

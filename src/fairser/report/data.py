@@ -1,7 +1,7 @@
 """What a report shows, read from a benchmark output folder or an audit folder.
 
 Both sources become one :class:`ReportData`: run rows in the format of the benchmark's ``results.jsonl``
-(so :func:`fairser.bench.table.paper_table` and the figures work on either), a tidy per-class table, and
+(so :func:`fairser.results.tables.paper_table` and the figures work on either), a tidy per-class table, and
 the list of undefined numbers with their reasons.
 
 * Benchmark folder (``results.jsonl``, ``benchmark.json``, ``runs/<run_id>/predictions.csv``): rows as
@@ -24,8 +24,8 @@ from typing import Any
 import pandas as pd
 
 from fairser.audit import Audit, audit_predictions, read_predictions, run_label
-from fairser.bench.results import ResultsStore
 from fairser.metrics import GAP_METRICS, MetricFrame
+from fairser.results import ResultsStore
 
 __all__ = [
     "ReportData",

@@ -21,7 +21,8 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.patches import Rectangle
 
-from fairser.bench.table import long_results
+from fairser.results.aggregate import seed_stats
+from fairser.results.tables import long_results
 
 __all__ = [
     "MARKERS",
@@ -83,7 +84,7 @@ def gap_cells(rows: list[dict[str, Any]], *, alpha: float = 0.05) -> pd.DataFram
     """Per objective × language × modality: mean and std over seeds of the W-F1 gender gap, and in how
     many seeds the permutation test rejects a zero gap (``p < alpha``).
 
-    ``rows`` are benchmark result rows (``results.jsonl``; see :mod:`fairser.bench.runner`).
+    ``rows`` are benchmark result rows (``results.jsonl``; see :mod:`fairser.results.rows`).
     """
     out = []
     for r in rows:
@@ -106,15 +107,13 @@ def gap_cells(rows: list[dict[str, Any]], *, alpha: float = 0.05) -> pd.DataFram
             columns=[*cols, "gap", "gap_std", "n_seeds", "n_tested", "n_significant", "reason"]
         )
     frame = pd.DataFrame(out)
-    agg = frame.groupby(cols, sort=False).agg(
-        gap=("gap", "mean"),
-        gap_std=("gap", "std"),
-        n_seeds=("seed", "nunique"),
+    stats = seed_stats(frame, by=cols, values=["gap"])
+    tests = frame.groupby(cols, sort=False).agg(
         n_tested=("significant", lambda s: int(s.notna().sum())),
         n_significant=("significant", lambda s: int((s == True).sum())),  # noqa: E712 (object column)
         reason=("reason", lambda s: "; ".join(dict.fromkeys(x for x in s if x))),
     )
-    return agg.reset_index()
+    return stats.join(tests, on=cols)
 
 
 def plot_gap_heatmap(
@@ -245,15 +244,16 @@ def tradeoff_points(rows: list[dict[str, Any]]) -> pd.DataFrame:
     ]
     if long.empty:
         return pd.DataFrame(columns=cols)
-    overall = long[long["language"] == "Overall"]
-    worst = long[long["language"] == "Worst domain"]
+    by = ["objective", "setting"]
+    overall = seed_stats(long[long["language"] == "Overall"], by=by, values=["weighted_f1"])
+    worst = seed_stats(long[long["language"] == "Worst domain"], by=by, values=["gap"])
+    stats = overall.merge(worst[[*by, "gap", "gap_std"]], on=by, how="left")
     out = []
-    for (obj, setting), sub in overall.groupby(["objective", "setting"], sort=False):
-        w = worst[(worst["objective"] == obj) & (worst["setting"] == setting)]
-        n_seeds = int(sub["seed"].nunique())
-        wf1, gap = float(sub["weighted_f1"].mean()), float(w["gap"].mean())
+    for s in stats.to_dict(orient="records"):
+        obj, setting, n_seeds = s["objective"], s["setting"], int(s["n_seeds"])
+        wf1, gap = float(s["weighted_f1"]), float(s["gap"])
         if n_seeds > 1:
-            wsd, gsd = float(sub["weighted_f1"].std()), float(w["gap"].std())
+            wsd, gsd = float(s["weighted_f1_std"]), float(s["gap_std"])
             rec = (wf1 - wsd, wf1 + wsd, gap - gsd, gap + gsd, "mean ± std over seeds")
         else:
             run = next(r for r in rows if r["objective_label"] == obj and r["setting"] == setting)

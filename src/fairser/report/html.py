@@ -54,7 +54,7 @@ def _inline(text: str) -> str:
 
 
 def markdown_table_to_html(text: str) -> str:
-    """Render the Markdown of :func:`fairser.bench.table.render_table` (paragraphs + one pipe table)."""
+    """Render the Markdown of :func:`fairser.results.tables.render_table` (paragraphs + one pipe table)."""
     parts: list[str] = []
     table: list[list[str]] = []
 

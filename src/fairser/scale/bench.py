@@ -22,8 +22,8 @@ import pandas as pd
 import torch
 from torch import nn
 
-from fairser.bench.rows import evaluate_run, predictions_table, run_fields
 from fairser.config import BackboneConfig, BenchmarkConfig
+from fairser.results.rows import evaluate_run, predictions_table, run_fields
 from fairser.scale.data import AudioDataset
 
 __all__ = ["audio_views", "build_backbone", "execute_backbone_run"]

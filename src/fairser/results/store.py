@@ -7,24 +7,13 @@ row is deleted from the file is simply run again.
 from __future__ import annotations
 
 import json
-import math
 import os
 from pathlib import Path
 from typing import Any
 
+from fairser.jsonable import jsonable
+
 __all__ = ["ResultsStore"]
-
-
-def _jsonable(x: Any) -> Any:
-    if isinstance(x, dict):
-        return {str(k): _jsonable(v) for k, v in x.items()}
-    if isinstance(x, (list, tuple)):
-        return [_jsonable(v) for v in x]
-    if hasattr(x, "item") and callable(x.item):  # numpy scalars
-        x = x.item()
-    if isinstance(x, float) and not math.isfinite(x):
-        return None  # JSON has no NaN; the row's `reason` fields say why a value is missing
-    return x
 
 
 class ResultsStore:
@@ -52,7 +41,7 @@ class ResultsStore:
 
     def append(self, row: dict[str, Any]) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        line = json.dumps(_jsonable(row), sort_keys=True) + "\n"
+        line = json.dumps(jsonable(row), sort_keys=True) + "\n"
         with open(self.path, "a") as f:
             f.write(line)
             f.flush()

@@ -1,0 +1,38 @@
+"""Benchmark results, read from below by the run pipeline (``fairser.bench``) and the report.
+
+* :mod:`~fairser.results.store` — :class:`ResultsStore`, one JSON line per finished run;
+* :mod:`~fairser.results.rows` — a run's predictions table, its evaluation and its identity fields;
+* :mod:`~fairser.results.aggregate` — :func:`seed_stats`, the one mean ± std over seeds;
+* :mod:`~fairser.results.tables` — the paper-style table and the method-zoo comparison (frames, Markdown);
+* :mod:`fairser.jsonable` — :func:`jsonable`, the one conversion into JSON values.
+"""
+
+from fairser.jsonable import jsonable
+from fairser.results.aggregate import seed_stats
+from fairser.results.rows import evaluate_run, predictions_table, run_fields
+from fairser.results.store import ResultsStore
+from fairser.results.tables import (
+    comparison_table,
+    fmt_delta,
+    fmt_pm,
+    long_results,
+    paper_table,
+    render_comparison,
+    render_table,
+)
+
+__all__ = [
+    "ResultsStore",
+    "comparison_table",
+    "evaluate_run",
+    "fmt_delta",
+    "fmt_pm",
+    "jsonable",
+    "long_results",
+    "paper_table",
+    "predictions_table",
+    "render_comparison",
+    "render_table",
+    "run_fields",
+    "seed_stats",
+]

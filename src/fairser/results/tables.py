@@ -1,0 +1,298 @@
+"""The benchmark's tables: the paper-style table (W-F1 and gender gap per language x modality, objectives side
+by side) and the method-zoo comparison (one line per objective), as frames and as Markdown.
+
+Mean ± std over seeds (:func:`fairser.results.aggregate.seed_stats`), the change of each objective against
+the baseline (ERM), an overall row (W-F1 over all test utterances of a run; gap = mean over domains of
+gap_d, METHODS.md §2) and a worst-domain row (max_d gap_d), like the ERM-MinMaxGAP paper's table.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from fairser.results.aggregate import seed_stats
+
+__all__ = [
+    "comparison_table",
+    "fmt_delta",
+    "fmt_pm",
+    "long_results",
+    "paper_table",
+    "render_comparison",
+    "render_table",
+]
+
+_GAP = "weighted_f1_gap"
+
+
+def fmt_pm(mean: float | None, std: float | None) -> str:
+    """``mean ± std`` in % with one decimal (``–`` when the mean is undefined; no ``± …`` without a std)."""
+    if mean is None or not np.isfinite(mean):
+        return "–"
+    s = f"{100 * mean:.1f}"
+    if std is not None and np.isfinite(std):
+        s += f" ± {100 * std:.1f}"
+    return s
+
+
+def fmt_delta(x: float | None) -> str:
+    """A signed change in % with one decimal (``–`` when undefined)."""
+    return "–" if x is None or not np.isfinite(x) else f"{100 * x:+.1f}"
+
+
+# ------------------------------------------------------------------------------------------- paper table
+
+
+def long_results(rows: list[dict[str, Any]]) -> pd.DataFrame:
+    """One row per (run, domain) with W-F1 and its gender gap, plus per-run 'Overall' and 'Worst domain' rows."""
+    out = []
+    for r in rows:
+        base = {"objective": r["objective_label"], "seed": r["seed"], "setting": r["setting"]}
+        gaps = []
+        for d in r["domains"]:
+            gap = d.get(_GAP)
+            gaps.append(np.nan if gap is None else gap)
+            out.append(
+                {
+                    **base,
+                    "language": d["language"],
+                    "modality": d["modality"],
+                    "weighted_f1": d["weighted_f1"],
+                    "gap": np.nan if gap is None else gap,
+                    "signed_gap": d.get("weighted_f1_signed_gap"),
+                }
+            )
+        gaps_arr = np.asarray(gaps, dtype=float)
+        finite = gaps_arr[np.isfinite(gaps_arr)]
+        out.append(
+            {
+                **base,
+                "language": "Overall",
+                "modality": r["setting"],
+                "weighted_f1": r["overall_weighted_f1"],
+                "gap": float(finite.mean()) if finite.size else np.nan,
+            }
+        )
+        out.append(
+            {
+                **base,
+                "language": "Worst domain",
+                "modality": r["setting"],
+                "weighted_f1": np.nan,
+                "gap": float(finite.max()) if finite.size else np.nan,
+            }
+        )
+    return pd.DataFrame(out)
+
+
+def paper_table(rows: list[dict[str, Any]], *, baseline: str) -> pd.DataFrame:
+    """Aggregate run rows into the paper's table (one row per language x modality, then Overall / Worst).
+
+    Columns: ``language, modality``, then per objective ``<obj> W-F1``, ``<obj> W-F1 std``, ``<obj> gap``,
+    ``<obj> gap std``, ``<obj> n_seeds``, and for every non-baseline objective ``Δ W-F1`` / ``Δ gap`` (its
+    mean minus the baseline's mean).
+    """
+    long = long_results(rows)
+    if long.empty:
+        return pd.DataFrame(columns=["language", "modality"])
+    # Overall / Worst rows are per setting (their modality is the setting).
+    agg = seed_stats(long, by=["language", "modality", "objective"], values=["weighted_f1", "gap"])
+    objectives = list(dict.fromkeys(long["objective"]))
+    if baseline in objectives:
+        objectives.remove(baseline)
+        objectives.insert(0, baseline)
+    table = agg[["language", "modality"]].drop_duplicates().reset_index(drop=True)
+    for obj in objectives:
+        sub = agg.loc[
+            agg["objective"] == obj,
+            ["language", "modality", "weighted_f1", "weighted_f1_std", "gap", "gap_std", "n_seeds"],
+        ]
+        sub = sub.rename(
+            columns={
+                "weighted_f1": f"{obj} W-F1",
+                "weighted_f1_std": f"{obj} W-F1 std",
+                "gap": f"{obj} gap",
+                "gap_std": f"{obj} gap std",
+                "n_seeds": f"{obj} n_seeds",
+            }
+        )
+        table = table.merge(sub, on=["language", "modality"], how="left")
+    for obj in objectives[1:]:
+        if baseline in objectives:
+            table[f"{obj} Δ W-F1"] = table[f"{obj} W-F1"] - table[f"{baseline} W-F1"]
+            table[f"{obj} Δ gap"] = table[f"{obj} gap"] - table[f"{baseline} gap"]
+    order = {"Overall": 1, "Worst domain": 2}
+    table["_o"] = table["language"].map(lambda x: order.get(x, 0))
+    table = (
+        table.sort_values(["_o", "modality", "language"], kind="stable")
+        .drop(columns="_o")
+        .reset_index(drop=True)
+    )
+    table.attrs["objectives"] = objectives
+    table.attrs["baseline"] = baseline
+    return table
+
+
+def render_table(table: pd.DataFrame, *, synthetic: bool, source: str, n_seeds: int) -> str:
+    """Markdown rendering (values in %, mean ± std over seeds); states the data source and 'synthetic'."""
+    objectives = table.attrs.get("objectives", [])
+    baseline = table.attrs.get("baseline")
+    head = ["Language", "Modality"]
+    for obj in objectives:
+        head += [f"{obj} W-F1", f"{obj} gap"]
+        if obj != baseline and baseline in objectives:
+            head += ["Δ W-F1", "Δ gap"]
+    lines = []
+    if synthetic:
+        lines.append(
+            "**SYNTHETIC DATA** — built-in eSpeak NG corpus; numbers describe this generator, not real speech.\n"
+        )
+    lines.append(
+        f"Data: {source}. W-F1 and gender gap |W-F1(male) − W-F1(female)| in %, mean ± std over {n_seeds} seed(s); "
+        "Δ = objective − " + f"{baseline}. Overall: W-F1 on all test utterances, gap = mean over domains; "
+        "Worst domain: max over domains of the gap.\n"
+    )
+    lines.append("| " + " | ".join(head) + " |")
+    lines.append("|" + "---|" * len(head))
+    for _, r in table.iterrows():
+        cells = [str(r["language"]), str(r["modality"])]
+        for obj in objectives:
+            cells += [
+                fmt_pm(r.get(f"{obj} W-F1"), r.get(f"{obj} W-F1 std")),
+                fmt_pm(r.get(f"{obj} gap"), r.get(f"{obj} gap std")),
+            ]
+            if obj != baseline and baseline in objectives:
+                cells += [fmt_delta(r.get(f"{obj} Δ W-F1")), fmt_delta(r.get(f"{obj} Δ gap"))]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+# -------------------------------------------------------------------------------------- comparison table
+
+_COMPARED = [
+    "wf1",
+    "uar",
+    "mean_gap",
+    "worst_gap",
+    "dsp",
+    "deo",
+    "probe_acc",
+    "probe_chance",
+    "probe_input_acc",
+]
+_IDI = ["idi_speaker_acc", "idi_kappa"]
+
+
+def _domain_values(r: dict[str, Any], key: str) -> np.ndarray:
+    return np.asarray([np.nan if d.get(key) is None else d.get(key) for d in r["domains"]], dtype=float)
+
+
+def _domain_mean(r: dict[str, Any], key: str) -> float:
+    vals = _domain_values(r, key)
+    return float(np.nanmean(vals)) if np.isfinite(vals).any() else np.nan
+
+
+def _domain_max(r: dict[str, Any], key: str) -> float:
+    vals = _domain_values(r, key)
+    return float(np.nanmax(vals)) if np.isfinite(vals).any() else np.nan
+
+
+def comparison_table(
+    rows: list[dict[str, Any]], *, baseline: str, order: list[str] | None = None
+) -> pd.DataFrame:
+    """One line per objective (and setting): the method-zoo comparison, mean and std over seeds.
+
+    Objectives appear in ``order`` (e.g. the config's), else in the order of ``rows``.
+
+    Columns (fractions): ``wf1``, ``uar``, ``mean_gap`` (mean over domains of the W-F1 gender gap),
+    ``worst_gap`` (max over domains), ``dsp`` / ``deo`` (mean over domains of the mean-over-classes ΔSP /
+    ΔEO), each with ``_std``; ``d_wf1`` / ``d_worst_gap`` (mean minus the baseline's in the same setting);
+    ``probe_acc`` / ``probe_chance`` / ``probe_input_acc`` (linear gender probe on the learned embedding, its
+    chance level, and the same probe on the input features; when run) and
+    ``idi_speaker_acc`` / ``idi_kappa`` (agreement of inferred with true gender over training rows, IDI).
+    """
+    recs = []
+    for r in rows:
+        probe = r.get("gender_probe") or {}
+        probe_input = r.get("gender_probe_input") or {}
+        agree = (r.get("groups") or {}).get("agreement_train") or {}
+        recs.append(
+            {
+                "objective": r["objective_label"],
+                "setting": r["setting"],
+                "seed": r["seed"],
+                "wf1": r["overall_weighted_f1"],
+                "uar": r.get("overall_uar", np.nan),
+                "mean_gap": _domain_mean(r, "weighted_f1_gap"),
+                "worst_gap": _domain_max(r, "weighted_f1_gap"),
+                "dsp": _domain_mean(r, "dsp_mean_gap"),
+                "deo": _domain_mean(r, "deo_mean_gap"),
+                "probe_acc": probe.get("accuracy", np.nan),
+                "probe_chance": probe.get("chance", np.nan),
+                "probe_input_acc": probe_input.get("accuracy", np.nan),
+                "idi_speaker_acc": agree.get("speaker_accuracy", np.nan),
+                "idi_kappa": agree.get("speaker_kappa", np.nan),
+            }
+        )
+    long = pd.DataFrame(recs).astype(
+        {"uar": float, "probe_acc": float, "probe_chance": float, "probe_input_acc": float}
+    )
+    stats = seed_stats(long, by=["setting", "objective"], values=_COMPARED + _IDI)
+    table = stats[
+        ["setting", "objective", *_COMPARED, *(f"{m}_std" for m in _COMPARED), *_IDI, "n_seeds"]
+    ].copy()
+    base = table[table["objective"] == baseline].set_index("setting")
+    table["d_wf1"] = table["wf1"] - table["setting"].map(base["wf1"])
+    table["d_worst_gap"] = table["worst_gap"] - table["setting"].map(base["worst_gap"])
+    if order is not None:
+        rank = {label: i for i, label in enumerate(order)}
+        table = table.sort_values(
+            ["setting", "objective"],
+            key=lambda col: col.map(rank) if col.name == "objective" else col,
+            kind="stable",
+        ).reset_index(drop=True)
+    return table
+
+
+def render_comparison(table: pd.DataFrame, *, synthetic: bool, source: str, baseline: str) -> str:
+    """Markdown rendering of :func:`comparison_table` (in %, mean ± std over seeds)."""
+    has_probe = table["probe_acc"].notna().any()
+    has_idi = table["idi_speaker_acc"].notna().any()
+    head = ["Setting", "Objective", "Seeds", "W-F1", "UAR", "Mean gap", "Worst-domain gap", "ΔSP", "ΔEO"]
+    head += ["Δ W-F1", "Δ worst gap"] + (["Gender probe: embedding / input (chance)"] if has_probe else [])
+    head += ["IDI speaker acc (κ)"] if has_idi else []
+    lines = []
+    if synthetic:
+        lines.append("**SYNTHETIC DATA** — built-in eSpeak NG corpus; numbers describe this generator.\n")
+    lines.append(
+        f"Data: {source}. In %, mean ± std over seeds. Gaps: |W-F1(male) − W-F1(female)| per domain (mean and "
+        f"max over domains); ΔSP / ΔEO: mean over domains of the mean over classes. Δ = objective − {baseline} "
+        "(negative Δ worst gap = fairer). Gender probe: speaker-independent CV accuracy of a linear probe on "
+        "the learned test embedding (and on the input features). IDI: agreement of inferred with true gender over training speakers.\n"
+    )
+    lines.append("| " + " | ".join(head) + " |")
+    lines.append("|" + "---|" * len(head))
+    for r in table.to_dict(orient="records"):
+        cells = [str(r["setting"]), str(r["objective"]), str(int(r["n_seeds"]))]
+        cells += [
+            fmt_pm(r[k], r.get(f"{k}_std")) for k in ("wf1", "uar", "mean_gap", "worst_gap", "dsp", "deo")
+        ]
+        cells += [fmt_delta(r["d_wf1"]), fmt_delta(r["d_worst_gap"])]
+        if has_probe:
+            cells.append(
+                "–"
+                if not np.isfinite(r["probe_acc"])
+                else f"{fmt_pm(r['probe_acc'], r['probe_acc_std'])} / {100 * r['probe_input_acc']:.1f} "
+                f"({100 * r['probe_chance']:.0f})"
+            )
+        if has_idi:
+            cells.append(
+                "–"
+                if not np.isfinite(r["idi_speaker_acc"])
+                else f"{100 * r['idi_speaker_acc']:.0f} ({r['idi_kappa']:.2f})"
+            )
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"

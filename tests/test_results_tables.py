@@ -1,0 +1,328 @@
+"""fairser.results: the store, the one seed aggregation, the tables (byte-identical to the code they replace),
+the one JSON conversion and a run's evaluation on any sensitive attribute."""
+
+import io
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from fairser.config import EvalConfig
+from fairser.report import gap_cells, headline_table, tradeoff_points
+from fairser.results import (
+    ResultsStore,
+    comparison_table,
+    evaluate_run,
+    fmt_delta,
+    fmt_pm,
+    jsonable,
+    paper_table,
+    predictions_table,
+    render_comparison,
+    render_table,
+    seed_stats,
+)
+
+ASSETS = Path(__file__).parent / "assets" / "results_tables"
+
+
+def _row(obj, seed, gaps, wf1s, setting="audio"):
+    return {
+        "run_id": f"{setting}-{obj}-{seed}",
+        "status": "ok",
+        "setting": setting,
+        "objective": obj.lower(),
+        "objective_label": obj,
+        "seed": seed,
+        "overall_weighted_f1": sum(wf1s) / len(wf1s),
+        "domains": [
+            {
+                "language": lang,
+                "modality": setting,
+                "weighted_f1": w,
+                "weighted_f1_gap": g,
+                "weighted_f1_signed_gap": None if g is None else -g,
+            }
+            for lang, w, g in zip(["en", "de"], wf1s, gaps, strict=False)
+        ],
+    }
+
+
+def test_store_appends_skips_and_removes(tmp_path):
+    store = ResultsStore(tmp_path / "r.jsonl")
+    store.append({"run_id": "a", "status": "ok", "x": float("nan")})
+    store.append({"run_id": "b", "status": "failed"})
+    with open(store.path, "a") as f:
+        f.write('{"run_id": "c", "sta')  # a line cut by a crash
+    assert store.finished() == {"a"}
+    assert store.rows()[0]["x"] is None  # NaN stored as null, not as invalid JSON
+    assert store.remove("a") == 1
+    assert store.finished() == set()
+
+
+def test_paper_table_means_stds_and_deltas():
+    rows = [
+        _row("ERM", 0, gaps=[0.10, 0.20], wf1s=[0.6, 0.5]),
+        _row("ERM", 1, gaps=[0.20, 0.40], wf1s=[0.7, 0.5]),
+        _row("MMG", 0, gaps=[0.05, 0.10], wf1s=[0.6, 0.4]),
+        _row("MMG", 1, gaps=[0.05, 0.10], wf1s=[0.6, 0.4]),
+    ]
+    t = paper_table(rows, baseline="ERM")
+    en = t[(t.language == "en")].iloc[0]
+    assert math.isclose(en["ERM W-F1"], 0.65)
+    assert math.isclose(en["ERM gap"], 0.15)
+    assert math.isclose(en["MMG Δ gap"], 0.05 - 0.15)
+    worst = t[t.language == "Worst domain"].iloc[0]
+    assert math.isclose(worst["ERM gap"], (0.20 + 0.40) / 2)
+    overall = t[t.language == "Overall"].iloc[0]
+    assert math.isclose(overall["ERM gap"], (0.15 + 0.30) / 2)
+    text = render_table(t, synthetic=True, source="x", n_seeds=2)
+    assert "SYNTHETIC" in text and "| en | audio | 65.0 ± 7.1 | 15.0 ± 7.1 |" in text
+
+
+# ------------------------------------------------------------------------------------- seed aggregation
+
+
+def test_seed_stats_mean_std_n_per_group_in_order_of_appearance():
+    long = pd.DataFrame(
+        {
+            "obj": ["B", "B", "A", "A", "A", "B"],
+            "seed": [0, 1, 0, 1, 2, 2],
+            "x": [1.0, 3.0, 2.0, np.nan, 4.0, 5.0],
+        }
+    )
+    s = seed_stats(long, by=["obj"], values=["x"])
+    assert list(s.columns) == ["obj", "x", "x_std", "n_seeds"]
+    assert list(s["obj"]) == ["B", "A"]
+    b, a = s.iloc[0], s.iloc[1]
+    assert b["x"] == 3.0 and b["x_std"] == 2.0 and b["n_seeds"] == 3  # std of 1, 3, 5 (ddof=1) = 2
+    # a NaN seed is left out of mean and std but still counted as a seed
+    assert a["x"] == 3.0 and math.isclose(a["x_std"], math.sqrt(2)) and a["n_seeds"] == 3
+    one = seed_stats(long[long["seed"] == 0], by=["obj"], values=["x"])
+    assert one["x_std"].isna().all() and (one["n_seeds"] == 1).all()  # one seed: no std
+
+
+def _hand_rows():
+    # two seeds of ERM and of MMG; numbers exact in binary so every mean is exact
+    return [
+        _row("ERM", 0, gaps=[0.125, 0.25], wf1s=[0.5, 0.75]),  # overall 0.625, mean gap 0.1875, worst 0.25
+        _row("ERM", 1, gaps=[0.375, None], wf1s=[0.75, 0.25]),  # overall 0.5, mean gap 0.375, worst 0.375
+        _row("MMG", 0, gaps=[0.0625, 0.125], wf1s=[0.5, 0.5]),  # overall 0.5, mean gap 0.09375, worst 0.125
+        _row("MMG", 1, gaps=[0.0625, 0.0625], wf1s=[0.5, 0.5]),  # overall 0.5, mean gap 0.0625, worst 0.0625
+    ]
+
+
+def test_the_one_aggregation_gives_the_numbers_of_the_four_old_tables():
+    rows = _hand_rows()
+    sd = lambda a, b: abs(a - b) / math.sqrt(2)  # noqa: E731 - std of two values, ddof=1
+    # 1. paper table (bench/table.py)
+    t = paper_table(rows, baseline="ERM").set_index("language")
+    assert t.loc["en", "ERM gap"] == 0.25 and math.isclose(t.loc["en", "ERM gap std"], sd(0.125, 0.375))
+    assert t.loc["de", "ERM gap"] == 0.25 and np.isnan(t.loc["de", "ERM gap std"])  # one defined seed
+    assert t.loc["de", "ERM n_seeds"] == 2
+    assert t.loc["Overall", "ERM W-F1"] == 0.5625 and t.loc["Overall", "ERM gap"] == 0.28125
+    assert t.loc["Worst domain", "MMG gap"] == 0.09375
+    assert t.loc["Worst domain", "MMG Δ gap"] == 0.09375 - 0.3125
+    # 2. comparison table (bench/runner.py)
+    c = comparison_table(rows, baseline="ERM").set_index("objective")
+    assert c.loc["ERM", "wf1"] == 0.5625 and math.isclose(c.loc["ERM", "wf1_std"], sd(0.625, 0.5))
+    assert c.loc["ERM", "mean_gap"] == 0.28125 and c.loc["ERM", "worst_gap"] == 0.3125
+    assert c.loc["MMG", "d_worst_gap"] == 0.09375 - 0.3125 and c.loc["MMG", "n_seeds"] == 2
+    # 3. headline table (report/build.py)
+    h = headline_table(rows).set_index("objective")
+    assert h.loc["ERM", "seeds"] == 2
+    assert h.loc["ERM", "W-F1 (%)"] == f"56.2 ± {100 * sd(0.625, 0.5):.1f}" == "56.2 ± 8.8"
+    assert (
+        h.loc["ERM", "mean gap (%)"] == "28.1 ± 13.3" and h.loc["ERM", "worst-domain gap (%)"] == "31.2 ± 8.8"
+    )
+    assert h.loc["MMG", "W-F1 (%)"] == "50.0 ± 0.0"
+    # 4. gap heatmap cells and trade-off points (report/figures.py)
+    cells = gap_cells(rows).set_index(["objective", "language"])
+    assert cells.loc[("ERM", "de"), "gap"] == 0.25 and cells.loc[("ERM", "de"), "n_seeds"] == 2
+    assert math.isclose(cells.loc[("ERM", "en"), "gap_std"], sd(0.125, 0.375))
+    p = tradeoff_points(rows).set_index("objective")
+    assert p.loc["ERM", "wf1"] == 0.5625 and p.loc["ERM", "gap"] == 0.3125
+    assert math.isclose(p.loc["ERM", "gap_high"] - p.loc["ERM", "gap"], sd(0.25, 0.375))
+    assert p.loc["ERM", "error"] == "mean ± std over seeds"
+
+
+def test_fmt_pm_and_delta():
+    assert fmt_pm(0.12345, 0.01) == "12.3 ± 1.0"
+    assert fmt_pm(0.5, np.nan) == fmt_pm(0.5, None) == "50.0"
+    assert fmt_pm(np.nan, 0.1) == fmt_pm(None, None) == "–"
+    assert fmt_delta(-0.0123) == "-1.2" and fmt_delta(0.0) == "+0.0" and fmt_delta(None) == "–"
+
+
+# ------------------------------------------------------------------- byte-identical to the replaced code
+
+
+def _csv(frame: pd.DataFrame) -> str:
+    buf = io.StringIO()
+    frame.to_csv(buf, index=False)
+    return buf.getvalue()
+
+
+def test_tables_are_byte_identical_to_the_code_they_replace():
+    """The assets were rendered by the code before fairser.results (see the assets' README)."""
+    rows = [r for r in ResultsStore(ASSETS / "rows.jsonl").rows() if r["status"] == "ok"]
+    table = paper_table(rows, baseline="ERM")
+    comparison = comparison_table(rows, baseline="ERM", order=["ERM", "ERM-MinMaxGAP", "JTT", "IDI"])
+    rendered = {
+        "table.md": render_table(table, synthetic=True, source="synthetic rows", n_seeds=3),
+        "table.csv": _csv(table),
+        "comparison.md": render_comparison(
+            comparison, synthetic=False, source="synthetic rows", baseline="ERM"
+        ),
+        "comparison.csv": _csv(comparison),
+        "headline.csv": _csv(headline_table(rows)),
+        "gap_cells.csv": _csv(gap_cells(rows)),
+    }
+    for name, text in rendered.items():
+        assert text == (ASSETS / name).read_text(), name
+    # The trade-off points' std now comes from the same groupby as the tables (before: Series.std, a
+    # different summation): equal up to the last bit of a float.
+    old, new = pd.read_csv(ASSETS / "tradeoff_points.csv"), tradeoff_points(rows)
+    assert list(new.columns) == list(old.columns)
+    for col in old.columns:
+        if not pd.api.types.is_numeric_dtype(old[col]):
+            assert list(new[col]) == list(old[col]), col
+        else:
+            np.testing.assert_allclose(new[col].to_numpy(float), old[col].to_numpy(float), rtol=1e-14, atol=0)
+
+
+# ------------------------------------------------------------------------------------------------- JSON
+
+
+def test_jsonable_converts_numpy_nonfinite_keys_and_tuples():
+    value = {
+        1: np.float32(0.5),
+        "n": np.int64(3),
+        "ok": np.bool_(True),
+        "t": (np.float64(1.25), float("nan"), float("inf")),
+        "na": pd.NA,
+        "nat": pd.NaT,
+        "nested": [{"x": np.float64(-np.inf)}, None, "s"],
+    }
+    out = jsonable(value)
+    assert out == {
+        "1": 0.5,
+        "n": 3,
+        "ok": True,
+        "t": [1.25, None, None],
+        "na": None,
+        "nat": None,
+        "nested": [{"x": None}, None, "s"],
+    }
+    assert type(out["n"]) is int and type(out["ok"]) is bool and type(out["1"]) is float
+    json.dumps(out, allow_nan=False)  # plain JSON
+
+
+def test_jsonable_keeps_what_the_four_old_copies_produced():
+    # results store: a row with NumPy values and NaN is written as it was
+    row = {"run_id": "a", "x": np.float64(0.1), "k": {2: np.int32(7)}, "nan": np.nan, "l": (1, 2)}
+    assert json.dumps(jsonable(row), sort_keys=True) == (
+        '{"k": {"2": 7}, "l": [1, 2], "nan": null, "run_id": "a", "x": 0.1}'
+    )
+    # runner (objective summaries / stages): the same values once the store has written them
+    summary = {"jtt_error_set_size": np.int64(4), "jtt_error_rate": float("nan"), "stage": "jtt"}
+    roundtrip = json.loads(json.dumps(summary, default=lambda o: o.item() if hasattr(o, "item") else str(o)))
+    assert (
+        jsonable(roundtrip)
+        == jsonable(summary)
+        == {"jtt_error_set_size": 4, "jtt_error_rate": None, "stage": "jtt"}
+    )
+
+
+# ------------------------------------------------------------------------ evaluation on any attribute
+
+
+class _Spec:
+    class objective:  # noqa: N801 - stands in for an ObjectiveSpec
+        display = "ERM"
+        name = "erm"
+        params = {}
+
+    seed, setting, run_id = 0, "audio", "audio-erm-0"
+
+
+def _meta(n_per_cell: int = 12) -> tuple[pd.DataFrame, np.ndarray]:
+    """One domain (en, audio); a 2 x 2 grid of gender x age_band, 12 utterances per cell. The model is
+    right on every 'young' utterance; on 'old' it is right on half of each class (male) or on every
+    'a' and no 'b' (female)."""
+    recs, pred = [], []
+    for gender in ("male", "female"):
+        for age in ("young", "old"):
+            for i in range(n_per_cell):
+                y = "ab"[i % 2]
+                if age == "young":
+                    p = y
+                elif gender == "male":
+                    p = y if i % 4 < 2 else "ba"["ab".index(y)]
+                else:
+                    p = "a"
+                recs.append(
+                    {
+                        "id": f"{gender}-{age}-{i}",
+                        "emotion": y,
+                        "gender": gender,
+                        "age_band": age,
+                        "language": "en",
+                        "modality": "audio",
+                        "speaker": f"{gender}-{age}-{i % 3}",
+                        "corpus": "c",
+                    }
+                )
+                pred.append(p)
+    meta = pd.DataFrame(recs)
+    proba = np.array([[1.0, 0.0] if p == "a" else [0.0, 1.0] for p in pred])
+    return meta, proba
+
+
+@pytest.mark.parametrize(
+    ("sensitive", "expected"),
+    [
+        # young: all right. old (24 rows): a: TP 9, FP 9, FN 3 -> F1 0.6; b: TP 3, FP 3, FN 9 -> F1 1/3
+        (("age_band",), {"young": 1.0, "old": (0.6 + 1 / 3) / 2}),
+        # male × old: a and b half right -> 0.5; female × old: a P 1/2 R 1 (F1 2/3), b F1 0 -> 1/3
+        (
+            ("gender", "age_band"),
+            {"male × young": 1.0, "male × old": 0.5, "female × young": 1.0, "female × old": 1 / 3},
+        ),
+    ],
+)
+def test_evaluate_run_on_another_sensitive_attribute(sensitive, expected):
+    meta, proba = _meta()
+    pred = predictions_table(meta=meta, proba=proba, labels=["a", "b"], spec=_Spec, sensitive=sensitive)
+    assert list(pred.columns[:10]) == [
+        "id", "split", "y_true", "y_pred", "gender", "language", "modality", "speaker", "corpus", "age_band",
+    ]  # fmt: skip
+    evaluation = EvalConfig(n_boot=0, n_perm=0, resample="utterance")
+    fields, _ = evaluate_run(pred, labels=["a", "b"], evaluation=evaluation, seed=0, sensitive=sensitive)
+    (domain,) = fields["domains"]
+    assert (domain["language"], domain["modality"], domain["n"]) == ("en", "audio", 48)
+    for value, wf1 in expected.items():
+        assert math.isclose(domain[f"weighted_f1_{value}"], wf1), value
+    assert math.isclose(domain["weighted_f1_gap"], max(expected.values()) - min(expected.values()))
+    assert "weighted_f1_male" not in domain
+
+
+def test_evaluate_run_on_gender_keeps_the_row_fields():
+    meta, proba = _meta()
+    pred = predictions_table(meta=meta, proba=proba, labels=["a", "b"], spec=_Spec)
+    assert "age_band" not in pred.columns
+    assert list(pred.columns[-6:]) == ["prob_a", "prob_b", "objective", "seed", "setting", "run_id"]
+    evaluation = EvalConfig(n_boot=0, n_perm=0, resample="utterance")
+    fields, _ = evaluate_run(pred, labels=["a", "b"], evaluation=evaluation, seed=0)
+    (domain,) = fields["domains"]
+    # male: a: TP 9, FP 3, FN 3 -> F1 0.75, b alike; female: a: TP 12, FP 6 -> F1 0.8, b: TP 6, FN 6 -> 2/3
+    male, female = 0.75, (0.8 + 2 / 3) / 2
+    assert math.isclose(domain["weighted_f1_male"], male)
+    assert math.isclose(domain["weighted_f1_female"], female)
+    assert math.isclose(domain["weighted_f1_gap"], male - female)
+    assert math.isclose(domain["weighted_f1_signed_gap"], female - male)
+    # all 48 rows: a: TP 21, FP 9, FN 3 -> F1 7/9; b: TP 15, FP 3, FN 9 -> F1 5/7; recalls 7/8 and 5/8
+    assert math.isclose(fields["overall_weighted_f1"], (7 / 9 + 5 / 7) / 2)
+    assert math.isclose(fields["overall_uar"], 0.75)
