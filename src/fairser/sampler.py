@@ -1,10 +1,11 @@
 """Batch samplers that control the group make-up of each training batch (METHODS.md §3).
 
-:class:`GroupStratifiedSampler` puts every (domain, gender) cell in every batch, so a group objective such as
-ERM-MinMaxGAP (Pang, Gao, Kawahara, Chen 2026) sees both genders of each domain at each step. Benchmarks must
-say whether it was used, and use the same sampler for ERM and the method compared with it.
-:class:`BalancedGroupSampler` is the *resampling* method of the zoo: the reweighing balance (gender
-independent of the label within each domain) through sampling with replacement.
+:class:`GroupStratifiedSampler` puts every (domain, sensitive value) cell in every batch, so a group objective
+such as ERM-MinMaxGAP (Pang, Gao, Kawahara, Chen 2026) sees every value (both genders) of each domain at each
+step. Benchmarks must say whether it was used, and use the same sampler for ERM and the method compared with
+it. :class:`BalancedGroupSampler` is the *resampling* method of the zoo: the reweighing balance (the sensitive
+attribute independent of the label within each domain) through sampling with replacement. Both work for any
+number of values and domains.
 
 Both samplers are torch *batch* samplers (``DataLoader(dataset, batch_sampler=sampler)``), deterministic for
 a seed and an epoch (:meth:`set_epoch`), and resumable mid-epoch (:meth:`state_dict` /
@@ -20,32 +21,43 @@ from typing import Any
 import numpy as np
 from torch.utils.data import Sampler
 
+from fairser.grouping import group_index
 from fairser.objectives.reweighting import reweighing_weights
 
 __all__ = ["BalancedGroupSampler", "GroupStratifiedSampler", "group_ids"]
 
 
-def group_ids(*, domain: np.ndarray, gender: np.ndarray) -> np.ndarray:
-    """Group id per sample, ``2 * domain + gender`` and -1 where gender is unknown (as ``GroupBatch.group``).
+def group_ids(*, domain: np.ndarray, sensitive: np.ndarray, n_values: int = 2) -> np.ndarray:
+    """Group id per sample, ``n_values * domain + sensitive`` and -1 where the value is unknown
+    (:func:`fairser.grouping.group_index`, as ``GroupBatch.group``), with the inputs checked.
 
     Parameters
     ----------
     domain : int array (N,)
         Domain id, ``>= 0``.
-    gender : int array (N,)
-        0 (male), 1 (female) or -1 (unknown).
+    sensitive : int array (N,)
+        Value id of the sensitive attribute in ``[0, n_values)`` (gender: 0 male, 1 female), or -1 (unknown).
+    n_values : int
+        Number of values of the sensitive attribute (>= 1).
     """
     domain = _int_array(domain, "domain")
-    gender = _int_array(gender, "gender")
-    if domain.shape != gender.shape:
-        raise ValueError(f"group_ids: domain has shape {domain.shape} but gender has shape {gender.shape}")
+    sensitive = _int_array(sensitive, "sensitive")
+    if int(n_values) < 1:
+        raise ValueError(f"group_ids: n_values={n_values} must be >= 1")
+    if domain.shape != sensitive.shape:
+        raise ValueError(
+            f"group_ids: domain has shape {domain.shape} but sensitive has shape {sensitive.shape}"
+        )
     if domain.size and domain.min() < 0:
         raise ValueError(f"group_ids: domain ids must be >= 0; found {domain.min()} at row {domain.argmin()}")
-    bad = ~np.isin(gender, (-1, 0, 1))
+    bad = (sensitive < -1) | (sensitive >= n_values)
     if bad.any():
         row = int(np.flatnonzero(bad)[0])
-        raise ValueError(f"group_ids: gender must be 0, 1 or -1; found {gender[row]} at row {row}")
-    return np.where(gender >= 0, 2 * domain + gender, -1)
+        raise ValueError(
+            f"group_ids: sensitive values must lie in [0, {n_values}) or be -1 (unknown); found "
+            f"{sensitive[row]} at row {row}"
+        )
+    return group_index(domain, sensitive, int(n_values))
 
 
 def _int_array(values: Any, what: str) -> np.ndarray:
@@ -138,11 +150,12 @@ class _EpochBatchSampler(Sampler[list[int]]):
 
 
 class GroupStratifiedSampler(_EpochBatchSampler):
-    """Batch sampler that puts every (domain, gender) cell in every batch, each sample about once per epoch.
+    """Batch sampler that puts every (domain, sensitive value) cell in every batch, each sample about once per
+    epoch.
 
-    Scheme **(our choice)**. Every distinct value of ``groups`` is a cell; cells with a non-negative id are
-    *guaranteed* (at least one sample in every batch), cells with a negative id (unknown gender, e.g. -1
-    from :func:`group_ids`) are sampled in proportion only. Each epoch:
+    Scheme **(our choice)**. Every distinct value of ``groups`` is a cell (any number of them); cells with a
+    non-negative id are *guaranteed* (at least one sample in every batch), cells with a negative id (unknown
+    value, e.g. -1 from :func:`group_ids`) are sampled in proportion only. Each epoch:
 
     1. Each cell's members are shuffled. With ``M`` batches, a guaranteed cell fills one slot of every batch
        with ``M`` of its members; a cell smaller than ``M`` is recycled (its members repeat, each a near-equal
@@ -161,7 +174,7 @@ class GroupStratifiedSampler(_EpochBatchSampler):
     Parameters
     ----------
     groups : int array (N,)
-        Cell id per training sample, e.g. :func:`group_ids` (``2 * domain + gender``, -1 if unknown).
+        Cell id per training sample, e.g. :func:`group_ids` (``n_values * domain + value``, -1 if unknown).
     batch_size : int
         Maximum batch size; must exceed the number of guaranteed cells.
     seed : int
@@ -186,7 +199,7 @@ class GroupStratifiedSampler(_EpochBatchSampler):
         if n_guaranteed >= self.batch_size:
             raise ValueError(
                 f"GroupStratifiedSampler: batch_size={self.batch_size} leaves no room beyond one sample of each "
-                f"of the {n_guaranteed} (domain, gender) cells; use batch_size > {n_guaranteed}"
+                f"of the {n_guaranteed} (domain, sensitive value) cells; use batch_size > {n_guaranteed}"
             )
         self.n_samples = int(groups.size)
         self._n_batches = self._solve_n_batches(counts[self._guaranteed])
@@ -244,14 +257,15 @@ class BalancedGroupSampler(_EpochBatchSampler):
     proportional to its reweighing weight ``P(d,s) P(d,y) / (P(d) P(d,s,y))``
     (:func:`fairser.objectives.reweighting.reweighing_weights`).
 
-    The expected make-up of the drawn samples is ``P(d) P(s | d) P(y | d)``: gender independent of the label
-    within each domain, with domain and gender (and label) marginals kept, provided every (gender, label)
-    combination occurs in each domain. Used with plain ERM.
+    The expected make-up of the drawn samples is ``P(d) P(s | d) P(y | d)``: the sensitive attribute ``s``
+    (any number of values) independent of the label within each domain, with domain and attribute (and
+    label) marginals kept, provided every (value, label) combination occurs in each domain. Used with plain
+    ERM.
 
     Parameters
     ----------
-    domain, gender, y : array (N,)
-        Domain, gender (unknown = -1 is one more value) and label of each training sample.
+    domain, sensitive, y : array (N,)
+        Domain, sensitive-attribute value (unknown = -1 is one more value) and label of each training sample.
     batch_size : int
         Batch size.
     seed : int
@@ -266,14 +280,14 @@ class BalancedGroupSampler(_EpochBatchSampler):
         self,
         *,
         domain: np.ndarray,
-        gender: np.ndarray,
+        sensitive: np.ndarray,
         y: np.ndarray,
         batch_size: int,
         seed: int,
         num_samples: int | None = None,
         drop_last: bool = False,
     ) -> None:
-        weights = reweighing_weights(domain=domain, gender=gender, y=y)
+        weights = reweighing_weights(domain=domain, sensitive=sensitive, y=y)
         if weights.size == 0:
             raise ValueError("BalancedGroupSampler: no samples to draw from")
         super().__init__(

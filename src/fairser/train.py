@@ -114,7 +114,7 @@ def _batches(*, data: ArrayDataset, config: TrainConfig, seed: int, epoch: int):
         from fairser.sampler import BalancedGroupSampler
 
         sampler = BalancedGroupSampler(
-            domain=data.domain, gender=data.gender, y=data.y, batch_size=config.batch_size, seed=seed
+            domain=data.domain, sensitive=data.gender, y=data.y, batch_size=config.batch_size, seed=seed
         )
         sampler.set_epoch(epoch)
         yield from (np.asarray(b) for b in sampler)
@@ -222,7 +222,7 @@ def _fit_loop(
     """The loop of :func:`fit`, without the pre-stage hook (what a pre-stage trains its models with)."""
     torch.manual_seed(seed)
     meta = train.tensors()
-    objective.setup(domain=meta["domain"], gender=meta["gender"], y=meta["y"])
+    objective.setup(domain=meta["domain"], sensitive=meta["gender"], y=meta["y"])
     params = list(model.parameters()) + [p for p in objective.parameters() if p.requires_grad]
     opt = torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay)
     best_state, best_score, best_epoch, bad_epochs = None, -np.inf, -1, 0
@@ -243,7 +243,7 @@ def _fit_loop(
                 GroupBatch(
                     losses=per_sample,
                     domain=b["domain"],
-                    gender=b["gender"],
+                    sensitive=b["gender"],
                     logits=out.logits,
                     y=b["y"],
                     index=torch.as_tensor(idx, dtype=torch.long),

@@ -644,7 +644,7 @@ def _derived_params(spec: ObjectiveSpec, *, model, train: ArrayDataset) -> dict[
         elif name == "weights":
             from fairser.objectives.reweighting import reweighing_weights
 
-            out[name] = reweighing_weights(domain=train.domain, gender=train.gender, y=train.y)
+            out[name] = reweighing_weights(domain=train.domain, sensitive=train.gender, y=train.y)
         else:
             raise ValueError(
                 f"objective {spec.name!r} needs params.{name}; the benchmark cannot derive it, set it in the config"

@@ -16,13 +16,12 @@ from fairser.augment.covada import (
     convert_voices,
     select_bias_guiding,
 )
+from fairser.grouping import GENDER_VALUES
 from fairser.objectives._common import check_choice, check_range
 from fairser.objectives.base import GroupBatch, ObjectiveOutput, register
 from fairser.objectives.stages import GeneralizedCrossEntropy, RunData, StagedObjective
 
 __all__ = ["CoVADA"]
-
-_GENDER_CODE = {"male": 0, "female": 1}
 
 
 @register
@@ -55,6 +54,9 @@ class CoVADA(StagedObjective):
     ----------
     n_domains, n_classes : int
         Number of domains and emotion classes.
+    n_values : int
+        Must be 2: the method converts voices towards the other gender, so the run's sensitive attribute must
+        be gender (any other number of values is refused with a ValueError).
     q : float
         GCE exponent of the bias-capturing classifier.
     bias_epochs : int
@@ -78,6 +80,7 @@ class CoVADA(StagedObjective):
         *,
         n_domains: int,
         n_classes: int,
+        n_values: int = 2,
         q: float = 0.7,
         bias_epochs: int = 3,
         top_k: float = 0.2,
@@ -88,7 +91,13 @@ class CoVADA(StagedObjective):
         to_female: dict[str, float] | None = None,
         to_male: dict[str, float] | None = None,
     ) -> None:
-        super().__init__(n_domains=n_domains, n_classes=n_classes)
+        super().__init__(n_domains=n_domains, n_classes=n_classes, n_values=n_values)
+        if self.n_values != len(GENDER_VALUES):
+            raise ValueError(
+                f"{self.name}: CO-VADA converts voices towards the other gender, so it applies to the sensitive "
+                f"attribute gender with its two values {GENDER_VALUES}; this run's attribute has "
+                f"n_values={self.n_values}"
+            )
         self.q = check_range(self.name, "q", q, low=0.0, high=1.0, low_open=True)
         self.bias_epochs = int(check_range(self.name, "bias_epochs", bias_epochs, low=1))
         self.top_k = check_range(self.name, "top_k", top_k, low=0.0, high=1.0, low_open=True)
@@ -165,7 +174,7 @@ class CoVADA(StagedObjective):
             new.gender = np.full(len(new), -1, dtype=np.int64)
         elif self.converted_gender == "target":
             moved_up = np.array([converted.direction[i] == "up" for i in src_idx[keep]], dtype=bool)
-            new.gender = np.where(moved_up, _GENDER_CODE["female"], _GENDER_CODE["male"])
+            new.gender = np.where(moved_up, GENDER_VALUES.index("female"), GENDER_VALUES.index("male"))
         up = np.array([d == "up" for d in converted.direction])
         kept = chosen[keep]
         self.selection = {

@@ -20,16 +20,19 @@ class GroupDRO(Objective):
     then ``q`` is renormalised (absent groups keep their weight before renormalisation), and
     ``L = sum_g q_g * (Lbar_g + C / sqrt(n_g))`` over the present groups (as in the authors' code, the
     weights are updated before the loss is formed and are not renormalised over the present groups).
-    Unknown-gender samples belong to no group and do not enter the loss; a batch with no group gives
-    ``L = 0`` (zero gradient).
+    Samples with an unknown sensitive value belong to no group and do not enter the loss; a batch with no
+    group gives ``L = 0`` (zero gradient).
 
     Parameters
     ----------
     n_domains, n_classes : int
         Number of domains and emotion classes.
+    n_values : int
+        Number of values ``k`` of the sensitive attribute (default 2, gender).
     groups : {"domain_gender", "domain_gender_label"}
-        Groups ``(d, s)`` (default) or ``(d, s, y)`` (then the batch must carry ``y``); group id
-        ``2 * d + s``, resp. ``(2 * d + s) * n_classes + y``.
+        Groups ``(d, s)`` (default) or ``(d, s, y)`` (then the batch must carry ``y``), ``s`` the value of
+        the sensitive attribute (gender by default; the option names keep their first spelling); group id
+        ``k * d + s``, resp. ``(k * d + s) * n_classes + y``.
     eta : float
         Step size of the group-weight update (Sagawa et al.'s ``eta_q``, default 0.01 as in their code).
     adjustment : float
@@ -50,12 +53,13 @@ class GroupDRO(Objective):
         *,
         n_domains: int,
         n_classes: int,
+        n_values: int = 2,
         groups: str = "domain_gender",
         eta: float = 0.01,
         adjustment: float = 0.0,
         group_counts: np.ndarray | Tensor | None = None,
     ) -> None:
-        super().__init__(n_domains=n_domains, n_classes=n_classes)
+        super().__init__(n_domains=n_domains, n_classes=n_classes, n_values=n_values)
         self.groups = check_choice(self.name, "groups", groups, ("domain_gender", "domain_gender_label"))
         self.eta = check_range(self.name, "eta", eta, low=0.0)
         self.adjustment = check_range(self.name, "adjustment", adjustment, low=0.0)
@@ -79,19 +83,21 @@ class GroupDRO(Objective):
             raise ValueError(f"{self.name}: group_counts must be >= 0; got {counts.tolist()}")
         self.adj = (self.adjustment / counts.clamp_min(1.0).sqrt()).to(self.adj.device)
 
-    def setup(self, *, domain: Tensor, gender: Tensor, y: Tensor) -> None:
+    def setup(self, *, domain: Tensor, sensitive: Tensor, y: Tensor) -> None:
         """Count the training samples of each group for the size adjustment (unless ``group_counts`` given)."""
         if self._counts_given:
             return
-        domain, gender, y = (torch.as_tensor(v, dtype=torch.long) for v in (domain, gender, y))
-        batch = GroupBatch(losses=torch.zeros(len(domain)), domain=domain, gender=gender, y=y)
+        domain, sensitive, y = (torch.as_tensor(v, dtype=torch.long) for v in (domain, sensitive, y))
+        batch = GroupBatch(
+            losses=torch.zeros(len(domain)), domain=domain, sensitive=sensitive, y=y, n_values=self.n_values
+        )
         group = self.group_ids(batch)
         self._set_counts(torch.bincount(group[group >= 0], minlength=self.n_dro_groups).float())
         self._has_counts = True
 
     def group_ids(self, batch: GroupBatch) -> Tensor:
-        """DRO group id of each sample (-1 for unknown gender)."""
-        group = batch.group
+        """DRO group id of each sample (-1 for an unknown sensitive value)."""
+        group = self.batch_groups(batch)
         if self.groups == "domain_gender":
             return group
         y = require_field(batch, "y", self.name)

@@ -26,20 +26,22 @@ def _cell_sizes(*codes: np.ndarray) -> np.ndarray:
     return counts[inverse.reshape(-1)].astype(np.float64)
 
 
-def reweighing_weights(*, domain: np.ndarray, gender: np.ndarray, y: np.ndarray) -> np.ndarray:
+def reweighing_weights(*, domain: np.ndarray, sensitive: np.ndarray, y: np.ndarray) -> np.ndarray:
     """Kamiran-Calders reweighing weights, within each domain.
 
     ``w_i = P(d, s) P(d, y) / (P(d) P(d, s, y)) = n_ds * n_dy / (n_d * n_dsy)`` for the training sample ``i``
     in cell ``(d, s, y)`` (Kamiran & Calders 2012, "Data preprocessing techniques for classification without
-    discrimination", KAIS 33(1); AIF360's ``Reweighing`` is the one-domain, binary case). Under these weights
-    ``P_w(d, s, y) = P(d) P(s | d) P(y | d)``: gender is independent of the label within each domain, and the
-    weights sum to ``N``, provided every ``(s, y)`` combination occurs in the domain (an empty cell cannot
-    be weighted into existence; its mass is then missing). Unknown gender (-1) is one more value of ``s``.
+    discrimination", KAIS 33(1); AIF360's ``Reweighing`` is the one-domain, binary case), for a sensitive
+    attribute ``s`` with any number of values. Under these weights ``P_w(d, s, y) = P(d) P(s | d) P(y | d)``:
+    the attribute is independent of the label within each domain, and the weights sum to ``N``, provided
+    every ``(s, y)`` combination occurs in the domain (an empty cell cannot be weighted into existence; its
+    mass is then missing). An unknown value (-1) is one more value of ``s`` here, so those samples keep
+    their own label balance and their share of the domain (as in the first release).
 
     Parameters
     ----------
-    domain, gender, y : array (N,)
-        Domain, sensitive attribute and label of each training sample (any values with equality, e.g.
+    domain, sensitive, y : array (N,)
+        Domain, sensitive-attribute value and label of each training sample (any values with equality, e.g.
         ints or strings).
 
     Returns
@@ -47,10 +49,10 @@ def reweighing_weights(*, domain: np.ndarray, gender: np.ndarray, y: np.ndarray)
     np.ndarray (N,)
         The weight of each sample.
     """
-    d, s, label = _codes(domain, "domain"), _codes(gender, "gender"), _codes(y, "y")
+    d, s, label = _codes(domain, "domain"), _codes(sensitive, "sensitive"), _codes(y, "y")
     if not d.shape == s.shape == label.shape:
         raise ValueError(
-            f"reweighing_weights: domain, gender and y must have one length; got {d.shape[0]}, {s.shape[0]}, "
+            f"reweighing_weights: domain, sensitive and y must have one length; got {d.shape[0]}, {s.shape[0]}, "
             f"{label.shape[0]}"
         )
     if d.size == 0:
@@ -73,6 +75,8 @@ class Reweighting(Objective):
     ----------
     n_domains, n_classes : int
         Number of domains and emotion classes.
+    n_values : int
+        Number of values of the sensitive attribute (the weights need not know it: they count cells).
     weights : array (N_train,), optional
         Non-negative finite weight of each training sample (default: reweighing weights from :meth:`setup`).
     normalize : bool
@@ -86,10 +90,11 @@ class Reweighting(Objective):
         *,
         n_domains: int,
         n_classes: int,
+        n_values: int = 2,
         weights: np.ndarray | Tensor | None = None,
         normalize: bool = False,
     ) -> None:
-        super().__init__(n_domains=n_domains, n_classes=n_classes)
+        super().__init__(n_domains=n_domains, n_classes=n_classes, n_values=n_values)
         self.normalize = bool(normalize)
         self.weights: Tensor | None
         self._given = weights is not None
@@ -110,7 +115,7 @@ class Reweighting(Objective):
             )
         return w.float()
 
-    def setup(self, *, domain: Tensor, gender: Tensor, y: Tensor) -> None:
+    def setup(self, *, domain: Tensor, sensitive: Tensor, y: Tensor) -> None:
         """Compute the reweighing weights of the training set (unless ``weights`` were given)."""
         n_train = len(domain)
         if self._given:
@@ -120,7 +125,7 @@ class Reweighting(Objective):
                     f"{n_train} samples"
                 )
             return
-        w = reweighing_weights(domain=np.asarray(domain), gender=np.asarray(gender), y=np.asarray(y))
+        w = reweighing_weights(domain=np.asarray(domain), sensitive=np.asarray(sensitive), y=np.asarray(y))
         self.weights = self._checked(w).to(self.weights.device if self.weights is not None else "cpu")
 
     def forward(self, batch: GroupBatch) -> ObjectiveOutput:
