@@ -6,12 +6,22 @@ The runner (and with it torch) is imported on first use, so reading results stay
 from fairser.bench.results import ResultsStore
 from fairser.bench.table import paper_table, render_table
 
-__all__ = ["ResultsStore", "paper_table", "render_table", "run_benchmark"]
+__all__ = [
+    "ResultsStore",
+    "execute_run",
+    "paper_table",
+    "plan_runs",
+    "prepare_data",
+    "render_table",
+    "run_benchmark",
+]
+
+_LAZY = ("execute_run", "plan_runs", "prepare_data", "run_benchmark")
 
 
 def __getattr__(name: str):
-    if name == "run_benchmark":
-        from fairser.bench.runner import run_benchmark
+    if name in _LAZY:
+        from fairser.bench import runner
 
-        return run_benchmark
+        return getattr(runner, name)
     raise AttributeError(f"module 'fairser.bench' has no attribute {name!r}")
