@@ -86,7 +86,7 @@ def run_case(model_dir: Path, *, per_device: int) -> dict[str, dict]:
         objective = build_objective(name, n_domains=2, n_classes=4, **params)
         objective.setup(
             domain=torch.as_tensor(train.domain),
-            gender=torch.as_tensor(train.gender),
+            sensitive=torch.as_tensor(train.gender),
             y=torch.as_tensor(train.y),
         )
         opt = torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=0.0)
@@ -103,7 +103,7 @@ def run_case(model_dir: Path, *, per_device: int) -> dict[str, dict]:
         local = GroupBatch(
             losses=gb.losses.detach()[sel],
             domain=gb.domain[sel],
-            gender=gb.gender[sel],
+            sensitive=gb.sensitive[sel],
             logits=gb.logits[sel],
             y=gb.y[sel],
         )
@@ -112,7 +112,7 @@ def run_case(model_dir: Path, *, per_device: int) -> dict[str, dict]:
             "index": gb.index.cpu(),
             "losses": gb.losses.detach().cpu(),
             "domain": gb.domain.cpu(),
-            "gender": gb.gender.cpu(),
+            "sensitive": gb.sensitive.cpu(),
             "group_means": means.detach().cpu(),
             "group_counts": counts.detach().cpu(),
             "loss": res.loss.detach().cpu(),
@@ -227,9 +227,9 @@ def test_two_process_global_batch_equals_single_process(runs, name):
     for r, got in enumerate(ranks):
         case = got[name]
         # the global batch: same samples in the same order, same per-sample losses, same groups
-        for key in ("index", "domain", "gender", "group_counts"):
+        for key in ("index", "domain", "sensitive", "group_counts"):
             assert torch.equal(case[key], ref[key]), f"rank {r}: {key}"
-        assert set(case["gender"].tolist()) >= {0, 1}  # both genders: a non-trivial group objective
+        assert set(case["sensitive"].tolist()) >= {0, 1}  # both genders: a non-trivial group objective
         _close(case["losses"], ref["losses"], what=f"rank {r} losses")
         _close(case["group_means"], ref["group_means"], what=f"rank {r} group means")
         _close(case["loss"], ref["loss"], what=f"rank {r} objective value")

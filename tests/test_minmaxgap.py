@@ -24,7 +24,7 @@ def toy(losses=LOSSES, domain=DOMAIN, gender=GENDER) -> GroupBatch:
     return GroupBatch(
         losses=torch.tensor(losses, dtype=torch.float64, requires_grad=True),
         domain=torch.tensor(domain),
-        gender=torch.tensor(gender),
+        sensitive=torch.tensor(gender),
     )
 
 
@@ -246,7 +246,7 @@ def test_closed_form_equals_autograd_reference(estimate, max_, gap, weight) -> N
         batch = GroupBatch(
             losses=torch.rand(n, generator=gen, dtype=torch.float64).mul(3).requires_grad_(),
             domain=torch.randint(0, n_domains, (n,), generator=gen),
-            gender=torch.randint(-1, 2, (n,), generator=gen),
+            sensitive=torch.randint(-1, 2, (n,), generator=gen),
         )
         out, grad = loss_and_grad(objective, batch)
         lam = out.logs["lambda"]
@@ -278,7 +278,7 @@ def test_group_statistics_match_group_mean_losses() -> None:
     batch = GroupBatch(
         losses=torch.rand(50, generator=gen),
         domain=torch.randint(0, 4, (50,), generator=gen),
-        gender=torch.randint(-1, 2, (50,), generator=gen),
+        sensitive=torch.randint(-1, 2, (50,), generator=gen),
     )
     means, counts, erm, _, _ = MinMaxGap(n_domains=4, n_classes=4).group_statistics(batch)
     ref_means, ref_counts = group_mean_losses(batch.losses, batch.group, 8)
@@ -299,11 +299,11 @@ def test_bad_batches_are_named() -> None:
         objective(toy(losses=[], domain=[], gender=[]))
     with pytest.raises(ValueError, match="gender must be integers"):
         objective(
-            GroupBatch(losses=torch.ones(2), domain=torch.zeros(2, dtype=torch.long), gender=torch.ones(2))
+            GroupBatch(losses=torch.ones(2), domain=torch.zeros(2, dtype=torch.long), sensitive=torch.ones(2))
         )
     with pytest.raises(ValueError, match="domain ids must be integers"):
         objective(
-            GroupBatch(losses=torch.ones(2), domain=torch.zeros(2), gender=torch.ones(2, dtype=torch.long))
+            GroupBatch(losses=torch.ones(2), domain=torch.zeros(2), sensitive=torch.ones(2, dtype=torch.long))
         )
     with pytest.raises(ValueError, match="1-D of one length"):
         objective(toy(domain=[0, 0, 0, 0, 1, 1]))
@@ -313,9 +313,9 @@ def test_small_integer_dtypes_do_not_wrap_around() -> None:
     # 3 * 86 overflows uint8: the slots are computed in int64
     kw = {"n_domains": 100, "n_classes": 4, "weight": "fixed"}
     batch = GroupBatch(
-        losses=torch.tensor([1.0, 3.0]), domain=torch.tensor([86, 86]), gender=torch.tensor([0, 1])
+        losses=torch.tensor([1.0, 3.0]), domain=torch.tensor([86, 86]), sensitive=torch.tensor([0, 1])
     )
-    small = GroupBatch(batch.losses, batch.domain.to(torch.uint8), batch.gender.to(torch.int8))
+    small = GroupBatch(batch.losses, batch.domain.to(torch.uint8), batch.sensitive.to(torch.int8))
     assert MinMaxGap(**kw)(small).logs == MinMaxGap(**kw)(batch).logs
     assert MinMaxGap(**kw)(small).logs["worst_domain"] == 86
 

@@ -54,7 +54,7 @@ def make_batch(
     return GroupBatch(
         losses=F.cross_entropy(logits, y, reduction="none"),
         domain=data["domain"][rows],
-        gender=data["gender"][rows] if gender is None else gender,
+        sensitive=data["gender"][rows] if gender is None else gender,
         logits=logits,
         y=y,
         index=data["index"][rows],
@@ -94,7 +94,7 @@ def test_objective_trains_and_survives_missing_groups(name: str) -> None:
     model = TinyModel()
     objective = build(name)
     assert objective.name == name
-    objective.setup(domain=data["domain"], gender=data["gender"], y=data["y"])  # as the trainer does
+    objective.setup(domain=data["domain"], sensitive=data["gender"], y=data["y"])  # as the trainer does
     optimizer = torch.optim.SGD([*model.parameters(), *objective.parameters()], lr=0.5)
     before = [p.detach().clone() for p in model.parameters()]
     rows = torch.arange(N_TRAIN)

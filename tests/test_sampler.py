@@ -16,16 +16,16 @@ def skewed_groups(n: int = 997, seed: int = 0) -> np.ndarray:
     domain = rng.choice(3, size=n, p=[0.6, 0.3, 0.1])
     gender = rng.choice([0, 1, -1], size=n, p=[0.6, 0.3, 0.1])
     gender[np.flatnonzero((domain == 2) & (gender == 1))[4:]] = 0  # cell (2, female) keeps 4 samples
-    return group_ids(domain=domain, gender=gender)
+    return group_ids(domain=domain, sensitive=gender)
 
 
 def test_group_ids() -> None:
-    ids = group_ids(domain=np.array([0, 0, 1, 2, 2]), gender=np.array([0, 1, 1, -1, 0]))
+    ids = group_ids(domain=np.array([0, 0, 1, 2, 2]), sensitive=np.array([0, 1, 1, -1, 0]))
     np.testing.assert_array_equal(ids, [0, 1, 3, -1, 4])
-    with pytest.raises(ValueError, match="gender must be 0, 1 or -1; found 2 at row 1"):
-        group_ids(domain=np.array([0, 0]), gender=np.array([0, 2]))
+    with pytest.raises(ValueError, match=r"must lie in \[0, 2\) or be -1 \(unknown\); found 2 at row 1"):
+        group_ids(domain=np.array([0, 0]), sensitive=np.array([0, 2]))
     with pytest.raises(ValueError, match="shape"):
-        group_ids(domain=np.array([0, 0]), gender=np.array([0]))
+        group_ids(domain=np.array([0, 0]), sensitive=np.array([0]))
 
 
 @pytest.mark.parametrize("drop_last", [False, True])

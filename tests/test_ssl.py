@@ -83,7 +83,7 @@ def test_frozen_features_train_the_layer_weights(tiny_dirs):
         out = head(features, labels=Y)
         assert out.losses.shape == (4,) and out.logits.shape == (4, 3) and out.embedding.shape == (4, 16)
         batch = GroupBatch(
-            losses=out.losses, domain=torch.zeros(4, dtype=torch.long), gender=torch.tensor([0, 1, 0, 1])
+            losses=out.losses, domain=torch.zeros(4, dtype=torch.long), sensitive=torch.tensor([0, 1, 0, 1])
         )
         loss = obj(batch).loss
         assert torch.isfinite(loss)

@@ -29,7 +29,7 @@ def test_embedding_gets_the_reversed_adversary_gradient() -> None:
     emb = torch.randn(6, 4, requires_grad=True)
     gender = torch.tensor([0, 1, 1, 0, -1, 1])
     batch = GroupBatch(
-        losses=torch.zeros(6), domain=torch.zeros(6, dtype=torch.long), gender=gender, embedding=emb
+        losses=torch.zeros(6), domain=torch.zeros(6, dtype=torch.long), sensitive=gender, embedding=emb
     )
     out = obj(batch)
     out.loss.backward()
@@ -53,7 +53,7 @@ def test_alpha_warms_up_in_training_only(schedule: str) -> None:
     batch = GroupBatch(
         losses=torch.zeros(2),
         domain=torch.zeros(2, dtype=torch.long),
-        gender=torch.tensor([0, 1]),
+        sensitive=torch.tensor([0, 1]),
         embedding=torch.zeros(2, 2),
     )
     alphas = [obj(batch).logs["alpha"] for _ in range(12)]
@@ -71,7 +71,7 @@ def test_alpha_warms_up_in_training_only(schedule: str) -> None:
 def test_wrong_embedding_is_named() -> None:
     obj = GenderAdversary(n_domains=1, n_classes=3, embed_dim=4)
     batch = GroupBatch(
-        losses=torch.zeros(2), domain=torch.zeros(2, dtype=torch.long), gender=torch.tensor([0, 1])
+        losses=torch.zeros(2), domain=torch.zeros(2, dtype=torch.long), sensitive=torch.tensor([0, 1])
     )
     with pytest.raises(ValueError, match="needs GroupBatch.embedding"):
         obj(batch)

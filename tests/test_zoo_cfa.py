@@ -54,7 +54,7 @@ def test_total_loss_and_its_reversed_gender_gradient() -> None:
     y = torch.tensor([2, 0, 1, UNLABELED, UNLABELED, UNLABELED])  # 3 source rows, 3 target rows
     losses = torch.tensor([0.3, 0.6, 0.9, 0.0, 0.0, 0.0])
     out = cfa(
-        GroupBatch(losses=losses, domain=torch.zeros(6, dtype=torch.long), gender=gender, y=y, embedding=emb)
+        GroupBatch(losses=losses, domain=torch.zeros(6, dtype=torch.long), sensitive=gender, y=y, embedding=emb)
     )
     ec = losses[:3].mean()
     gsim, n_pairs = gender_contrastive_loss(emb[:3], gender[:3], emb[3:], gender[3:])

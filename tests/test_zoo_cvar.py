@@ -13,7 +13,7 @@ def run(losses, alpha):
     b = GroupBatch(
         losses=torch.tensor(losses, dtype=torch.float64, requires_grad=True),
         domain=torch.zeros(len(losses), dtype=torch.long),
-        gender=torch.full((len(losses),), -1),
+        sensitive=torch.full((len(losses),), -1),
     )
     out = CVaR(n_domains=1, n_classes=2, alpha=alpha)(b)
     (grad,) = torch.autograd.grad(out.loss, b.losses)

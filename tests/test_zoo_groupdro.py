@@ -21,7 +21,7 @@ def batch(losses=LOSSES, domain=DOMAIN, gender=GENDER, y=None) -> GroupBatch:
     return GroupBatch(
         losses=torch.tensor(losses, dtype=torch.float64, requires_grad=True),
         domain=torch.tensor(domain),
-        gender=torch.tensor(gender),
+        sensitive=torch.tensor(gender),
         y=None if y is None else torch.tensor(y),
     )
 
@@ -94,7 +94,7 @@ def test_setup_counts_training_groups_for_the_adjustment() -> None:
     domain = torch.tensor([0] * 9 + [1] * 5)
     gender = torch.tensor([0] * 4 + [1] * 5 + [0] * 1 + [1] * 3 + [-1])  # sizes: 4, 5, 1, 3 (+1 unknown)
     obj = GroupDRO(n_domains=2, n_classes=3, adjustment=3.0, eta=0.1)
-    obj.setup(domain=domain, gender=gender, y=torch.zeros(14, dtype=torch.long))
+    obj.setup(domain=domain, sensitive=gender, y=torch.zeros(14, dtype=torch.long))
     given = GroupDRO(n_domains=2, n_classes=3, adjustment=3.0, eta=0.1, group_counts=np.array([4, 5, 1, 3]))
     torch.testing.assert_close(obj.adj, 3.0 / torch.tensor([4.0, 5.0, 1.0, 3.0]).sqrt())
     assert obj(batch()).loss.item() == pytest.approx(given(batch()).loss.item())

@@ -62,7 +62,7 @@ def test_jtt_upweights_exactly_the_errors_of_the_first_stage() -> None:
         GroupBatch(
             losses=losses,
             domain=torch.zeros(6, dtype=torch.long),
-            gender=torch.zeros(6, dtype=torch.long),
+            sensitive=torch.zeros(6, dtype=torch.long),
             index=index,
         )
     )
@@ -74,7 +74,7 @@ def test_jtt_upweights_exactly_the_errors_of_the_first_stage() -> None:
 def test_jtt_before_identification_is_erm_and_checks_its_inputs() -> None:
     jtt = JTT(n_domains=1, n_classes=2)
     losses = torch.tensor([1.0, 3.0])
-    batch = GroupBatch(losses=losses, domain=torch.zeros(2, dtype=torch.long), gender=torch.tensor([0, 1]))
+    batch = GroupBatch(losses=losses, domain=torch.zeros(2, dtype=torch.long), sensitive=torch.tensor([0, 1]))
     assert float(jtt(batch).loss) == 2.0  # stage one: plain ERM
     jtt.set_errors(np.array([True, False, False]))
     batch.index = torch.tensor([0, 3])

@@ -40,7 +40,7 @@ def test_weights_follow_the_paper_ema_and_classwise_normalisation() -> None:
     batch = GroupBatch(
         losses=torch.tensor([1.0, 2.0, 4.0, 1.0]),
         domain=torch.zeros(4, dtype=torch.long),
-        gender=torch.tensor([0, 1, 0, 1]),
+        sensitive=torch.tensor([0, 1, 0, 1]),
         y=y,
         index=torch.arange(4),
         embedding=torch.randn(4, 3),
@@ -104,7 +104,7 @@ def test_network_variant_needs_fit() -> None:
     batch = GroupBatch(
         losses=torch.ones(2),
         domain=torch.zeros(2, dtype=torch.long),
-        gender=torch.tensor([0, 1]),
+        sensitive=torch.tensor([0, 1]),
         y=torch.tensor([0, 1]),
         index=torch.arange(2),
         embedding=torch.zeros(2, 3),

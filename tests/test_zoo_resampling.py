@@ -19,7 +19,7 @@ def skewed(n: int = 3000, seed: int = 0):
 def test_draws_are_balanced_within_each_domain() -> None:
     domain, gender, y = skewed()
     sampler = BalancedGroupSampler(
-        domain=domain, gender=gender, y=y, batch_size=100, seed=0, num_samples=60000
+        domain=domain, sensitive=gender, y=y, batch_size=100, seed=0, num_samples=60000
     )
     idx = np.concatenate(list(sampler))
     assert idx.size == 60000 and len(sampler) == 600
@@ -37,17 +37,17 @@ def test_draws_are_balanced_within_each_domain() -> None:
 
 def test_deterministic_resumable_and_sized() -> None:
     domain, gender, y = skewed(n=500)
-    a = BalancedGroupSampler(domain=domain, gender=gender, y=y, batch_size=64, seed=3)
-    b = BalancedGroupSampler(domain=domain, gender=gender, y=y, batch_size=64, seed=3)
+    a = BalancedGroupSampler(domain=domain, sensitive=gender, y=y, batch_size=64, seed=3)
+    b = BalancedGroupSampler(domain=domain, sensitive=gender, y=y, batch_size=64, seed=3)
     assert list(a) == list(b)
     assert [len(x) for x in b.batches(0)] == [64] * 7 + [500 - 7 * 64]
     it = iter(b)
     head = [next(it) for _ in range(3)]
-    resumed = BalancedGroupSampler(domain=domain, gender=gender, y=y, batch_size=64, seed=3)
+    resumed = BalancedGroupSampler(domain=domain, sensitive=gender, y=y, batch_size=64, seed=3)
     resumed.load_state_dict(b.state_dict())
     expected = [x.tolist() for x in a.batches(1)]
     assert head + list(resumed) == expected
-    dropped = BalancedGroupSampler(domain=domain, gender=gender, y=y, batch_size=64, seed=3, drop_last=True)
+    dropped = BalancedGroupSampler(domain=domain, sensitive=gender, y=y, batch_size=64, seed=3, drop_last=True)
     assert len(dropped) == 7 and all(len(x) == 64 for x in dropped)
     with pytest.raises(ValueError, match="num_samples"):
-        BalancedGroupSampler(domain=domain, gender=gender, y=y, batch_size=64, seed=3, num_samples=0)
+        BalancedGroupSampler(domain=domain, sensitive=gender, y=y, batch_size=64, seed=3, num_samples=0)

@@ -27,7 +27,7 @@ def aif360_reweighing(s: np.ndarray, y: np.ndarray) -> np.ndarray:
 def test_hand_computation() -> None:
     # one domain: male y = [0, 0, 0, 1], female y = [1, 1]
     w = reweighing_weights(
-        domain=np.zeros(6, int), gender=np.array([0, 0, 0, 0, 1, 1]), y=np.array([0, 0, 0, 1, 1, 1])
+        domain=np.zeros(6, int), sensitive=np.array([0, 0, 0, 0, 1, 1]), y=np.array([0, 0, 0, 1, 1, 1])
     )
     # (male, 0): n_s=4, n_y=3, n=6, n_sy=3 -> 4*3/(6*3) = 2/3; (male, 1): 4*3/(6*1) = 2; (female, 1): 2*3/(6*2) = 1/2
     np.testing.assert_allclose(w, [2 / 3, 2 / 3, 2 / 3, 2.0, 0.5, 0.5])
@@ -39,7 +39,7 @@ def test_equals_aif360_within_each_domain() -> None:
     domain = rng.integers(0, 3, 300)
     gender = rng.integers(0, 2, 300)
     y = (rng.random(300) < 0.3 + 0.4 * gender).astype(int)  # label depends on gender
-    w = reweighing_weights(domain=domain, gender=gender, y=y)
+    w = reweighing_weights(domain=domain, sensitive=gender, y=y)
     for d in range(3):
         m = domain == d
         np.testing.assert_allclose(w[m], aif360_reweighing(gender[m], y[m]))
@@ -52,7 +52,7 @@ def test_weighted_distribution_makes_gender_independent_of_label_per_domain() ->
     gender = rng.choice([0, 1, -1], n, p=[0.5, 0.4, 0.1])
     female_y, other_y = rng.choice(4, n, p=[0.45, 0.45, 0.05, 0.05]), rng.integers(0, 4, n)
     y = np.where(gender == 1, female_y, other_y)  # strongly gender-dependent, every (s, y) cell occupied
-    w = reweighing_weights(domain=domain, gender=gender, y=y)
+    w = reweighing_weights(domain=domain, sensitive=gender, y=y)
     assert w.sum() == pytest.approx(n)
     for d in ("en", "de"):
         m = domain == d
@@ -69,7 +69,7 @@ def test_objective_weights_losses_by_index() -> None:
     batch = GroupBatch(
         losses=losses,
         domain=torch.zeros(2, dtype=torch.long),
-        gender=torch.tensor([0, 1]),
+        sensitive=torch.tensor([0, 1]),
         index=torch.tensor([3, 0]),
     )
     out = Reweighting(n_domains=1, n_classes=2, weights=weights)(batch)
@@ -83,7 +83,7 @@ def test_bad_input_is_named() -> None:
         Reweighting(n_domains=1, n_classes=2, weights=[1.0, -1.0])
     obj = Reweighting(n_domains=1, n_classes=2, weights=[1.0, 1.0])
     batch = GroupBatch(
-        losses=torch.ones(1), domain=torch.zeros(1, dtype=torch.long), gender=torch.zeros(1, dtype=torch.long)
+        losses=torch.ones(1), domain=torch.zeros(1, dtype=torch.long), sensitive=torch.zeros(1, dtype=torch.long)
     )
     with pytest.raises(ValueError, match="needs GroupBatch.index"):
         obj(batch)
@@ -91,7 +91,7 @@ def test_bad_input_is_named() -> None:
     with pytest.raises(ValueError, match="batch.index must lie in"):
         obj(batch)
     with pytest.raises(ValueError, match="one length"):
-        reweighing_weights(domain=[0, 0], gender=[0], y=[1, 1])
+        reweighing_weights(domain=[0, 0], sensitive=[0], y=[1, 1])
 
 
 def test_setup_computes_the_training_sets_weights() -> None:
@@ -103,14 +103,14 @@ def test_setup_computes_the_training_sets_weights() -> None:
             GroupBatch(
                 losses=torch.ones(1),
                 domain=torch.zeros(1, dtype=torch.long),
-                gender=torch.zeros(1, dtype=torch.long),
+                sensitive=torch.zeros(1, dtype=torch.long),
                 index=torch.tensor([0]),
             )
         )
-    obj.setup(domain=torch.as_tensor(domain), gender=torch.as_tensor(gender), y=torch.as_tensor(y))
-    expected = reweighing_weights(domain=domain, gender=gender, y=y)
+    obj.setup(domain=torch.as_tensor(domain), sensitive=torch.as_tensor(gender), y=torch.as_tensor(y))
+    expected = reweighing_weights(domain=domain, sensitive=gender, y=y)
     np.testing.assert_allclose(obj.weights.numpy(), expected, rtol=1e-6)
     with pytest.raises(ValueError, match="3 weights were given but the training set has 40"):
         Reweighting(n_domains=2, n_classes=3, weights=[1.0, 1.0, 1.0]).setup(
-            domain=torch.as_tensor(domain), gender=torch.as_tensor(gender), y=torch.as_tensor(y)
+            domain=torch.as_tensor(domain), sensitive=torch.as_tensor(gender), y=torch.as_tensor(y)
         )

@@ -22,7 +22,7 @@ def make(probs=PROBS, domain=DOMAIN, gender=GENDER, y=None, logits=None) -> Grou
     return GroupBatch(
         losses=torch.zeros(n, dtype=logits.dtype),
         domain=torch.tensor(domain),
-        gender=torch.tensor(gender),
+        sensitive=torch.tensor(gender),
         logits=logits,
         y=None if y is None else torch.tensor(y),
     )
@@ -75,7 +75,7 @@ def test_minimising_the_penalty_closes_the_gap(cls) -> None:
 
     def penalty():
         return objective.penalty(
-            GroupBatch(losses=torch.zeros(n), domain=domain, gender=gender, logits=logits, y=y)
+            GroupBatch(losses=torch.zeros(n), domain=domain, sensitive=gender, logits=logits, y=y)
         )
 
     start = penalty().item()

@@ -14,7 +14,7 @@ def test_penalty_and_gradient_by_hand() -> None:
     # groups (2*d + s): 0 -> [1, 3] (mean 2), 1 -> [4], 3 -> [0.5, 1.5] (mean 1); group 2 absent; unknown 7
     losses = torch.tensor([1.0, 3.0, 4.0, 0.5, 1.5, 7.0], dtype=torch.float64, requires_grad=True)
     batch = GroupBatch(
-        losses=losses, domain=torch.tensor([0, 0, 0, 1, 1, 1]), gender=torch.tensor([0, 0, 1, 1, 1, -1])
+        losses=losses, domain=torch.tensor([0, 0, 0, 1, 1, 1]), sensitive=torch.tensor([0, 0, 1, 1, 1, -1])
     )
     out = VREx(n_domains=2, n_classes=3, beta=2.0)(batch)
     group = np.array([2.0, 4.0, 1.0])
@@ -32,6 +32,6 @@ def test_penalty_and_gradient_by_hand() -> None:
 
 def test_equal_group_losses_give_no_penalty() -> None:
     losses = torch.tensor([2.0, 2.0, 1.0, 3.0], requires_grad=True)
-    batch = GroupBatch(losses=losses, domain=torch.tensor([0, 0, 1, 1]), gender=torch.tensor([0, 1, 0, 0]))
+    batch = GroupBatch(losses=losses, domain=torch.tensor([0, 0, 1, 1]), sensitive=torch.tensor([0, 1, 0, 0]))
     out = VREx(n_domains=2, n_classes=3, beta=10.0)(batch)
     assert out.logs["variance"] == 0.0 and out.loss.item() == pytest.approx(2.0)

@@ -20,32 +20,43 @@ from typing import Any
 import numpy as np
 from torch.utils.data import Sampler
 
+from fairser.grouping import group_index
 from fairser.objectives.reweighting import reweighing_weights
 
 __all__ = ["BalancedGroupSampler", "GroupStratifiedSampler", "group_ids"]
 
 
-def group_ids(*, domain: np.ndarray, gender: np.ndarray) -> np.ndarray:
-    """Group id per sample, ``2 * domain + gender`` and -1 where gender is unknown (as ``GroupBatch.group``).
+def group_ids(*, domain: np.ndarray, sensitive: np.ndarray, n_values: int = 2) -> np.ndarray:
+    """Group id per sample, ``n_values * domain + sensitive`` and -1 where the value is unknown
+    (:func:`fairser.grouping.group_index`, as ``GroupBatch.group``), with the inputs checked.
 
     Parameters
     ----------
     domain : int array (N,)
         Domain id, ``>= 0``.
-    gender : int array (N,)
-        0 (male), 1 (female) or -1 (unknown).
+    sensitive : int array (N,)
+        Value id of the sensitive attribute in ``[0, n_values)`` (gender: 0 male, 1 female), or -1 (unknown).
+    n_values : int
+        Number of values of the sensitive attribute (>= 1).
     """
     domain = _int_array(domain, "domain")
-    gender = _int_array(gender, "gender")
-    if domain.shape != gender.shape:
-        raise ValueError(f"group_ids: domain has shape {domain.shape} but gender has shape {gender.shape}")
+    sensitive = _int_array(sensitive, "sensitive")
+    if int(n_values) < 1:
+        raise ValueError(f"group_ids: n_values={n_values} must be >= 1")
+    if domain.shape != sensitive.shape:
+        raise ValueError(
+            f"group_ids: domain has shape {domain.shape} but sensitive has shape {sensitive.shape}"
+        )
     if domain.size and domain.min() < 0:
         raise ValueError(f"group_ids: domain ids must be >= 0; found {domain.min()} at row {domain.argmin()}")
-    bad = ~np.isin(gender, (-1, 0, 1))
+    bad = (sensitive < -1) | (sensitive >= n_values)
     if bad.any():
         row = int(np.flatnonzero(bad)[0])
-        raise ValueError(f"group_ids: gender must be 0, 1 or -1; found {gender[row]} at row {row}")
-    return np.where(gender >= 0, 2 * domain + gender, -1)
+        raise ValueError(
+            f"group_ids: sensitive values must lie in [0, {n_values}) or be -1 (unknown); found "
+            f"{sensitive[row]} at row {row}"
+        )
+    return group_index(domain, sensitive, int(n_values))
 
 
 def _int_array(values: Any, what: str) -> np.ndarray:
@@ -250,8 +261,8 @@ class BalancedGroupSampler(_EpochBatchSampler):
 
     Parameters
     ----------
-    domain, gender, y : array (N,)
-        Domain, gender (unknown = -1 is one more value) and label of each training sample.
+    domain, sensitive, y : array (N,)
+        Domain, sensitive-attribute value (unknown = -1 is one more value) and label of each training sample.
     batch_size : int
         Batch size.
     seed : int
@@ -266,14 +277,14 @@ class BalancedGroupSampler(_EpochBatchSampler):
         self,
         *,
         domain: np.ndarray,
-        gender: np.ndarray,
+        sensitive: np.ndarray,
         y: np.ndarray,
         batch_size: int,
         seed: int,
         num_samples: int | None = None,
         drop_last: bool = False,
     ) -> None:
-        weights = reweighing_weights(domain=domain, gender=gender, y=y)
+        weights = reweighing_weights(domain=domain, sensitive=sensitive, y=y)
         if weights.size == 0:
             raise ValueError("BalancedGroupSampler: no samples to draw from")
         super().__init__(

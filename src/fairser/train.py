@@ -150,7 +150,7 @@ def _batches(*, data: ArrayDataset, config: TrainConfig, seed: int, epoch: int):
         from fairser.sampler import BalancedGroupSampler
 
         sampler = BalancedGroupSampler(
-            domain=data.domain, gender=data.sensitive, y=data.y, batch_size=config.batch_size, seed=seed
+            domain=data.domain, sensitive=data.sensitive, y=data.y, batch_size=config.batch_size, seed=seed
         )
         sampler.set_epoch(epoch)
         yield from (np.asarray(b) for b in sampler)
@@ -216,7 +216,7 @@ def fit(
         raise ValueError(f"fit: keep={keep!r} must be 'best' or 'last'")
     torch.manual_seed(seed)
     meta = train.tensors()
-    objective.setup(domain=meta["domain"], gender=meta["sensitive"], y=meta["y"])
+    objective.setup(domain=meta["domain"], sensitive=meta["sensitive"], y=meta["y"])
     params = list(model.parameters()) + [p for p in objective.parameters() if p.requires_grad]
     opt = torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay)
     selection = ModelSelection(patience=config.patience, keep=keep)
@@ -238,7 +238,8 @@ def fit(
                 GroupBatch(
                     losses=per_sample,
                     domain=b["domain"],
-                    gender=b["sensitive"],
+                    sensitive=b["sensitive"],
+                    n_values=train.n_values,
                     logits=out.logits,
                     y=b["y"],
                     index=torch.as_tensor(idx, dtype=torch.long),

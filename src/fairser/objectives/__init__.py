@@ -15,10 +15,7 @@ from fairser.objectives import (  # noqa: F401  (importing a module registers it
     vrex,
 )
 from fairser.objectives.base import (
-    FEMALE,
-    MALE,
     OBJECTIVES,
-    UNKNOWN_GENDER,
     GroupBatch,
     Objective,
     ObjectiveOutput,
@@ -28,10 +25,7 @@ from fairser.objectives.base import (
 )
 
 __all__ = [
-    "FEMALE",
-    "MALE",
     "OBJECTIVES",
-    "UNKNOWN_GENDER",
     "GroupBatch",
     "Objective",
     "ObjectiveOutput",

@@ -52,15 +52,15 @@ def reversed_gender_loss(
         raise ValueError(
             f"{name}: GroupBatch.embedding has shape {tuple(embedding.shape)}; expected (N, {embed_dim}) (embed_dim)"
         )
-    known = (batch.gender >= 0).to(batch.losses.dtype)
+    known = (batch.sensitive >= 0).to(batch.losses.dtype)
     n_known = known.sum()
     logits = classifier(grad_reverse(embedding))
-    ce = F.cross_entropy(logits, batch.gender.clamp_min(0), reduction="none")
+    ce = F.cross_entropy(logits, batch.sensitive.clamp_min(0), reduction="none")
     loss = (ce * known).sum() / n_known.clamp_min(1.0)
     logs: dict[str, float] = {}
     if n_known > 0:
         with torch.no_grad():
-            correct = ((logits.argmax(dim=1) == batch.gender).to(known.dtype) * known).sum()
+            correct = ((logits.argmax(dim=1) == batch.sensitive).to(known.dtype) * known).sum()
         logs["gender_acc"] = float(correct / n_known)
     return loss, logs
 
@@ -101,13 +101,14 @@ class GenderAdversary(Objective):
         *,
         n_domains: int,
         n_classes: int,
+        n_values: int = 2,
         embed_dim: int,
         hidden: int = 64,
         alpha: float = 1.0,
         warmup_steps: int = 1000,
         schedule: str = "dann",
     ) -> None:
-        super().__init__(n_domains=n_domains, n_classes=n_classes)
+        super().__init__(n_domains=n_domains, n_classes=n_classes, n_values=n_values)
         self.adversary = gender_classifier(name=self.name, embed_dim=embed_dim, hidden=hidden)
         self.embed_dim = int(embed_dim)
         self.alpha = check_range(self.name, "alpha", alpha, low=0.0)

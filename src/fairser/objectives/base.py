@@ -15,10 +15,9 @@ from typing import ClassVar
 import torch
 from torch import Tensor, nn
 
+from fairser.grouping import group_index
+
 __all__ = [
-    "FEMALE",
-    "MALE",
-    "UNKNOWN_GENDER",
     "GroupBatch",
     "Objective",
     "ObjectiveOutput",
@@ -27,9 +26,6 @@ __all__ = [
     "group_mean_losses",
     "register",
 ]
-
-MALE, FEMALE, UNKNOWN_GENDER = 0, 1, -1
-
 
 @dataclass
 class GroupBatch:
@@ -41,9 +37,10 @@ class GroupBatch:
         Per-sample losses (cross-entropy unless an objective asks for otherwise), carrying gradient.
     domain : LongTensor (N,)
         Domain id in ``[0, n_domains)`` (by default a language x modality cell).
-    gender : LongTensor (N,)
-        ``MALE`` (0), ``FEMALE`` (1) or ``UNKNOWN_GENDER`` (-1); unknown-gender samples count in ERM terms
-        but in no group term.
+    sensitive : LongTensor (N,)
+        Value id of the sensitive attribute in ``[0, n_values)`` (gender: 0 male, 1 female; see
+        :mod:`fairser.grouping`), or -1 for unknown; unknown-valued samples count in ERM terms but in no
+        group term.
     logits : Tensor (N, C), optional
         Class scores, for objectives that need probabilities (soft parity penalties).
     y : LongTensor (N,), optional
@@ -52,20 +49,23 @@ class GroupBatch:
         Row index of each sample in the training set (for per-sample state: JTT, LfF).
     embedding : Tensor (N, D), optional
         Shared embedding (for adversarial and contrastive objectives).
+    n_values : int
+        Number of values of the sensitive attribute (2 for gender).
     """
 
     losses: Tensor
     domain: Tensor
-    gender: Tensor
+    sensitive: Tensor
     logits: Tensor | None = None
     y: Tensor | None = None
     index: Tensor | None = None
     embedding: Tensor | None = None
+    n_values: int = 2
 
     @property
     def group(self) -> Tensor:
-        """Group id ``2 * domain + gender`` (-1 where gender is unknown)."""
-        return torch.where(self.gender >= 0, 2 * self.domain + self.gender, torch.full_like(self.domain, -1))
+        """Group id ``n_values * domain + sensitive`` (-1 where the value is unknown)."""
+        return group_index(self.domain, self.sensitive, self.n_values)
 
 
 @dataclass
@@ -102,19 +102,23 @@ class Objective(nn.Module):
 
     name: ClassVar[str] = ""
 
-    def __init__(self, *, n_domains: int, n_classes: int) -> None:
+    def __init__(self, *, n_domains: int, n_classes: int, n_values: int = 2) -> None:
         super().__init__()
         self.n_domains = int(n_domains)
         self.n_classes = int(n_classes)
+        self.n_values = int(n_values)
+        if self.n_values < 1:
+            raise ValueError(f"{type(self).__name__}: n_values={n_values} must be >= 1")
 
     @property
     def n_groups(self) -> int:
-        return 2 * self.n_domains
+        """Number of (domain, value) groups, ``n_values * n_domains``."""
+        return self.n_values * self.n_domains
 
     def forward(self, batch: GroupBatch) -> ObjectiveOutput:  # pragma: no cover - interface
         raise NotImplementedError
 
-    def setup(self, *, domain: Tensor, gender: Tensor, y: Tensor) -> None:
+    def setup(self, *, domain: Tensor, sensitive: Tensor, y: Tensor) -> None:
         """Hook called once by the trainer with the whole training set's metadata before training.
 
         Objectives that need training-set statistics (reweighting's cell weights, Group DRO's group sizes)
@@ -138,10 +142,10 @@ def register(cls: type[Objective]) -> type[Objective]:
     return cls
 
 
-def build_objective(name: str, *, n_domains: int, n_classes: int, **hparams) -> Objective:
+def build_objective(name: str, *, n_domains: int, n_classes: int, n_values: int = 2, **hparams) -> Objective:
     """Instantiate a registered objective by name with its hyperparameters."""
     try:
         cls: Callable[..., Objective] = OBJECTIVES[name]
     except KeyError:
         raise KeyError(f"unknown objective {name!r}; registered: {sorted(OBJECTIVES)}") from None
-    return cls(n_domains=n_domains, n_classes=n_classes, **hparams)
+    return cls(n_domains=n_domains, n_classes=n_classes, n_values=n_values, **hparams)

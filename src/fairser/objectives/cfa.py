@@ -100,6 +100,7 @@ class CombinedFairnessAdaptation(StagedObjective):
         *,
         n_domains: int,
         n_classes: int,
+        n_values: int = 2,
         embed_dim: int,
         hidden: int = 64,
         w_sim: float = 0.5,
@@ -108,7 +109,7 @@ class CombinedFairnessAdaptation(StagedObjective):
         pretrain_epochs: int = 10,
         target: str = "adapt",
     ) -> None:
-        super().__init__(n_domains=n_domains, n_classes=n_classes)
+        super().__init__(n_domains=n_domains, n_classes=n_classes, n_values=n_values)
         self.gender_classifier = gender_classifier(name=self.name, embed_dim=embed_dim, hidden=hidden)
         self.embed_dim = int(embed_dim)
         self.w_sim = check_range(self.name, "w_sim", w_sim, low=0.0)
@@ -173,9 +174,9 @@ class CombinedFairnessAdaptation(StagedObjective):
 
         gsim, n_pairs = gender_contrastive_loss(
             embedding[source],
-            batch.gender[source],
+            batch.sensitive[source],
             embedding[~source],
-            batch.gender[~source],
+            batch.sensitive[~source],
             margin=self.margin,
         )
         loss = ec + self.w_sim * gsim + self.w_gc * gc

@@ -75,6 +75,7 @@ class CoVADA(StagedObjective):
         *,
         n_domains: int,
         n_classes: int,
+        n_values: int = 2,
         q: float = 0.7,
         bias_epochs: int = 3,
         top_k: float = 0.2,
@@ -85,7 +86,7 @@ class CoVADA(StagedObjective):
         to_female: dict[str, float] | None = None,
         to_male: dict[str, float] | None = None,
     ) -> None:
-        super().__init__(n_domains=n_domains, n_classes=n_classes)
+        super().__init__(n_domains=n_domains, n_classes=n_classes, n_values=n_values)
         self.q = check_range(self.name, "q", q, low=0.0, high=1.0, low_open=True)
         self.bias_epochs = int(check_range(self.name, "bias_epochs", bias_epochs, low=1))
         self.top_k = check_range(self.name, "top_k", top_k, low=0.0, high=1.0, low_open=True)

@@ -32,8 +32,8 @@ class CVaR(Objective):
 
     name = "cvar"
 
-    def __init__(self, *, n_domains: int, n_classes: int, alpha: float = 0.2) -> None:
-        super().__init__(n_domains=n_domains, n_classes=n_classes)
+    def __init__(self, *, n_domains: int, n_classes: int, n_values: int = 2, alpha: float = 0.2) -> None:
+        super().__init__(n_domains=n_domains, n_classes=n_classes, n_values=n_values)
         self.alpha = check_range(self.name, "alpha", alpha, low=0.0, high=1.0, low_open=True)
 
     def forward(self, batch: GroupBatch) -> ObjectiveOutput:

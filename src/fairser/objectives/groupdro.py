@@ -50,12 +50,13 @@ class GroupDRO(Objective):
         *,
         n_domains: int,
         n_classes: int,
+        n_values: int = 2,
         groups: str = "domain_gender",
         eta: float = 0.01,
         adjustment: float = 0.0,
         group_counts: np.ndarray | Tensor | None = None,
     ) -> None:
-        super().__init__(n_domains=n_domains, n_classes=n_classes)
+        super().__init__(n_domains=n_domains, n_classes=n_classes, n_values=n_values)
         self.groups = check_choice(self.name, "groups", groups, ("domain_gender", "domain_gender_label"))
         self.eta = check_range(self.name, "eta", eta, low=0.0)
         self.adjustment = check_range(self.name, "adjustment", adjustment, low=0.0)
@@ -79,12 +80,14 @@ class GroupDRO(Objective):
             raise ValueError(f"{self.name}: group_counts must be >= 0; got {counts.tolist()}")
         self.adj = (self.adjustment / counts.clamp_min(1.0).sqrt()).to(self.adj.device)
 
-    def setup(self, *, domain: Tensor, gender: Tensor, y: Tensor) -> None:
+    def setup(self, *, domain: Tensor, sensitive: Tensor, y: Tensor) -> None:
         """Count the training samples of each group for the size adjustment (unless ``group_counts`` given)."""
         if self._counts_given:
             return
-        domain, gender, y = (torch.as_tensor(v, dtype=torch.long) for v in (domain, gender, y))
-        batch = GroupBatch(losses=torch.zeros(len(domain)), domain=domain, gender=gender, y=y)
+        domain, sensitive, y = (torch.as_tensor(v, dtype=torch.long) for v in (domain, sensitive, y))
+        batch = GroupBatch(
+            losses=torch.zeros(len(domain)), domain=domain, sensitive=sensitive, y=y, n_values=self.n_values
+        )
         group = self.group_ids(batch)
         self._set_counts(torch.bincount(group[group >= 0], minlength=self.n_dro_groups).float())
         self._has_counts = True

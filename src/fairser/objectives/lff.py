@@ -71,12 +71,13 @@ class LearningFromFailure(StagedObjective):
         *,
         n_domains: int,
         n_classes: int,
+        n_values: int = 2,
         embed_dim: int,
         q: float = 0.7,
         ema: float = 0.7,
         biased: str = "auto",
     ) -> None:
-        super().__init__(n_domains=n_domains, n_classes=n_classes)
+        super().__init__(n_domains=n_domains, n_classes=n_classes, n_values=n_values)
         if int(embed_dim) < 1:
             raise ValueError(f"{self.name}: embed_dim={embed_dim} must be >= 1")
         self.embed_dim = int(embed_dim)
@@ -111,7 +112,7 @@ class LearningFromFailure(StagedObjective):
         self.seen = torch.cat([self.seen, torch.zeros(pad, dtype=torch.bool)])
         self.label = torch.cat([self.label, torch.full((pad,), -1, dtype=torch.long)])
 
-    def setup(self, *, domain: Tensor, gender: Tensor, y: Tensor) -> None:
+    def setup(self, *, domain: Tensor, sensitive: Tensor, y: Tensor) -> None:
         self.ema_biased = torch.zeros(0)
         self.ema_debiased = torch.zeros(0)
         self.seen = torch.zeros(0, dtype=torch.bool)

@@ -134,6 +134,7 @@ class MinMaxGap(Objective):
         *,
         n_domains: int,
         n_classes: int,
+        n_values: int = 2,
         gap: str = "abs",
         max: str = "hard",  # the option's name in METHODS.md §3
         tau: float = 0.1,
@@ -144,7 +145,7 @@ class MinMaxGap(Objective):
         eta: float = 0.01,
         budget: float = 0.05,
     ) -> None:
-        super().__init__(n_domains=n_domains, n_classes=n_classes)
+        super().__init__(n_domains=n_domains, n_classes=n_classes, n_values=n_values)
         owner = self.name
         self.gap = check_choice(owner, "gap", gap, ("abs", "squared"))
         self.max = check_choice(owner, "max", max, ("hard", "smooth"))
@@ -217,21 +218,21 @@ class MinMaxGap(Objective):
         """
         n_slots = 3 * self.n_domains
         losses = batch.losses
-        if losses.dim() != 1 or batch.gender.shape != losses.shape or batch.domain.shape != losses.shape:
+        if losses.dim() != 1 or batch.sensitive.shape != losses.shape or batch.domain.shape != losses.shape:
             raise ValueError(
                 "minmaxgap: losses, domain and gender must be 1-D of one length; got shapes "
-                f"{tuple(losses.shape)}, {tuple(batch.domain.shape)}, {tuple(batch.gender.shape)}"
+                f"{tuple(losses.shape)}, {tuple(batch.domain.shape)}, {tuple(batch.sensitive.shape)}"
             )
         if losses.dtype not in (torch.float32, torch.float64):  # half precision: NumPy has no bfloat16
             losses = losses.detach().float()
         try:  # host copies (views on CPU) as int64: no wrap-around of small integer dtypes
-            gender_slot = np.add(batch.gender.numpy(force=True), 1, dtype=np.int64)
+            gender_slot = np.add(batch.sensitive.numpy(force=True), 1, dtype=np.int64)
             gender_ok = np.bincount(gender_slot).shape[0] <= 3
         except (TypeError, ValueError):  # not integers, or a value below -1
             gender_ok = False
         if not gender_ok:
             raise ValueError(
-                f"minmaxgap: gender must be integers 0 (male), 1 (female) or -1 (unknown); got {batch.gender}"
+                f"minmaxgap: gender must be integers 0 (male), 1 (female) or -1 (unknown); got {batch.sensitive}"
             )
         try:
             slot = np.multiply(batch.domain.numpy(force=True), 3, dtype=np.int64) + gender_slot

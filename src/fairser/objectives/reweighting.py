@@ -26,7 +26,7 @@ def _cell_sizes(*codes: np.ndarray) -> np.ndarray:
     return counts[inverse.reshape(-1)].astype(np.float64)
 
 
-def reweighing_weights(*, domain: np.ndarray, gender: np.ndarray, y: np.ndarray) -> np.ndarray:
+def reweighing_weights(*, domain: np.ndarray, sensitive: np.ndarray, y: np.ndarray) -> np.ndarray:
     """Kamiran-Calders reweighing weights, within each domain.
 
     ``w_i = P(d, s) P(d, y) / (P(d) P(d, s, y)) = n_ds * n_dy / (n_d * n_dsy)`` for the training sample ``i``
@@ -47,10 +47,10 @@ def reweighing_weights(*, domain: np.ndarray, gender: np.ndarray, y: np.ndarray)
     np.ndarray (N,)
         The weight of each sample.
     """
-    d, s, label = _codes(domain, "domain"), _codes(gender, "gender"), _codes(y, "y")
+    d, s, label = _codes(domain, "domain"), _codes(sensitive, "sensitive"), _codes(y, "y")
     if not d.shape == s.shape == label.shape:
         raise ValueError(
-            f"reweighing_weights: domain, gender and y must have one length; got {d.shape[0]}, {s.shape[0]}, "
+            f"reweighing_weights: domain, sensitive and y must have one length; got {d.shape[0]}, {s.shape[0]}, "
             f"{label.shape[0]}"
         )
     if d.size == 0:
@@ -86,10 +86,11 @@ class Reweighting(Objective):
         *,
         n_domains: int,
         n_classes: int,
+        n_values: int = 2,
         weights: np.ndarray | Tensor | None = None,
         normalize: bool = False,
     ) -> None:
-        super().__init__(n_domains=n_domains, n_classes=n_classes)
+        super().__init__(n_domains=n_domains, n_classes=n_classes, n_values=n_values)
         self.normalize = bool(normalize)
         self.weights: Tensor | None
         self._given = weights is not None
@@ -110,7 +111,7 @@ class Reweighting(Objective):
             )
         return w.float()
 
-    def setup(self, *, domain: Tensor, gender: Tensor, y: Tensor) -> None:
+    def setup(self, *, domain: Tensor, sensitive: Tensor, y: Tensor) -> None:
         """Compute the reweighing weights of the training set (unless ``weights`` were given)."""
         n_train = len(domain)
         if self._given:
@@ -120,7 +121,7 @@ class Reweighting(Objective):
                     f"{n_train} samples"
                 )
             return
-        w = reweighing_weights(domain=np.asarray(domain), gender=np.asarray(gender), y=np.asarray(y))
+        w = reweighing_weights(domain=np.asarray(domain), sensitive=np.asarray(sensitive), y=np.asarray(y))
         self.weights = self._checked(w).to(self.weights.device if self.weights is not None else "cpu")
 
     def forward(self, batch: GroupBatch) -> ObjectiveOutput:

@@ -33,8 +33,8 @@ class _SoftParity(Objective):
 
     needs_y: ClassVar[bool] = False
 
-    def __init__(self, *, n_domains: int, n_classes: int, beta: float = 1.0, reduce: str = "mean") -> None:
-        super().__init__(n_domains=n_domains, n_classes=n_classes)
+    def __init__(self, *, n_domains: int, n_classes: int, n_values: int = 2, beta: float = 1.0, reduce: str = "mean") -> None:
+        super().__init__(n_domains=n_domains, n_classes=n_classes, n_values=n_values)
         self.beta = check_range(self.name, "beta", beta, low=0.0)
         self.reduce = check_choice(self.name, "reduce", reduce, ("mean", "max"))
 

@@ -27,8 +27,8 @@ class VREx(Objective):
 
     name = "vrex"
 
-    def __init__(self, *, n_domains: int, n_classes: int, beta: float = 1.0) -> None:
-        super().__init__(n_domains=n_domains, n_classes=n_classes)
+    def __init__(self, *, n_domains: int, n_classes: int, n_values: int = 2, beta: float = 1.0) -> None:
+        super().__init__(n_domains=n_domains, n_classes=n_classes, n_values=n_values)
         self.beta = check_range(self.name, "beta", beta, low=0.0)
 
     def forward(self, batch: GroupBatch) -> ObjectiveOutput:

@@ -136,6 +136,7 @@ def execute_run(
         spec.objective.name,
         n_domains=grouper.n_domains,
         n_classes=len(labels),
+        n_values=grouper.n_values,
         **derived,
         **spec.objective.params,
     )

@@ -24,7 +24,7 @@ from fairser.objectives import GroupBatch
 
 __all__ = ["all_gather_variable", "all_gather_with_grad", "gather_group_batch", "world"]
 
-_FIELDS = ("losses", "domain", "gender", "logits", "y", "index", "embedding")
+_FIELDS = ("losses", "domain", "sensitive", "logits", "y", "index", "embedding")
 
 
 def world() -> tuple[int, int]:
@@ -105,4 +105,4 @@ def gather_group_batch(batch: GroupBatch) -> GroupBatch:
     for name in _FIELDS:
         value = getattr(batch, name)
         gathered[name] = None if value is None else _gather_rows(value, sizes, grad=True)
-    return GroupBatch(**gathered)
+    return GroupBatch(**gathered, n_values=batch.n_values)

@@ -178,7 +178,8 @@ def global_objective(
     local = GroupBatch(
         losses=out.losses,
         domain=torch.as_tensor(data.domain[idx], dtype=torch.long, device=device),
-        gender=torch.as_tensor(data.sensitive[idx], dtype=torch.long, device=device),
+        sensitive=torch.as_tensor(data.sensitive[idx], dtype=torch.long, device=device),
+        n_values=data.n_values,
         logits=out.logits,
         y=torch.as_tensor(data.y[idx], dtype=torch.long, device=device),
         index=torch.as_tensor(np.asarray(idx), dtype=torch.long, device=device),
@@ -353,7 +354,7 @@ def fit_backbone(
         raise ValueError(f"fit_backbone: empty split (train {len(train)} rows, valid {len(valid)} rows)")
     torch.manual_seed(seed)
     objective.setup(
-        domain=torch.tensor(train.domain), gender=torch.tensor(train.sensitive), y=torch.tensor(train.y)
+        domain=torch.tensor(train.domain), sensitive=torch.tensor(train.sensitive), y=torch.tensor(train.y)
     )
     objective.to(acc.device)
     obj_params = [p for p in objective.parameters() if p.requires_grad]
