@@ -11,8 +11,16 @@
 The grid runner (process pool, results store, tables) is :func:`fairser.bench.run_benchmark`.
 """
 
-from fairser.run.execute import execute_run
+from fairser.run.execute import execute_run, fit_staged
 from fairser.run.plan import RunSpec, check_objectives, plan_runs
 from fairser.run.prepare import PreparedData, prepare_data
 
-__all__ = ["PreparedData", "RunSpec", "check_objectives", "execute_run", "plan_runs", "prepare_data"]
+__all__ = [
+    "PreparedData",
+    "RunSpec",
+    "check_objectives",
+    "execute_run",
+    "fit_staged",
+    "plan_runs",
+    "prepare_data",
+]

@@ -25,7 +25,7 @@ from fairser.run.plan import RunSpec
 from fairser.run.prepare import PreparedData, effective_groups, featurizer
 from fairser.run.views import run_grouper, split_views
 
-__all__ = ["apply_inferred_groups", "derived_params", "execute_run", "make_backend"]
+__all__ = ["apply_inferred_groups", "derived_params", "execute_run", "fit_staged", "make_backend"]
 
 
 def make_backend(prepared: PreparedData, config: BenchmarkConfig, *, progress: bool = False):
@@ -45,7 +45,7 @@ def derived_params(spec: ObjectiveSpec, *, embed_dim: Callable[[], int]) -> dict
     from fairser.objectives import OBJECTIVES
 
     out: dict[str, Any] = {}
-    for name in OBJECTIVES[spec.name].requires:
+    for name in getattr(OBJECTIVES[spec.name], "requires", ()):  # TODO: .requires once wave2-objectives has it
         if name in spec.params:
             continue
         if name != "embed_dim":
@@ -87,6 +87,21 @@ def apply_inferred_groups(
         "agreement_all": dict(inferred.agreement),
         "changed_train_rows": int((np.asarray(train.sensitive) != true).sum()),
     }
+
+
+def fit_staged(*, objective: Any, context: Any) -> Any:
+    """The pre-stages of a staged objective (``prepare``), then the main training of ``context.model``.
+
+    ``context`` is a :class:`~fairser.objectives.stages.StageContext` (its trainer, training and validation
+    sets); a plain objective goes straight to the main training. Returns the trainer's result.
+    """
+    from fairser.objectives.stages import StagedObjective
+
+    if isinstance(objective, StagedObjective):
+        objective.prepare(context=context)
+    return context.trainer.fit(
+        model=context.model, objective=objective, train=context.train, valid=context.valid, main=True
+    )
 
 
 def _jsonable(obj: Any) -> Any:
@@ -159,8 +174,7 @@ def execute_run(
             )
         )
         context.train = train
-        objective.prepare(context=context)
-    result = trainer.fit(model=context.model, objective=objective, train=train, valid=valid, main=True)
+    result = fit_staged(objective=objective, context=context)
 
     test, meta = views["test"]
     proba = trainer.predict_proba(result.model, test)
