@@ -190,6 +190,8 @@ def execute_run(
         "notes": notes,
         **extras,
     }
+    if config.sensitive != ("gender",):  # (absent for gender, so rows stay as they were)
+        row["sensitive"] = {"columns": list(config.sensitive), "values": list(grouper.values)}
     # method zoo extras (absent for plain objectives, so older rows and tables are unchanged)
     if groups_row is not None:
         row["groups"] = groups_row
