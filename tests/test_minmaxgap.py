@@ -1,13 +1,17 @@
-"""ERM-MinMaxGAP on hand-computed toy batches: values, gradients, and the adaptive weight's dynamics."""
+"""ERM-MinMaxGAP on hand-computed toy batches: values, gradients, and the adaptive weight's dynamics, for
+gender (two values) and for a three-valued attribute; with two values, today's code reproduces the branch
+point of issue 11 bit for bit under every option combination."""
 
 from __future__ import annotations
 
+import json
 import math
 
 import numpy as np
 import pytest
 import torch
 
+from assets import branch_reference
 from fairser.objectives import GroupBatch, build_objective, group_mean_losses
 from fairser.objectives.minmaxgap import MinMaxGap
 
@@ -198,18 +202,21 @@ def test_bad_options_are_named(kw, needle) -> None:
         MinMaxGap(n_domains=2, n_classes=4, **kw)
 
 
-def reference_loss(batch: GroupBatch, *, n_domains, gap, max, tau, estimate, beta, lam, ema, seen):
+def reference_loss(batch: GroupBatch, *, n_domains, n_values, gap, max, tau, estimate, beta, lam, ema, seen):
     """Plain-autograd ERM-MinMaxGAP on the shared ``group_mean_losses``: what the closed form must equal."""
-    means, counts = group_mean_losses(batch.losses, batch.group, 2 * n_domains)
+    k = n_values
+    means, counts = group_mean_losses(batch.losses, batch.group, k * n_domains)
     present = counts > 0
     if estimate == "ema":
         est = torch.where(present, torch.where(seen, beta * ema + (1 - beta) * means, means), ema)
         available = present | seen
     else:
         est, available = means, present
-    diff = est[0::2] - est[1::2]
-    gaps = diff.abs() if gap == "abs" else diff.square()
-    valid = available[0::2] & available[1::2]
+    table, ok = est.view(n_domains, k), available.view(n_domains, k)
+    spread = table.masked_fill(~ok, -torch.inf).amax(1) - table.masked_fill(~ok, torch.inf).amin(1)
+    valid = ok.sum(1) >= 2
+    spread = torch.where(valid, spread, 0.0)
+    gaps = spread if gap == "abs" else spread.square()
     if not valid.any():
         r = batch.losses.sum() * 0.0
     elif max == "hard":
@@ -219,16 +226,18 @@ def reference_loss(batch: GroupBatch, *, n_domains, gap, max, tau, estimate, bet
     return batch.losses.mean() + lam * r, est.detach(), present
 
 
+@pytest.mark.parametrize("n_values", [2, 3])
 @pytest.mark.parametrize("estimate", ["batch", "ema"])
 @pytest.mark.parametrize("max_", ["hard", "smooth"])
 @pytest.mark.parametrize("gap", ["abs", "squared"])
 @pytest.mark.parametrize("weight", ["fixed", "dual", "ratio"])
-def test_closed_form_equals_autograd_reference(estimate, max_, gap, weight) -> None:
+def test_closed_form_equals_autograd_reference(estimate, max_, gap, weight, n_values) -> None:
     gen = torch.Generator().manual_seed(0)
-    n_domains, beta, tau = 3, 0.6, 0.3
+    n_domains, beta, tau, k = 3, 0.6, 0.3, n_values
     objective = MinMaxGap(
         n_domains=n_domains,
         n_classes=4,
+        n_values=k,
         gap=gap,
         max=max_,
         tau=tau,
@@ -239,14 +248,15 @@ def test_closed_form_equals_autograd_reference(estimate, max_, gap, weight) -> N
         eta=0.5,
         budget=0.1,
     )
-    ema = torch.zeros(2 * n_domains, dtype=torch.float64)
-    seen = torch.zeros(2 * n_domains, dtype=torch.bool)
+    ema = torch.zeros(k * n_domains, dtype=torch.float64)
+    seen = torch.zeros(k * n_domains, dtype=torch.bool)
     for step in range(12):  # small batches: groups and whole domains are often missing
         n = 3 + step % 6
         batch = GroupBatch(
             losses=torch.rand(n, generator=gen, dtype=torch.float64).mul(3).requires_grad_(),
             domain=torch.randint(0, n_domains, (n,), generator=gen),
-            sensitive=torch.randint(-1, 2, (n,), generator=gen),
+            sensitive=torch.randint(-1, k, (n,), generator=gen),
+            n_values=k,
         )
         out, grad = loss_and_grad(objective, batch)
         lam = out.logs["lambda"]
@@ -255,6 +265,7 @@ def test_closed_form_equals_autograd_reference(estimate, max_, gap, weight) -> N
         ref, est, present = reference_loss(
             batch,
             n_domains=n_domains,
+            n_values=k,
             gap=gap,
             max=max_,
             tau=tau,
@@ -293,11 +304,29 @@ def test_bad_batches_are_named() -> None:
         objective(toy(domain=[0, 0, 0, 0, 1, 2, 1]))
     with pytest.raises(ValueError, match=">= 0"):
         objective(toy(domain=[0, 0, 0, 0, 1, -1, 1]))
-    with pytest.raises(ValueError, match="gender"):
+    with pytest.raises(ValueError, match=r"sensitive values must be integers in \[0, 2\) or -1"):
         objective(toy(gender=[0, 0, 1, 2, 0, 1, 1]))
+    with pytest.raises(ValueError, match=r"in \[0, 3\) or -1"):
+        MinMaxGap(n_domains=2, n_classes=4, n_values=3)(
+            GroupBatch(
+                losses=torch.ones(2),
+                domain=torch.zeros(2, dtype=torch.long),
+                sensitive=torch.tensor([0, 3]),
+                n_values=3,
+            )
+        )
+    with pytest.raises(ValueError, match="n_values=2 sensitive values but the batch has n_values=3"):
+        objective(
+            GroupBatch(
+                losses=torch.ones(1),
+                domain=torch.zeros(1, dtype=torch.long),
+                sensitive=torch.zeros(1, dtype=torch.long),
+                n_values=3,
+            )
+        )
     with pytest.raises(ValueError, match="empty"):
         objective(toy(losses=[], domain=[], gender=[]))
-    with pytest.raises(ValueError, match="gender must be integers"):
+    with pytest.raises(ValueError, match="sensitive values must be integers"):
         objective(
             GroupBatch(losses=torch.ones(2), domain=torch.zeros(2, dtype=torch.long), sensitive=torch.ones(2))
         )
@@ -346,3 +375,123 @@ def test_state_dict_round_trip_and_bad_state_are_named() -> None:
         restored.load_state_dict({**state, "ema": torch.zeros(6)})
     with pytest.raises(RuntimeError, match="Unexpected key.*extra"):
         restored.load_state_dict({**state, "extra": torch.zeros(1)})
+
+
+# Three values (e.g. an age band: 0 young, 1 middle, 2 old), two domains, one unknown-valued sample:
+#   domain 0: v0 [1, 3] (mean 2), v1 [4] (mean 4), v2 [0.5, 1.5] (mean 1), unknown [2] -> gap 4 - 1 = 3
+#   domain 1: v0 [2] (mean 2), v2 [1] (mean 1), v1 absent                            -> gap 2 - 1 = 1
+# R = max(3, 1) = 3 (domain 0); ERM = 15 / 8 = 1.875.
+LOSSES3 = [1.0, 3.0, 4.0, 0.5, 1.5, 2.0, 2.0, 1.0]
+DOMAIN3 = [0, 0, 0, 0, 0, 0, 1, 1]
+VALUE3 = [0, 0, 1, 2, 2, -1, 0, 2]
+
+
+def toy3(losses=LOSSES3, domain=DOMAIN3, value=VALUE3) -> GroupBatch:
+    return GroupBatch(
+        losses=torch.tensor(losses, dtype=torch.float64, requires_grad=True),
+        domain=torch.tensor(domain),
+        sensitive=torch.tensor(value),
+        n_values=3,
+    )
+
+
+def fixed3(**kw) -> MinMaxGap:
+    return MinMaxGap(n_domains=2, n_classes=4, n_values=3, weight="fixed", lam=1.0, **kw)
+
+
+def test_three_values_hard_abs_by_hand() -> None:
+    out, grad = loss_and_grad(fixed3(), toy3())
+    assert out.logs["R"] == 3.0
+    assert out.logs["worst_domain"] == 0 and out.logs["n_valid_domains"] == 2
+    assert out.logs["erm"] == 1.875
+    assert out.loss.item() == pytest.approx(1.875 + 3.0)
+    # dL/dl_i = 1/8, plus +1/n on the max-loss value of domain 0 (v1, one sample) and -1/n on its min-loss
+    # value (v2, two samples); v0, the unknown sample and all of domain 1 keep 1/8
+    expected = [0.125, 0.125, 1.125, -0.375, -0.375, 0.125, 0.125, 0.125]
+    torch.testing.assert_close(grad, torch.tensor(expected, dtype=torch.float64))
+
+
+def test_three_values_squared_and_smooth_by_hand() -> None:
+    out, grad = loss_and_grad(fixed3(gap="squared"), toy3())
+    assert out.logs["R"] == 9.0
+    # d(gap^2) = 2 * 3 = 6 on v1 of domain 0 (n = 1), -6 / 2 = -3 on each v2 sample of domain 0
+    expected = [0.125, 0.125, 6.125, -2.875, -2.875, 0.125, 0.125, 0.125]
+    torch.testing.assert_close(grad, torch.tensor(expected, dtype=torch.float64))
+
+    out, grad = loss_and_grad(fixed3(max="smooth", tau=1.0), toy3())
+    assert out.logs["R"] == pytest.approx(math.log(math.exp(3.0) + math.exp(1.0)))  # 3.126928...
+    p0 = 1.0 / (1.0 + math.exp(-2.0))  # softmax share of domain 0: 0.880797...
+    p1 = 1.0 - p0  # of domain 1 (its max value v0: sample 6; its min value v2: sample 7)
+    expected = [0.125, 0.125, 0.125 + p0, 0.125 - p0 / 2, 0.125 - p0 / 2, 0.125, 0.125 + p1, 0.125 - p1]
+    torch.testing.assert_close(grad, torch.tensor(expected, dtype=torch.float64))
+
+
+def test_three_values_ties_and_unknowns() -> None:
+    # domain 0: v0 mean 2, v1 mean 2 (tied maxima: the first, v0, moves), v2 mean 1 -> gap 1
+    out, grad = loss_and_grad(fixed3(), toy3(losses=[2.0, 2.0, 1.0], domain=[0, 0, 0], value=[0, 1, 2]))
+    assert out.logs["R"] == 1.0
+    torch.testing.assert_close(grad, torch.tensor([1 / 3 + 1, 1 / 3, 1 / 3 - 1], dtype=torch.float64))
+    # every value of the domain ties: gap 0, no value moves
+    out, grad = loss_and_grad(fixed3(), toy3(losses=[2.0, 2.0, 2.0], domain=[0, 0, 0], value=[0, 1, 2]))
+    assert out.logs["R"] == 0.0 and out.logs["n_valid_domains"] == 1
+    torch.testing.assert_close(grad, torch.full((3,), 1 / 3, dtype=torch.float64))
+    # one value known per domain: no valid domain, R = 0
+    out = fixed3()(toy3(losses=[1.0, 5.0, 9.0], domain=[0, 0, 1], value=[2, -1, 1]))
+    assert out.logs["R"] == 0.0 and out.logs["worst_domain"] == -1
+    # the unknown sample's loss enters ERM only: raising it by 8 raises L by exactly 8 / 8
+    raised = list(LOSSES3)
+    raised[5] += 8.0
+    assert fixed3()(toy3(losses=raised)).loss.item() == pytest.approx(1.875 + 1.0 + 3.0)
+
+
+def test_one_value_has_no_penalty() -> None:
+    objective = MinMaxGap(n_domains=2, n_classes=4, n_values=1, weight="fixed")
+    batch = GroupBatch(
+        losses=torch.tensor([1.0, 3.0, 2.0], dtype=torch.float64, requires_grad=True),
+        domain=torch.tensor([0, 0, 1]),
+        sensitive=torch.tensor([0, 0, -1]),
+        n_values=1,
+    )
+    out, grad = loss_and_grad(objective, batch)
+    assert out.logs["R"] == 0.0 and out.loss.item() == pytest.approx(2.0)
+    torch.testing.assert_close(grad, torch.full((3,), 1 / 3, dtype=torch.float64))
+
+
+def test_ema_state_with_three_values() -> None:
+    objective = fixed3(estimate="ema", beta=0.5)
+    objective(toy3())
+    torch.testing.assert_close(
+        objective.ema, torch.tensor([2.0, 4.0, 1.0, 2.0, 0.0, 1.0], dtype=torch.float64)
+    )
+    assert objective.ema_seen.tolist() == [True, True, True, True, False, True]
+    assert objective.state_dict()["ema"].shape == (6,)
+    with pytest.raises(RuntimeError, match="size mismatch for ema"):
+        MinMaxGap(n_domains=2, n_classes=4).load_state_dict(objective.state_dict())
+
+
+@pytest.mark.parametrize("case", range(len(branch_reference.MINMAXGAP_OPTIONS)))
+def test_two_values_reproduce_the_branch_point_bit_for_bit(case) -> None:
+    """Every option combination (gap, max, estimate, weight), 12 steps of small random batches: the loss, its
+    gradient, the logs and the final state (dual variable, EMA) equal the numbers recorded at the branch
+    point of issue 11 (before the k-ary rewrite) exactly (assets/branch_reference.py)."""
+    want = json.loads(branch_reference.PATH.read_text())["minmaxgap"][case]
+    have = branch_reference.run_minmaxgap(want["options"], batch_type=GroupBatch)
+    assert json.loads(json.dumps(have)) == {k: want[k] for k in ("steps", "state")}
+
+
+def test_run_summary_is_the_last_lambda_and_the_last_epochs_mean_r() -> None:
+    objective = MinMaxGap(n_domains=2, n_classes=4)
+    logs = [
+        {"step": 0, "epoch": 0, "lambda": 1.0, "R": 5.0},
+        {"step": 1, "epoch": 0, "lambda": 1.5, "R": 7.0},
+        {"step": 2, "epoch": 1, "lambda": 2.0, "R": 1.0},
+        {"step": 3, "epoch": 1, "lambda": 2.5, "R": 2.0},
+        {"step": 4, "epoch": 1, "erm": 0.3},  # a step without lambda / R
+    ]
+    assert objective.run_summary(logs) == {"final_lambda": 2.5, "mean_R_last_epoch": 1.5}
+    assert objective.run_summary([]) == {"final_lambda": None, "mean_R_last_epoch": None}
+    assert objective.run_summary([{"epoch": 0, "erm": 1.0}]) == {
+        "final_lambda": None,
+        "mean_R_last_epoch": None,
+    }
+    assert build_objective("erm", n_domains=2, n_classes=4).run_summary(logs) == {}

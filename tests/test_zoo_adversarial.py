@@ -9,7 +9,7 @@ import torch
 from torch.nn import functional as F
 
 from fairser.objectives import GroupBatch
-from fairser.objectives.adversarial import GenderAdversary, grad_reverse
+from fairser.objectives.adversarial import SensitiveAdversary, grad_reverse
 
 
 @pytest.mark.parametrize("coeff", [1.0, 0.5])
@@ -25,7 +25,7 @@ def test_reversal_layer_flips_the_gradient_exactly(coeff: float) -> None:
 
 def test_embedding_gets_the_reversed_adversary_gradient() -> None:
     torch.manual_seed(0)
-    obj = GenderAdversary(n_domains=1, n_classes=3, embed_dim=4, alpha=0.7, warmup_steps=0)
+    obj = SensitiveAdversary(n_domains=1, n_classes=3, embed_dim=4, alpha=0.7, warmup_steps=0)
     emb = torch.randn(6, 4, requires_grad=True)
     gender = torch.tensor([0, 1, 1, 0, -1, 1])
     batch = GroupBatch(
@@ -38,7 +38,7 @@ def test_embedding_gets_the_reversed_adversary_gradient() -> None:
     emb2 = emb.detach().clone().requires_grad_()
     gender_loss = F.cross_entropy(obj.adversary(emb2)[known], gender[known])
     grads = torch.autograd.grad(0.7 * gender_loss, [emb2, *obj.adversary.parameters()])
-    assert out.logs["gender_loss"] == pytest.approx(gender_loss.item())
+    assert out.logs["sensitive_loss"] == pytest.approx(gender_loss.item())
     torch.testing.assert_close(emb.grad, -grads[0])  # encoder ascends the gender loss
     for p, g in zip(obj.adversary.parameters(), grads[1:], strict=True):
         torch.testing.assert_close(p.grad, g)  # adversary descends it
@@ -47,7 +47,7 @@ def test_embedding_gets_the_reversed_adversary_gradient() -> None:
 
 @pytest.mark.parametrize("schedule", ["dann", "linear"])
 def test_alpha_warms_up_in_training_only(schedule: str) -> None:
-    obj = GenderAdversary(
+    obj = SensitiveAdversary(
         n_domains=1, n_classes=3, embed_dim=2, alpha=2.0, warmup_steps=10, schedule=schedule
     )
     batch = GroupBatch(
@@ -69,7 +69,7 @@ def test_alpha_warms_up_in_training_only(schedule: str) -> None:
 
 
 def test_wrong_embedding_is_named() -> None:
-    obj = GenderAdversary(n_domains=1, n_classes=3, embed_dim=4)
+    obj = SensitiveAdversary(n_domains=1, n_classes=3, embed_dim=4)
     batch = GroupBatch(
         losses=torch.zeros(2), domain=torch.zeros(2, dtype=torch.long), sensitive=torch.tensor([0, 1])
     )

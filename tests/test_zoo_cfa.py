@@ -18,7 +18,7 @@ from fairser.config import BenchmarkConfig, TrainConfig
 from fairser.methods.probe import gender_probe
 from fairser.models import build_head
 from fairser.objectives import GroupBatch, build_objective
-from fairser.objectives.cfa import CombinedFairnessAdaptation, gender_contrastive_loss
+from fairser.objectives.cfa import CombinedFairnessAdaptation, sensitive_contrastive_loss
 from fairser.objectives.stages import UNLABELED, StageContext, StagedObjective
 from fairser.run.backends import HeadTrainer
 from fairser.train import ArrayDataset, fit, predict_embedding
@@ -29,19 +29,19 @@ pytestmark = pytest.mark.usefixtures("single_thread")
 def test_contrastive_loss_on_hand_made_pairs() -> None:
     source = torch.tensor([[0.0, 0.0], [3.0, 0.0]])
     target = torch.tensor([[0.0, 0.5], [3.2, 0.0]])
-    loss, n_pairs = gender_contrastive_loss(
+    loss, n_pairs = sensitive_contrastive_loss(
         source, torch.tensor([0, 1]), target, torch.tensor([0, 0]), margin=1.0
     )
     # same gender: d^2 = 0.25 and 10.24; different gender: d = 3.04 > m -> 0, d = 0.2 -> (1 - 0.2)^2 = 0.64
     assert n_pairs == 4
     assert float(loss) == pytest.approx((0.25 + 10.24 + 0.0 + 0.64) / 4, rel=1e-5)
     # unknown gender takes no part; no pair gives 0; identical points keep a finite gradient
-    loss, n_pairs = gender_contrastive_loss(source, torch.tensor([0, -1]), target, torch.tensor([0, -1]))
+    loss, n_pairs = sensitive_contrastive_loss(source, torch.tensor([0, -1]), target, torch.tensor([0, -1]))
     assert n_pairs == 1 and float(loss) == pytest.approx(0.25, rel=1e-5)
-    empty, n_pairs = gender_contrastive_loss(source, torch.tensor([-1, -1]), target, torch.tensor([0, 0]))
+    empty, n_pairs = sensitive_contrastive_loss(source, torch.tensor([-1, -1]), target, torch.tensor([0, 0]))
     assert n_pairs == 0 and float(empty) == 0.0
     x = torch.zeros(1, 2, requires_grad=True)
-    loss, _ = gender_contrastive_loss(x, torch.tensor([0]), torch.zeros(1, 2), torch.tensor([1]))
+    loss, _ = sensitive_contrastive_loss(x, torch.tensor([0]), torch.zeros(1, 2), torch.tensor([1]))
     loss.backward()
     assert loss.item() == pytest.approx(1.0, abs=1e-5) and torch.isfinite(x.grad).all()  # (m - 0)^2
 
@@ -54,13 +54,15 @@ def test_total_loss_and_its_reversed_gender_gradient() -> None:
     y = torch.tensor([2, 0, 1, UNLABELED, UNLABELED, UNLABELED])  # 3 source rows, 3 target rows
     losses = torch.tensor([0.3, 0.6, 0.9, 0.0, 0.0, 0.0])
     out = cfa(
-        GroupBatch(losses=losses, domain=torch.zeros(6, dtype=torch.long), sensitive=gender, y=y, embedding=emb)
+        GroupBatch(
+            losses=losses, domain=torch.zeros(6, dtype=torch.long), sensitive=gender, y=y, embedding=emb
+        )
     )
     ec = losses[:3].mean()
-    gsim, n_pairs = gender_contrastive_loss(emb[:3], gender[:3], emb[3:], gender[3:])
+    gsim, n_pairs = sensitive_contrastive_loss(emb[:3], gender[:3], emb[3:], gender[3:])
     known = gender >= 0
     emb2 = emb.detach().clone().requires_grad_()
-    gc = F.cross_entropy(cfa.gender_classifier(emb2)[known], gender[known])
+    gc = F.cross_entropy(cfa.sensitive_classifier(emb2)[known], gender[known])
     assert n_pairs == 6 and out.logs["n_pairs"] == 6
     torch.testing.assert_close(out.loss, ec + 0.5 * gsim + 0.5 * gc)
     out.loss.backward()
@@ -135,7 +137,7 @@ def test_cfa_parts_on_a_planted_cross_corpus_toy() -> None:
     def held_out_gsim(model) -> float:
         """L_GSim between held-out source (validation) and target (test) speakers."""
         source_emb, target_emb = (torch.tensor(predict_embedding(model, d)) for d in (valid, test))
-        loss, _ = gender_contrastive_loss(
+        loss, _ = sensitive_contrastive_loss(
             source_emb, torch.tensor(valid.sensitive), target_emb, torch.tensor(test.sensitive)
         )
         return float(loss)

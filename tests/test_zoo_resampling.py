@@ -47,7 +47,9 @@ def test_deterministic_resumable_and_sized() -> None:
     resumed.load_state_dict(b.state_dict())
     expected = [x.tolist() for x in a.batches(1)]
     assert head + list(resumed) == expected
-    dropped = BalancedGroupSampler(domain=domain, sensitive=gender, y=y, batch_size=64, seed=3, drop_last=True)
+    dropped = BalancedGroupSampler(
+        domain=domain, sensitive=gender, y=y, batch_size=64, seed=3, drop_last=True
+    )
     assert len(dropped) == 7 and all(len(x) == 64 for x in dropped)
     with pytest.raises(ValueError, match="num_samples"):
         BalancedGroupSampler(domain=domain, sensitive=gender, y=y, batch_size=64, seed=3, num_samples=0)

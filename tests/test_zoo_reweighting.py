@@ -83,7 +83,9 @@ def test_bad_input_is_named() -> None:
         Reweighting(n_domains=1, n_classes=2, weights=[1.0, -1.0])
     obj = Reweighting(n_domains=1, n_classes=2, weights=[1.0, 1.0])
     batch = GroupBatch(
-        losses=torch.ones(1), domain=torch.zeros(1, dtype=torch.long), sensitive=torch.zeros(1, dtype=torch.long)
+        losses=torch.ones(1),
+        domain=torch.zeros(1, dtype=torch.long),
+        sensitive=torch.zeros(1, dtype=torch.long),
     )
     with pytest.raises(ValueError, match="needs GroupBatch.index"):
         obj(batch)

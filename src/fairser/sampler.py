@@ -1,10 +1,11 @@
 """Batch samplers that control the group make-up of each training batch (METHODS.md §3).
 
-:class:`GroupStratifiedSampler` puts every (domain, gender) cell in every batch, so a group objective such as
-ERM-MinMaxGAP (Pang, Gao, Kawahara, Chen 2026) sees both genders of each domain at each step. Benchmarks must
-say whether it was used, and use the same sampler for ERM and the method compared with it.
-:class:`BalancedGroupSampler` is the *resampling* method of the zoo: the reweighing balance (gender
-independent of the label within each domain) through sampling with replacement.
+:class:`GroupStratifiedSampler` puts every (domain, sensitive value) cell in every batch, so a group objective
+such as ERM-MinMaxGAP (Pang, Gao, Kawahara, Chen 2026) sees every value (both genders) of each domain at each
+step. Benchmarks must say whether it was used, and use the same sampler for ERM and the method compared with
+it. :class:`BalancedGroupSampler` is the *resampling* method of the zoo: the reweighing balance (the sensitive
+attribute independent of the label within each domain) through sampling with replacement. Both work for any
+number of values and domains.
 
 Both samplers are torch *batch* samplers (``DataLoader(dataset, batch_sampler=sampler)``), deterministic for
 a seed and an epoch (:meth:`set_epoch`), and resumable mid-epoch (:meth:`state_dict` /
@@ -149,11 +150,12 @@ class _EpochBatchSampler(Sampler[list[int]]):
 
 
 class GroupStratifiedSampler(_EpochBatchSampler):
-    """Batch sampler that puts every (domain, gender) cell in every batch, each sample about once per epoch.
+    """Batch sampler that puts every (domain, sensitive value) cell in every batch, each sample about once per
+    epoch.
 
-    Scheme **(our choice)**. Every distinct value of ``groups`` is a cell; cells with a non-negative id are
-    *guaranteed* (at least one sample in every batch), cells with a negative id (unknown gender, e.g. -1
-    from :func:`group_ids`) are sampled in proportion only. Each epoch:
+    Scheme **(our choice)**. Every distinct value of ``groups`` is a cell (any number of them); cells with a
+    non-negative id are *guaranteed* (at least one sample in every batch), cells with a negative id (unknown
+    value, e.g. -1 from :func:`group_ids`) are sampled in proportion only. Each epoch:
 
     1. Each cell's members are shuffled. With ``M`` batches, a guaranteed cell fills one slot of every batch
        with ``M`` of its members; a cell smaller than ``M`` is recycled (its members repeat, each a near-equal
@@ -172,7 +174,7 @@ class GroupStratifiedSampler(_EpochBatchSampler):
     Parameters
     ----------
     groups : int array (N,)
-        Cell id per training sample, e.g. :func:`group_ids` (``2 * domain + gender``, -1 if unknown).
+        Cell id per training sample, e.g. :func:`group_ids` (``n_values * domain + value``, -1 if unknown).
     batch_size : int
         Maximum batch size; must exceed the number of guaranteed cells.
     seed : int
@@ -197,7 +199,7 @@ class GroupStratifiedSampler(_EpochBatchSampler):
         if n_guaranteed >= self.batch_size:
             raise ValueError(
                 f"GroupStratifiedSampler: batch_size={self.batch_size} leaves no room beyond one sample of each "
-                f"of the {n_guaranteed} (domain, gender) cells; use batch_size > {n_guaranteed}"
+                f"of the {n_guaranteed} (domain, sensitive value) cells; use batch_size > {n_guaranteed}"
             )
         self.n_samples = int(groups.size)
         self._n_batches = self._solve_n_batches(counts[self._guaranteed])
@@ -255,9 +257,10 @@ class BalancedGroupSampler(_EpochBatchSampler):
     proportional to its reweighing weight ``P(d,s) P(d,y) / (P(d) P(d,s,y))``
     (:func:`fairser.objectives.reweighting.reweighing_weights`).
 
-    The expected make-up of the drawn samples is ``P(d) P(s | d) P(y | d)``: gender independent of the label
-    within each domain, with domain and gender (and label) marginals kept, provided every (gender, label)
-    combination occurs in each domain. Used with plain ERM.
+    The expected make-up of the drawn samples is ``P(d) P(s | d) P(y | d)``: the sensitive attribute ``s``
+    (any number of values) independent of the label within each domain, with domain and attribute (and
+    label) marginals kept, provided every (value, label) combination occurs in each domain. Used with plain
+    ERM.
 
     Parameters
     ----------

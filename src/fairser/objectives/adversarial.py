@@ -1,4 +1,5 @@
-"""Adversarial gender removal: a gender classifier on the shared embedding behind a gradient-reversal layer."""
+"""Adversarial removal of the sensitive attribute (gender by default): a classifier of its values on the shared
+embedding behind a gradient-reversal layer."""
 
 from __future__ import annotations
 
@@ -11,7 +12,13 @@ from torch.nn import functional as F
 from fairser.objectives._common import check_choice, check_range, require_field
 from fairser.objectives.base import GroupBatch, Objective, ObjectiveOutput, register
 
-__all__ = ["GenderAdversary", "GradientReversal", "grad_reverse"]
+__all__ = [
+    "GradientReversal",
+    "SensitiveAdversary",
+    "grad_reverse",
+    "reversed_sensitive_loss",
+    "sensitive_classifier",
+]
 
 
 class GradientReversal(torch.autograd.Function):
@@ -33,19 +40,25 @@ def grad_reverse(x: Tensor, *, coeff: float = 1.0) -> Tensor:
     return GradientReversal.apply(x, coeff)
 
 
-def gender_classifier(*, name: str, embed_dim: int, hidden: int) -> nn.Sequential:
-    """A two-layer gender classifier (male / female logits) on a ``embed_dim``-wide embedding."""
-    if int(embed_dim) < 1 or int(hidden) < 1:
-        raise ValueError(f"{name}: embed_dim={embed_dim} and hidden={hidden} must be >= 1")
-    return nn.Sequential(nn.Linear(int(embed_dim), int(hidden)), nn.ReLU(), nn.Linear(int(hidden), 2))
+def sensitive_classifier(*, name: str, embed_dim: int, hidden: int, n_values: int) -> nn.Sequential:
+    """A two-layer classifier of the sensitive attribute (``n_values`` logits; gender: male, female) on an
+    ``embed_dim``-wide embedding."""
+    if int(embed_dim) < 1 or int(hidden) < 1 or int(n_values) < 1:
+        raise ValueError(
+            f"{name}: embed_dim={embed_dim}, hidden={hidden} and n_values={n_values} must be >= 1"
+        )
+    return nn.Sequential(
+        nn.Linear(int(embed_dim), int(hidden)), nn.ReLU(), nn.Linear(int(hidden), int(n_values))
+    )
 
 
-def reversed_gender_loss(
+def reversed_sensitive_loss(
     classifier: nn.Module, batch: GroupBatch, *, name: str, embed_dim: int
 ) -> tuple[Tensor, dict[str, float]]:
-    """Gender cross-entropy of ``classifier`` on the gradient-reversed embedding, over known-gender samples.
+    """Cross-entropy of ``classifier`` (its logits: one per sensitive value) against ``batch.sensitive`` on
+    the gradient-reversed embedding, over the samples whose value is known.
 
-    Returns the loss (0 when no gender is known) and ``{"gender_acc": ...}`` (empty when no gender is known).
+    Returns the loss (0 when no value is known) and ``{"sensitive_acc": ...}`` (empty when no value is known).
     """
     embedding = require_field(batch, "embedding", name)
     if embedding.dim() != 2 or embedding.shape[1] != embed_dim:
@@ -55,24 +68,30 @@ def reversed_gender_loss(
     known = (batch.sensitive >= 0).to(batch.losses.dtype)
     n_known = known.sum()
     logits = classifier(grad_reverse(embedding))
+    if batch.sensitive.numel() and int(batch.sensitive.max()) >= logits.shape[1]:
+        raise ValueError(
+            f"{name}: sensitive value {int(batch.sensitive.max())} but the classifier has {logits.shape[1]} "
+            "outputs (n_values)"
+        )
     ce = F.cross_entropy(logits, batch.sensitive.clamp_min(0), reduction="none")
     loss = (ce * known).sum() / n_known.clamp_min(1.0)
     logs: dict[str, float] = {}
     if n_known > 0:
         with torch.no_grad():
             correct = ((logits.argmax(dim=1) == batch.sensitive).to(known.dtype) * known).sum()
-        logs["gender_acc"] = float(correct / n_known)
+        logs["sensitive_acc"] = float(correct / n_known)
     return loss, logs
 
 
 @register
-class GenderAdversary(Objective):
-    """Adversarial gender removal (Ganin & Lempitsky 2015): ``L = L_CE + alpha_t * L_gender``.
+class SensitiveAdversary(Objective):
+    """Adversarial removal of the sensitive attribute (Ganin & Lempitsky 2015): ``L = L_CE + alpha_t * L_s``.
 
-    ``L_gender`` is the cross-entropy of a gender classifier (an MLP owned by this objective, optimised by
-    the trainer with the model) on ``batch.embedding`` seen through a gradient-reversal layer, averaged over
-    the known-gender samples (0 when there are none). The adversary descends ``alpha_t * L_gender`` while the
-    encoder producing the embedding ascends it, which removes gender information from the embedding; this
+    ``L_s`` is the cross-entropy of a ``k``-way classifier of the sensitive attribute's values (gender: male /
+    female; an MLP owned by this objective, optimised by the trainer with the model) on ``batch.embedding``
+    seen through a gradient-reversal layer, averaged over the samples whose value is known (0 when there are
+    none). The adversary descends ``alpha_t * L_s`` while the encoder producing the embedding ascends it,
+    which removes the attribute's information from the embedding; this
     is Ganin & Lempitsky's update rule, eqs. (13)-(15), where the domain classifier's step is scaled by the
     same ``lambda``. ``alpha_t`` warms up from 0 to ``alpha`` over ``warmup_steps`` training steps, by
     their schedule ``2 / (1 + exp(-10 p)) - 1`` (``schedule="dann"``, default) or linearly, with
@@ -82,12 +101,14 @@ class GenderAdversary(Objective):
     ----------
     n_domains, n_classes : int
         Number of domains and emotion classes.
+    n_values : int
+        Number of values of the sensitive attribute, the adversary's outputs (default 2, gender).
     embed_dim : int
         Dimension of ``batch.embedding``.
     hidden : int
         Width of the adversary's hidden layer.
     alpha : float
-        Final weight of the gender loss (>= 0).
+        Final weight of the adversary's loss (>= 0).
     warmup_steps : int
         Steps to reach ``alpha`` (0: ``alpha`` from the start).
     schedule : {"dann", "linear"}
@@ -95,6 +116,7 @@ class GenderAdversary(Objective):
     """
 
     name = "adversarial"
+    requires = ("embed_dim",)
 
     def __init__(
         self,
@@ -109,7 +131,9 @@ class GenderAdversary(Objective):
         schedule: str = "dann",
     ) -> None:
         super().__init__(n_domains=n_domains, n_classes=n_classes, n_values=n_values)
-        self.adversary = gender_classifier(name=self.name, embed_dim=embed_dim, hidden=hidden)
+        self.adversary = sensitive_classifier(
+            name=self.name, embed_dim=embed_dim, hidden=hidden, n_values=self.n_values
+        )
         self.embed_dim = int(embed_dim)
         self.alpha = check_range(self.name, "alpha", alpha, low=0.0)
         self.warmup_steps = int(check_range(self.name, "warmup_steps", warmup_steps, low=0))
@@ -127,17 +151,17 @@ class GenderAdversary(Objective):
 
     def forward(self, batch: GroupBatch) -> ObjectiveOutput:
         erm = batch.losses.mean()
-        gender_loss, gender_logs = reversed_gender_loss(
+        sensitive_loss, sensitive_logs = reversed_sensitive_loss(
             self.adversary, batch, name=self.name, embed_dim=self.embed_dim
         )
         alpha = self.current_alpha()
-        loss = erm + alpha * gender_loss
+        loss = erm + alpha * sensitive_loss
         if self.training:
             self.step += 1
         logs = {
             "erm": float(erm.detach()),
-            "gender_loss": float(gender_loss.detach()),
+            "sensitive_loss": float(sensitive_loss.detach()),
             "alpha": alpha,
-            **gender_logs,
+            **sensitive_logs,
         }
         return ObjectiveOutput(loss=loss, logs=logs)

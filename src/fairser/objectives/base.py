@@ -27,6 +27,7 @@ __all__ = [
     "register",
 ]
 
+
 @dataclass
 class GroupBatch:
     """What an objective sees of one batch.
@@ -95,12 +96,18 @@ def group_mean_losses(losses: Tensor, group: Tensor, n_groups: int) -> tuple[Ten
 class Objective(nn.Module):
     """Base class: subclasses set ``name`` and implement :meth:`forward`.
 
-    Subclasses take keyword-only hyperparameters after ``n_domains`` and ``n_classes``. An objective may own
-    parameters or modules (e.g. an adversary); the trainer optimises them with the model. ``on_epoch_end``
-    lets stateful objectives (JTT, LfF) update per-sample state between epochs.
+    Subclasses take keyword-only hyperparameters after ``n_domains``, ``n_classes`` and ``n_values`` (the
+    number of values of the sensitive attribute; groups are its values within each domain). An objective
+    may own parameters or modules (e.g. an adversary); the trainer optimises them with the model.
+    ``on_epoch_end`` lets stateful objectives (JTT, LfF) update per-sample state between epochs.
+
+    ``requires`` names the constructor arguments a run must supply because only the run knows them (today
+    only ``"embed_dim"``, the width of the model's shared embedding); every other hyperparameter has a
+    default or comes from the config.
     """
 
     name: ClassVar[str] = ""
+    requires: ClassVar[tuple[str, ...]] = ()
 
     def __init__(self, *, n_domains: int, n_classes: int, n_values: int = 2) -> None:
         super().__init__()
@@ -115,6 +122,16 @@ class Objective(nn.Module):
         """Number of (domain, value) groups, ``n_values * n_domains``."""
         return self.n_values * self.n_domains
 
+    def batch_groups(self, batch: GroupBatch) -> Tensor:
+        """Group id of each sample (``batch.group``; -1 unknown), after checking that the batch numbers its
+        values as this objective does (``batch.n_values == self.n_values``)."""
+        if batch.n_values != self.n_values:
+            raise ValueError(
+                f"objective {self.name!r} was built for n_values={self.n_values} sensitive values but the batch "
+                f"has n_values={batch.n_values}; build the GroupBatch with the run's n_values"
+            )
+        return batch.group
+
     def forward(self, batch: GroupBatch) -> ObjectiveOutput:  # pragma: no cover - interface
         raise NotImplementedError
 
@@ -127,6 +144,10 @@ class Objective(nn.Module):
 
     def on_epoch_end(self, epoch: int) -> None:
         """Hook called by the trainer after each epoch (default: nothing)."""
+
+    def run_summary(self, step_logs: list[dict]) -> dict:
+        """Fields this objective adds to a run's results row, from the run's per-step logs (default: none)."""
+        return {}
 
 
 OBJECTIVES: dict[str, type[Objective]] = {}

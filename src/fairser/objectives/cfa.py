@@ -13,32 +13,33 @@ from torch import Tensor
 from torch.nn import functional as F
 
 from fairser.objectives._common import check_choice, check_range, require_field
-from fairser.objectives.adversarial import gender_classifier, reversed_gender_loss
+from fairser.objectives.adversarial import reversed_sensitive_loss, sensitive_classifier
 from fairser.objectives.base import GroupBatch, ObjectiveOutput, register
 from fairser.objectives.erm import ERM
 from fairser.objectives.stages import UNLABELED, RunData, StageContext, StagedObjective
 
-__all__ = ["CombinedFairnessAdaptation", "gender_contrastive_loss"]
+__all__ = ["CombinedFairnessAdaptation", "sensitive_contrastive_loss"]
 
 
-def gender_contrastive_loss(
-    source: Tensor, source_gender: Tensor, target: Tensor, target_gender: Tensor, *, margin: float = 1.0
+def sensitive_contrastive_loss(
+    source: Tensor, source_value: Tensor, target: Tensor, target_value: Tensor, *, margin: float = 1.0
 ) -> tuple[Tensor, int]:
-    """CFA's ``L_GSim`` over every (source, target) pair of embeddings with known genders.
+    """CFA's ``L_GSim`` over every (source, target) pair of embeddings whose sensitive values are known.
 
     ``L = mean_pairs [ s_ij d_ij^2 + (1 - s_ij) max(0, m - d_ij)^2 ]`` with ``d_ij`` the Euclidean distance,
-    ``s_ij = 1`` for a same-gender pair: same-gender source/target pairs are pulled together, different-gender
-    pairs pushed beyond the margin ``m`` (the contrastive loss of Hadsell, Chopra & LeCun 2006, without its
-    constant 1/2; all pairs of the batch **(our choice)**). Returns ``(loss, n_pairs)``; 0 without pairs.
-    Rows with gender < 0 (unknown) take no part.
+    ``s_ij = 1`` for a pair with the same value (gender in the paper; any number of values): same-value
+    source/target pairs are pulled together, pairs of different values pushed beyond the margin ``m`` (the
+    contrastive loss of Hadsell, Chopra & LeCun 2006, without its constant 1/2; all pairs of the batch
+    **(our choice)**). Returns ``(loss, n_pairs)``; 0 without pairs. Rows with value < 0 (unknown) take no
+    part.
     """
-    s_known, t_known = source_gender >= 0, target_gender >= 0
+    s_known, t_known = source_value >= 0, target_value >= 0
     a, b = source[s_known], target[t_known]
     if a.shape[0] == 0 or b.shape[0] == 0:
         return source.sum() * 0.0 + target.sum() * 0.0, 0
     d2 = (a[:, None, :] - b[None, :, :]).pow(2).sum(-1)
     d = torch.sqrt(d2 + 1e-12)  # finite gradient at d = 0
-    same = (source_gender[s_known][:, None] == target_gender[t_known][None, :]).to(d2.dtype)
+    same = (source_value[s_known][:, None] == target_value[t_known][None, :]).to(d2.dtype)
     loss = same * d2 + (1.0 - same) * F.relu(margin - d).pow(2)
     return loss.mean(), int(loss.numel())
 
@@ -50,8 +51,9 @@ class CombinedFairnessAdaptation(StagedObjective):
     Cross-corpus setting: a source corpus with emotion and gender labels, a target corpus whose rows enter
     training with their gender but *without* their emotion labels (``y = UNLABELED``). On the shared
     embedding (the head's encoder output): the emotion classifier EC (the head's classifier), a gender
-    classifier GC behind a gradient-reversal layer, and ``L_GSim`` (:func:`gender_contrastive_loss`)
-    between the batch's source and target rows:
+    classifier GC behind a gradient-reversal layer, and ``L_GSim`` (:func:`sensitive_contrastive_loss`)
+    between the batch's source and target rows. "Gender" is the run's sensitive attribute (gender by
+    default): GC has one output per value, and ``L_GSim`` pulls same-value pairs together.
 
     ``L_total = L_EC + w_sim * L_GSim - w_gc * L_GC``
 
@@ -79,6 +81,8 @@ class CombinedFairnessAdaptation(StagedObjective):
     ----------
     n_domains, n_classes : int
         Number of domains and emotion classes.
+    n_values : int
+        Number of values of the sensitive attribute, GC's outputs (default 2, gender).
     embed_dim : int
         Dimension of ``batch.embedding``.
     hidden : int
@@ -94,6 +98,7 @@ class CombinedFairnessAdaptation(StagedObjective):
     """
 
     name = "cfa"
+    requires = ("embed_dim",)
 
     def __init__(
         self,
@@ -110,7 +115,9 @@ class CombinedFairnessAdaptation(StagedObjective):
         target: str = "adapt",
     ) -> None:
         super().__init__(n_domains=n_domains, n_classes=n_classes, n_values=n_values)
-        self.gender_classifier = gender_classifier(name=self.name, embed_dim=embed_dim, hidden=hidden)
+        self.sensitive_classifier = sensitive_classifier(
+            name=self.name, embed_dim=embed_dim, hidden=hidden, n_values=self.n_values
+        )
         self.embed_dim = int(embed_dim)
         self.w_sim = check_range(self.name, "w_sim", w_sim, low=0.0)
         self.w_gc = check_range(self.name, "w_gc", w_gc, low=0.0)
@@ -163,8 +170,8 @@ class CombinedFairnessAdaptation(StagedObjective):
 
     def forward(self, batch: GroupBatch) -> ObjectiveOutput:
         y = require_field(batch, "y", self.name)
-        gc, gender_logs = reversed_gender_loss(
-            self.gender_classifier, batch, name=self.name, embed_dim=self.embed_dim
+        gc, sensitive_logs = reversed_sensitive_loss(
+            self.sensitive_classifier, batch, name=self.name, embed_dim=self.embed_dim
         )
         embedding = batch.embedding
         losses = batch.losses
@@ -172,7 +179,7 @@ class CombinedFairnessAdaptation(StagedObjective):
         src_w = source.to(losses.dtype)
         ec = (losses * src_w).sum() / src_w.sum().clamp_min(1.0)
 
-        gsim, n_pairs = gender_contrastive_loss(
+        gsim, n_pairs = sensitive_contrastive_loss(
             embedding[source],
             batch.sensitive[source],
             embedding[~source],
@@ -186,6 +193,6 @@ class CombinedFairnessAdaptation(StagedObjective):
             "gc": float(gc.detach()),
             "n_pairs": float(n_pairs),
             "target_frac": float((~source).float().mean()) if y.numel() else 0.0,
-            **gender_logs,
+            **sensitive_logs,
         }
         return ObjectiveOutput(loss=loss, logs=logs)

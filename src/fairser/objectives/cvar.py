@@ -24,7 +24,7 @@ class CVaR(Objective):
 
     Parameters
     ----------
-    n_domains, n_classes : int
+    n_domains, n_classes, n_values : int
         Unused (the objective needs no groups); kept for the common signature.
     alpha : float
         Fraction of worst samples in ``(0, 1]`` (default 0.2, our choice).

@@ -20,16 +20,19 @@ class GroupDRO(Objective):
     then ``q`` is renormalised (absent groups keep their weight before renormalisation), and
     ``L = sum_g q_g * (Lbar_g + C / sqrt(n_g))`` over the present groups (as in the authors' code, the
     weights are updated before the loss is formed and are not renormalised over the present groups).
-    Unknown-gender samples belong to no group and do not enter the loss; a batch with no group gives
-    ``L = 0`` (zero gradient).
+    Samples with an unknown sensitive value belong to no group and do not enter the loss; a batch with no
+    group gives ``L = 0`` (zero gradient).
 
     Parameters
     ----------
     n_domains, n_classes : int
         Number of domains and emotion classes.
+    n_values : int
+        Number of values ``k`` of the sensitive attribute (default 2, gender).
     groups : {"domain_gender", "domain_gender_label"}
-        Groups ``(d, s)`` (default) or ``(d, s, y)`` (then the batch must carry ``y``); group id
-        ``2 * d + s``, resp. ``(2 * d + s) * n_classes + y``.
+        Groups ``(d, s)`` (default) or ``(d, s, y)`` (then the batch must carry ``y``), ``s`` the value of
+        the sensitive attribute (gender by default; the option names keep their first spelling); group id
+        ``k * d + s``, resp. ``(k * d + s) * n_classes + y``.
     eta : float
         Step size of the group-weight update (Sagawa et al.'s ``eta_q``, default 0.01 as in their code).
     adjustment : float
@@ -93,8 +96,8 @@ class GroupDRO(Objective):
         self._has_counts = True
 
     def group_ids(self, batch: GroupBatch) -> Tensor:
-        """DRO group id of each sample (-1 for unknown gender)."""
-        group = batch.group
+        """DRO group id of each sample (-1 for an unknown sensitive value)."""
+        group = self.batch_groups(batch)
         if self.groups == "domain_gender":
             return group
         y = require_field(batch, "y", self.name)

@@ -65,6 +65,7 @@ class LearningFromFailure(StagedObjective):
     """
 
     name = "lff"
+    requires = ("embed_dim",)
 
     def __init__(
         self,

@@ -1,4 +1,5 @@
-"""ERM-MinMaxGAP: ERM plus an adaptively weighted penalty on the largest male-female loss gap over domains.
+"""ERM-MinMaxGAP: ERM plus an adaptively weighted penalty on the largest loss gap between the values of the
+sensitive attribute (male and female for gender) over domains.
 
 Pang, Gao, Kawahara, Chen (2026), the seed paper of fairser. The paper's exact rule for the adaptive weight
 is not public; the options below are the ones documented in METHODS.md §3 **(our choice)**.
@@ -27,26 +28,27 @@ _STATE_KEYS = ("lam_t", "ema", "ema_seen")
 class GroupStats(NamedTuple):
     """One batch's group statistics, from :meth:`MinMaxGap.group_statistics` (Python floats).
 
-    Groups are indexed by group id ``2 * domain + gender`` (as :func:`group_mean_losses`); slots by
-    ``3 * domain + gender + 1`` (slot ``3 * domain`` holds the domain's unknown-gender samples).
+    With ``k = n_values``, groups are indexed by group id ``k * domain + value`` (as
+    :func:`group_mean_losses`); slots by ``(k + 1) * domain + value + 1`` (slot ``(k + 1) * domain`` holds
+    the domain's unknown-valued samples).
     """
 
-    means: list[float]  # (2 * n_domains,) mean loss of each group; 0.0 if absent
-    counts: list[int]  # (2 * n_domains,) sample count of each group
-    erm: float  # mean loss over the whole batch (unknown gender included)
+    means: list[float]  # (k * n_domains,) mean loss of each group; 0.0 if absent
+    counts: list[int]  # (k * n_domains,) sample count of each group
+    erm: float  # mean loss over the whole batch (unknown values included)
     slot: np.ndarray  # (N,) each sample's slot
-    slot_sums: list[float]  # (3 * n_domains,) loss sum per slot
+    slot_sums: list[float]  # ((k + 1) * n_domains,) loss sum per slot
 
 
 class GapPenalty(NamedTuple):
     """One step's penalty ``R_t`` and what its gradient and state updates need (Python floats, no autograd).
 
-    Lists are indexed by group id ``2 * domain + gender``.
+    Lists are indexed by group id ``k * domain + value``.
     """
 
     r: float
-    worst: int  # arg-max domain, -1 when no domain has both genders
-    n_valid: int  # domains where both genders have a loss estimate
+    worst: int  # arg-max domain, -1 when no domain has two values with a loss estimate
+    n_valid: int  # domains where at least two values have a loss estimate
     d_r_d_mean: list[float]  # dR/d(batch mean loss of each group)
     estimates: list[float]  # group loss estimates (the EMA after this step)
     seen: list[bool]  # group has a loss estimate: present in the batch, or (EMA) seen in an earlier one
@@ -67,16 +69,28 @@ class _State:
 class MinMaxGap(Objective):
     r"""ERM-MinMaxGAP (Pang, Gao, Kawahara, Chen 2026): ``L = L_ERM + lambda_t * R_t``.
 
-    ``R_t = max_d gap(Lbar(d, male), Lbar(d, female))`` over the domains ``d`` where *both* genders have a
-    loss estimate; a domain with a missing gender contributes nothing, and with no such domain ``R_t = 0``
-    (finite value, finite gradient). Unknown-gender samples count in ``L_ERM`` only.
+    For a sensitive attribute with values ``v = 0 .. k-1`` (gender: male, female), the gap of domain ``d`` is
+    ``gap_d = max_v Lbar(d, v) - min_v Lbar(d, v)`` over the values of ``d`` that have a loss estimate, and
+    ``R_t = max_d gap_d`` over the domains where *at least two* values have one; a domain with fewer
+    contributes nothing, and with no such domain ``R_t = 0`` (finite value, finite gradient). Unknown-valued
+    samples count in ``L_ERM`` only. With two values ``gap_d = |Lbar(d, male) - Lbar(d, female)|``, the
+    paper's binary gap.
+
+    Gradient (a subgradient at ties): ``gap_d`` moves with its max-loss value ``hi_d`` (``+1``) and its
+    min-loss value ``lo_d`` (``-1``), the first value in value order among tied maxima resp. minima; when all
+    of a domain's estimated values tie (``gap_d = 0``) it moves with none. So each step up-weights the samples
+    of the max-loss value of the arg-max domain (hard max; the smooth max does so in every valid domain by
+    its softmax share) and down-weights those of its min-loss value; the other values' samples keep the
+    ERM weight ``1/N``.
 
     Parameters
     ----------
     n_domains, n_classes : int
         Number of domains and emotion classes.
+    n_values : int
+        Number of values of the sensitive attribute (default 2, gender).
     gap : {"abs", "squared"}
-        ``|Lbar_m - Lbar_f|`` (default) or ``(Lbar_m - Lbar_f)**2``.
+        ``max_v Lbar - min_v Lbar`` (default; ``|Lbar_m - Lbar_f|`` for gender) or its square.
     max : {"hard", "smooth"}
         ``hard`` (default): the exact maximum; its gradient flows only into the worst domain's samples.
         ``smooth``: ``tau * logsumexp(gap_d / tau)`` over the valid domains, an upper bound on the maximum
@@ -89,7 +103,7 @@ class MinMaxGap(Objective):
         current batch's term carries gradient, scaled by ``1 - beta``), the stored ``ema_g`` (no gradient) when
         it is not, and ``Lbar_g(batch)`` the first time it is seen. After the step the stored EMA becomes the
         detached estimate, i.e. ``ema_g <- beta * ema_g + (1 - beta) * Lbar_g``. A domain counts as valid once
-        both its genders have been seen, so small batches that rarely hold both genders of a domain still
+        two of its values have been seen, so small batches that rarely hold two values of a domain still
         see a penalty (for small batches; METHODS.md §3).
     beta : float
         EMA momentum in ``[0, 1)``.
@@ -112,14 +126,15 @@ class MinMaxGap(Objective):
     State (the dual variable and the EMA) is updated only in training mode (``objective.train()``), so
     evaluating the objective on a validation batch under ``objective.eval()`` changes nothing.
     ``logs`` holds ``lambda`` (the weight used in this step), ``R``, ``erm``, ``worst_domain`` (the arg-max
-    domain, -1 when no domain is valid) and ``n_valid_domains`` every step (with ``ratio`` and ``R_t = 0``
+    domain, -1 when no domain is valid) and ``n_valid_domains`` every step; :meth:`run_summary` gives a run's
+    final ``lambda`` and mean ``R`` over its last epoch (with ``ratio`` and ``R_t = 0``
     the logged weight is ``lam * L_ERM / 1e-8``, harmless as it multiplies 0).
 
     Implementation: ``R_t`` depends on the losses only through a few group means, so its value and its exact
     gradient w.r.t. each per-sample loss are computed in closed form and attached to ``batch.losses`` by a
     single dot product with per-sample weights. All per-sample work is vectorised: group sums and counts by
     one ``np.bincount`` each over the batch's slots, the weights by one NumPy index of a per-slot table. The
-    table itself (``3 * n_domains`` numbers: the penalty, its arg-max and the weight of each slot) is
+    table itself (``(k + 1) * n_domains`` numbers: the penalty, its arg-max and the weight of each slot) is
     arithmetic on Python floats, because a NumPy or torch call on a 6-element array costs more than the
     arithmetic and a step of a small head has room for only a few dozen calls (``benchmarks/
     bench_objectives.py``). The loss value and first-order gradient equal plain autograd's
@@ -169,7 +184,7 @@ class MinMaxGap(Objective):
 
     @property
     def ema(self) -> Tensor:
-        """EMA loss estimate of each group (by group id ``2 * domain + gender``; float64, a copy)."""
+        """EMA loss estimate of each group (by group id ``n_values * domain + value``; float64, a copy)."""
         return torch.tensor(self._state.ema, dtype=torch.float64)
 
     @property
@@ -210,32 +225,37 @@ class MinMaxGap(Objective):
         )
 
     def group_statistics(self, batch: GroupBatch) -> GroupStats:
-        """Batch mean loss and count of each (domain, gender) group, the mean loss, and each sample's slot.
+        """Batch mean loss and count of each (domain, value) group, the mean loss, and each sample's slot.
 
         ``means`` and ``counts`` hold the same values as ``group_mean_losses(losses, batch.group, ...)``. They
         come from one ``np.bincount`` per statistic over the slots, on host copies of the batch's metadata
         and detached losses (zero-copy views for CPU tensors; sums in float64).
         """
-        n_slots = 3 * self.n_domains
+        k = self.n_values
+        n_slots = (k + 1) * self.n_domains
         losses = batch.losses
         if losses.dim() != 1 or batch.sensitive.shape != losses.shape or batch.domain.shape != losses.shape:
             raise ValueError(
-                "minmaxgap: losses, domain and gender must be 1-D of one length; got shapes "
+                "minmaxgap: losses, domain and sensitive must be 1-D of one length; got shapes "
                 f"{tuple(losses.shape)}, {tuple(batch.domain.shape)}, {tuple(batch.sensitive.shape)}"
+            )
+        if batch.n_values != k:
+            raise ValueError(
+                f"minmaxgap: built for n_values={k} sensitive values but the batch has n_values={batch.n_values}"
             )
         if losses.dtype not in (torch.float32, torch.float64):  # half precision: NumPy has no bfloat16
             losses = losses.detach().float()
         try:  # host copies (views on CPU) as int64: no wrap-around of small integer dtypes
-            gender_slot = np.add(batch.sensitive.numpy(force=True), 1, dtype=np.int64)
-            gender_ok = np.bincount(gender_slot).shape[0] <= 3
+            value_slot = np.add(batch.sensitive.numpy(force=True), 1, dtype=np.int64)
+            values_ok = np.bincount(value_slot).shape[0] <= k + 1
         except (TypeError, ValueError):  # not integers, or a value below -1
-            gender_ok = False
-        if not gender_ok:
+            values_ok = False
+        if not values_ok:
             raise ValueError(
-                f"minmaxgap: gender must be integers 0 (male), 1 (female) or -1 (unknown); got {batch.sensitive}"
+                f"minmaxgap: sensitive values must be integers in [0, {k}) or -1 (unknown); got {batch.sensitive}"
             )
         try:
-            slot = np.multiply(batch.domain.numpy(force=True), 3, dtype=np.int64) + gender_slot
+            slot = np.multiply(batch.domain.numpy(force=True), k + 1, dtype=np.int64) + value_slot
         except TypeError as err:
             raise ValueError(f"minmaxgap: domain ids must be integers; got {batch.domain}") from err
         try:
@@ -248,7 +268,7 @@ class MinMaxGap(Objective):
                 f"minmaxgap: domain ids must be < n_domains={self.n_domains}; got {batch.domain}"
             )
         group_sums, counts = sums[:], slot_counts
-        del group_sums[::3], counts[::3]  # drop the unknown-gender slots: group id order remains
+        del group_sums[:: k + 1], counts[:: k + 1]  # drop the unknown-value slots: group id order remains
         means = [total / count if count else 0.0 for total, count in zip(group_sums, counts, strict=True)]
         return GroupStats(means, counts, sum(sums) / slot.shape[0], slot, sums)
 
@@ -260,7 +280,7 @@ class MinMaxGap(Objective):
         EMA alone), and ``dR/d mean_g = b_g * dR/d est_g``.
         """
         present = [count > 0 for count in counts]
-        if self.estimate == "batch":  # a valid domain has both groups present: every slope is 1
+        if self.estimate == "batch":  # a valid domain has two values present: every slope is 1
             est, available, slope = means, present, None
         else:
             beta = self.beta
@@ -271,14 +291,28 @@ class MinMaxGap(Objective):
             ]
             slope = [((1.0 - beta) if s else 1.0) if p else 0.0 for p, s in zip(present, seen, strict=True)]
             available = [p or s for p, s in zip(present, seen, strict=True)]
+        k = self.n_values
         gaps = {}  # the gap of each valid domain (a pass over the table's domains, not over samples)
+        extremes = {}  # (max-loss group, min-loss group) of each valid domain; the first of ties
         squared = self.gap == "squared"
         for d in range(self.n_domains):
-            if available[2 * d] and available[2 * d + 1]:
-                x = est[2 * d] - est[2 * d + 1]  # male - female
-                gaps[d] = x * x if squared else abs(x)
+            hi = lo = -1
+            n_available = 0
+            for g in range(k * d, k * d + k):
+                if available[g]:
+                    n_available += 1
+                    if hi < 0:
+                        hi = lo = g
+                    elif est[g] > est[hi]:
+                        hi = g
+                    elif est[g] < est[lo]:
+                        lo = g
+            if n_available >= 2:
+                x = est[hi] - est[lo]  # max - min >= 0 (gender: |male - female|, exactly)
+                gaps[d] = x * x if squared else x
+                extremes[d] = (hi, lo)
         d_r_d_mean = [0.0] * len(est)
-        if not gaps:  # no domain has both genders: R = 0
+        if not gaps:  # no domain has two values: R = 0
             return GapPenalty(0.0, -1, 0, d_r_d_mean, est, available)
         worst = max(gaps, key=gaps.__getitem__)  # the first of tied maxima (domain order), as argmax
         if self.max == "hard":  # only the arg-max domain gets gradient
@@ -291,11 +325,24 @@ class MinMaxGap(Objective):
             r = self.tau * (top + math.log(total))
             shares = [(d, v / total) for d, v in e]  # softmax share of each valid domain
         for d, share in shares:
-            x = est[2 * d] - est[2 * d + 1]
-            d_gap = share * (2.0 * x if squared else (x > 0) - (x < 0))  # sign(0) = 0
-            d_r_d_mean[2 * d] = d_gap if slope is None else d_gap * slope[2 * d]
-            d_r_d_mean[2 * d + 1] = -d_gap if slope is None else -d_gap * slope[2 * d + 1]
+            hi, lo = extremes[d]
+            if hi == lo:  # every estimated value of d ties: gap 0 moves with none of them
+                continue
+            d_gap = share * (2.0 * (est[hi] - est[lo]) if squared else 1.0)
+            d_r_d_mean[hi] = d_gap if slope is None else d_gap * slope[hi]
+            d_r_d_mean[lo] = -d_gap if slope is None else -d_gap * slope[lo]
         return GapPenalty(r, worst, len(gaps), d_r_d_mean, est, available)
+
+    def run_summary(self, step_logs: list[dict]) -> dict:
+        """``final_lambda``: the last logged ``lambda``; ``mean_R_last_epoch``: the mean logged ``R`` over the
+        steps of the last logged step's epoch (each None without such logs)."""
+        lam = [s["lambda"] for s in step_logs if "lambda" in s]
+        last_epoch = step_logs[-1]["epoch"] if step_logs else None
+        r_last = [s["R"] for s in step_logs if "R" in s and s["epoch"] == last_epoch]
+        return {
+            "final_lambda": lam[-1] if lam else None,
+            "mean_R_last_epoch": float(np.mean(r_last)) if r_last else None,
+        }
 
     def forward(self, batch: GroupBatch) -> ObjectiveOutput:
         losses = batch.losses
@@ -311,15 +358,17 @@ class MinMaxGap(Objective):
         else:
             lam = self.lam * erm / (pen.r + _RATIO_EPS)  # a Python float: no gradient through the ratio
 
-        # dL/dl_i = 1/N + lam * dR/d mean_g / n_g for sample i in group g (unknown gender: 1/N); the dot
+        # dL/dl_i = 1/N + lam * dR/d mean_g / n_g for sample i in group g (unknown value: 1/N); the dot
         # product carries this exact gradient, and a constant shifts its value to the exact L (none is
         # needed when L is linear in the batch's losses: |gap|, hard max, batch estimate)
         base = 1.0 / losses.shape[0]
         group_weight = [
             base + lam * g / n if n else base for g, n in zip(pen.d_r_d_mean, stats.counts, strict=True)
         ]
-        table = [base] * (3 * self.n_domains)
-        table[1::3], table[2::3] = group_weight[0::2], group_weight[1::2]
+        k = self.n_values
+        table = [base] * ((k + 1) * self.n_domains)
+        for v in range(k):  # slot (k + 1) * d + v + 1 holds group k * d + v
+            table[v + 1 :: k + 1] = group_weight[v::k]
         dtype = np.float64 if losses.dtype == torch.float64 else np.float32
         weights = torch.from_numpy(np.array(table, dtype=dtype)[stats.slot]).to(losses)
         loss = torch.dot(losses, weights)

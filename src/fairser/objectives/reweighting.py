@@ -31,15 +31,17 @@ def reweighing_weights(*, domain: np.ndarray, sensitive: np.ndarray, y: np.ndarr
 
     ``w_i = P(d, s) P(d, y) / (P(d) P(d, s, y)) = n_ds * n_dy / (n_d * n_dsy)`` for the training sample ``i``
     in cell ``(d, s, y)`` (Kamiran & Calders 2012, "Data preprocessing techniques for classification without
-    discrimination", KAIS 33(1); AIF360's ``Reweighing`` is the one-domain, binary case). Under these weights
-    ``P_w(d, s, y) = P(d) P(s | d) P(y | d)``: gender is independent of the label within each domain, and the
-    weights sum to ``N``, provided every ``(s, y)`` combination occurs in the domain (an empty cell cannot
-    be weighted into existence; its mass is then missing). Unknown gender (-1) is one more value of ``s``.
+    discrimination", KAIS 33(1); AIF360's ``Reweighing`` is the one-domain, binary case), for a sensitive
+    attribute ``s`` with any number of values. Under these weights ``P_w(d, s, y) = P(d) P(s | d) P(y | d)``:
+    the attribute is independent of the label within each domain, and the weights sum to ``N``, provided
+    every ``(s, y)`` combination occurs in the domain (an empty cell cannot be weighted into existence; its
+    mass is then missing). An unknown value (-1) is one more value of ``s`` here, so those samples keep
+    their own label balance and their share of the domain (as in the first release).
 
     Parameters
     ----------
-    domain, gender, y : array (N,)
-        Domain, sensitive attribute and label of each training sample (any values with equality, e.g.
+    domain, sensitive, y : array (N,)
+        Domain, sensitive-attribute value and label of each training sample (any values with equality, e.g.
         ints or strings).
 
     Returns
@@ -73,6 +75,8 @@ class Reweighting(Objective):
     ----------
     n_domains, n_classes : int
         Number of domains and emotion classes.
+    n_values : int
+        Number of values of the sensitive attribute (the weights need not know it: they count cells).
     weights : array (N_train,), optional
         Non-negative finite weight of each training sample (default: reweighing weights from :meth:`setup`).
     normalize : bool

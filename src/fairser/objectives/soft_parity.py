@@ -28,18 +28,27 @@ def cell_means(values: Tensor, cell: Tensor, n_cells: int) -> tuple[Tensor, Tens
 
 
 class _SoftParity(Objective):
-    """``L = L_ERM + beta * penalty``; the penalty is the male-female gap of a per-class rate, within each
-    domain, reduced over classes (``mean`` or ``max``) and averaged over the domains where it is defined."""
+    """``L = L_ERM + beta * penalty``; the penalty is the gap of a per-class rate between the values of the
+    sensitive attribute, within each domain, reduced over classes (``mean`` or ``max``) and averaged over the
+    domains where it is defined.
+
+    The gap of class ``c`` in domain ``d`` is ``max_v rate(d, v, c) - min_v rate(d, v, c)`` over the values
+    ``v`` whose rate is defined there, and is defined when at least two values' rates are (with gender:
+    ``|rate(d, male, c) - rate(d, female, c)|``, defined where both are). Samples with an unknown value take
+    part in no rate.
+    """
 
     needs_y: ClassVar[bool] = False
 
-    def __init__(self, *, n_domains: int, n_classes: int, n_values: int = 2, beta: float = 1.0, reduce: str = "mean") -> None:
+    def __init__(
+        self, *, n_domains: int, n_classes: int, n_values: int = 2, beta: float = 1.0, reduce: str = "mean"
+    ) -> None:
         super().__init__(n_domains=n_domains, n_classes=n_classes, n_values=n_values)
         self.beta = check_range(self.name, "beta", beta, low=0.0)
         self.reduce = check_choice(self.name, "reduce", reduce, ("mean", "max"))
 
     def rates(self, batch: GroupBatch, probs: Tensor) -> tuple[Tensor, Tensor]:
-        """Per (domain, gender, class) rates ``(D, 2, C)`` and where the class's gap is defined ``(D, C)``."""
+        """Per (domain, value, class) rates ``(D, k, C)`` and where each rate is defined ``(D, k, C)``."""
         raise NotImplementedError  # pragma: no cover - interface
 
     def penalty(self, batch: GroupBatch) -> Tensor:
@@ -48,9 +57,12 @@ class _SoftParity(Objective):
             raise ValueError(
                 f"{self.name}: GroupBatch.logits has shape {tuple(logits.shape)}; expected (N, {self.n_classes})"
             )
-        rate, defined = self.rates(batch, F.softmax(logits, dim=1))
+        rate, has_rate = self.rates(batch, F.softmax(logits, dim=1))
+        defined = has_rate.sum(dim=1) >= 2  # (D, C): at least two values have the rate
         mask = defined.to(rate.dtype)
-        gap = (rate[:, 0] - rate[:, 1]).abs() * mask  # (D, C), 0 (and no gradient) where undefined
+        high = torch.where(has_rate, rate, -torch.inf).amax(dim=1)
+        low = torch.where(has_rate, rate, torch.inf).amin(dim=1)
+        gap = torch.where(defined, high - low, 0.0) * mask  # (D, C), 0 (and no gradient) where undefined
         if self.reduce == "mean":
             per_domain = gap.sum(dim=1) / mask.sum(dim=1).clamp_min(1.0)
         else:
@@ -69,10 +81,11 @@ class _SoftParity(Objective):
 
 @register
 class SoftDSP(_SoftParity):
-    """Soft statistical-parity penalty: ``|mean_{i in (d, male)} p_ic - mean_{i in (d, female)} p_ic|`` per
-    class ``c`` and domain ``d`` (METHODS.md §3, "Soft parity penalty"), on softmax probabilities of
-    ``batch.logits``; the differentiable relaxation of ΔSP (replacing the hard prediction by its
-    probability, the relaxation used e.g. by FNNC, Padala & Gujar, IJCAI 2020).
+    """Soft statistical-parity penalty: per class ``c`` and domain ``d``, ``max_v - min_v`` over the values
+    ``v`` present in ``d`` of the soft selection rate ``mean_{i in (d, v)} p_ic`` (for gender
+    ``|mean_{i in (d, male)} p_ic - mean_{i in (d, female)} p_ic|``; METHODS.md §3, "Soft parity penalty"),
+    on softmax probabilities of ``batch.logits``; the differentiable relaxation of ΔSP (replacing the hard
+    prediction by its probability, the relaxation used e.g. by FNNC, Padala & Gujar, IJCAI 2020).
 
     Parameters
     ----------
@@ -85,16 +98,18 @@ class SoftDSP(_SoftParity):
     name = "soft_dsp"
 
     def rates(self, batch: GroupBatch, probs: Tensor) -> tuple[Tensor, Tensor]:
-        means, counts = cell_means(probs, batch.group, self.n_groups)
-        both = (counts.view(self.n_domains, 2) > 0).all(dim=1)
-        return means.view(self.n_domains, 2, self.n_classes), both[:, None].expand(-1, self.n_classes)
+        means, counts = cell_means(probs, self.batch_groups(batch), self.n_groups)
+        present = counts.view(self.n_domains, self.n_values) > 0
+        shape = (self.n_domains, self.n_values, self.n_classes)
+        return means.view(shape), present[:, :, None].expand(shape)
 
 
 @register
 class SoftDEO(_SoftParity):
-    """Soft equal-opportunity penalty: per class ``c`` and domain ``d``, the male-female gap of the soft
-    true-positive rate ``mean_{i in (d, s), y_i = c} p_ic`` (ΔEO of METHODS.md §2 with the hard prediction
-    replaced by its probability); defined where both genders have samples of class ``c``. Needs ``y``.
+    """Soft equal-opportunity penalty: per class ``c`` and domain ``d``, the gap (``max_v - min_v``; for
+    gender the male-female gap) of the soft true-positive rate ``mean_{i in (d, v), y_i = c} p_ic`` (ΔEO of
+    METHODS.md §2 with the hard prediction replaced by its probability) over the values with samples of
+    class ``c`` in ``d``; defined where at least two values have such samples. Needs ``y``.
 
     Parameters
     ----------
@@ -111,9 +126,9 @@ class SoftDEO(_SoftParity):
         y = require_field(batch, "y", self.name)
         if y.numel() and (int(y.min()) < 0 or int(y.max()) >= self.n_classes):
             raise ValueError(f"{self.name}: labels y must lie in [0, {self.n_classes}); got {y.tolist()}")
-        group = batch.group
+        group = self.batch_groups(batch)
         cell = torch.where(group >= 0, group * self.n_classes + y, group)
         true_prob = probs.gather(1, y.view(-1, 1)).squeeze(1)
         means, counts = cell_means(true_prob, cell, self.n_groups * self.n_classes)
-        shape = (self.n_domains, 2, self.n_classes)
-        return means.view(shape), (counts.view(shape) > 0).all(dim=1)
+        shape = (self.n_domains, self.n_values, self.n_classes)
+        return means.view(shape), counts.view(shape) > 0

@@ -11,16 +11,18 @@ __all__ = ["VREx"]
 @register
 class VREx(Objective):
     """V-REx (Krueger et al. 2021, "Out-of-Distribution Generalization via Risk Extrapolation"):
-    ``L = L_ERM + beta * Var_g(Lbar_g)`` over the (domain, gender) groups present in the batch.
+    ``L = L_ERM + beta * Var_g(Lbar_g)`` over the (domain, sensitive value) groups present in the batch.
 
     The variance is the population variance (mean squared deviation from the mean of the present group
-    losses), as in DomainBed's ``VREx``; with fewer than two groups present it is 0. Unknown-gender samples
-    count in ``L_ERM`` only.
+    losses), as in DomainBed's ``VREx``; with fewer than two groups present it is 0. Samples with an unknown
+    sensitive value count in ``L_ERM`` only.
 
     Parameters
     ----------
     n_domains, n_classes : int
         Number of domains and emotion classes.
+    n_values : int
+        Number of values of the sensitive attribute (default 2, gender).
     beta : float
         Weight of the variance penalty (>= 0; default 1.0, our choice).
     """
@@ -33,7 +35,7 @@ class VREx(Objective):
 
     def forward(self, batch: GroupBatch) -> ObjectiveOutput:
         erm = batch.losses.mean()
-        means, counts = group_mean_losses(batch.losses, batch.group, self.n_groups)
+        means, counts = group_mean_losses(batch.losses, self.batch_groups(batch), self.n_groups)
         present = (counts > 0).to(means.dtype)
         n_present = present.sum().clamp_min(1.0)
         centre = (means * present).sum() / n_present

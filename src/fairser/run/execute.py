@@ -45,7 +45,7 @@ def derived_params(spec: ObjectiveSpec, *, embed_dim: Callable[[], int]) -> dict
     from fairser.objectives import OBJECTIVES
 
     out: dict[str, Any] = {}
-    for name in getattr(OBJECTIVES[spec.name], "requires", ()):  # TODO: .requires once wave2-objectives has it
+    for name in OBJECTIVES[spec.name].requires:
         if name in spec.params:
             continue
         if name != "embed_dim":
@@ -185,6 +185,7 @@ def execute_run(
     metrics, notes = evaluate_run(pred, labels=labels, evaluation=config.evaluation, seed=spec.seed)
     row = {
         **run_fields(spec=spec, result=result),
+        **objective.run_summary(result.step_logs),  # e.g. MinMaxGAP's final_lambda, mean_R_last_epoch
         "elapsed_s": time.perf_counter() - t0,
         **metrics,
         "notes": notes,
