@@ -144,7 +144,7 @@ def test_execute_run_with_cached_features_gives_the_row_and_predictions(tmp_path
 
     assert derived_params(adv.objective, embed_dim=lambda: 8) == {"embed_dim": 8}
     row, _, logs = execute_run(adv, prepared, cfg)
-    assert row["status"] == "ok" and {"alpha", "gender_loss"} <= set(logs[-1])
+    assert row["status"] == "ok" and {"alpha", "sensitive_loss"} <= set(logs[-1])
 
 
 @pytest.mark.parametrize(
