@@ -109,7 +109,12 @@ def test_views_number_domains_and_sensitive_values_with_the_grouper(tmp_path) ->
         n = int((manifest["split"] == "train").sum())
         assert len(train) == 2 * n and train.n_values == len(values)  # once per modality (joint)
         np.testing.assert_array_equal(train.domain, np.repeat([0, 1], n))  # language x modality order
-        value = meta[list(sensitive)].astype(str).agg(" × ".join, axis=1).map({v: i for i, v in enumerate(values)})
+        value = (
+            meta[list(sensitive)]
+            .astype(str)
+            .agg(" × ".join, axis=1)
+            .map({v: i for i, v in enumerate(values)})
+        )
         np.testing.assert_array_equal(train.sensitive, value.to_numpy())
         np.testing.assert_array_equal(train.group, len(values) * train.domain + train.sensitive)
         valid = views["valid"][0]

@@ -266,7 +266,9 @@ def test_audio_files_are_read_and_missing_ones_named(tmp_path):
     with pytest.raises(AudioError, match="nope.wav"):
         AudioDataset(audio=[tmp_path / "nope.wav"], y=[0], domain=[0], sensitive=[0])
     with pytest.raises(ValueError, match="row 0: modality 'audio\\+text' but no transcript"):
-        AudioDataset(audio=paths, y=[0, 1], domain=[0, 0], sensitive=[0, 1], modalities=["audio+text", "audio"])
+        AudioDataset(
+            audio=paths, y=[0, 1], domain=[0, 0], sensitive=[0, 1], modalities=["audio+text", "audio"]
+        )
 
 
 def test_shipped_accelerate_configs_are_valid_launch_configs(monkeypatch):

@@ -73,7 +73,9 @@ def test_jtt_upweights_exactly_the_errors_of_the_first_stage() -> None:
     ]
     assert jtt.summary()["jtt_error_rate"] == pytest.approx(errors.mean())
     assert all(0 <= s["error_frac"] <= 1 for s in result.step_logs)
-    assert len(result.history) >= 1 and result.model is context.model  # the main model trained after the stage
+    assert (
+        len(result.history) >= 1 and result.model is context.model
+    )  # the main model trained after the stage
 
     # the second-stage loss on a batch: weighted per-sample losses, error rows lambda_up times the others
     losses = torch.rand(6, requires_grad=True)
@@ -144,7 +146,12 @@ def test_jtt_stage_with_a_backbone_saves_its_error_set_and_frees_its_model(tmp_p
     backend = BackboneBackend(prepared, cfg)
     grouper = run_grouper(prepared.manifest, setting="audio", config=cfg)
     views = split_views(
-        prepared.manifest, setting="audio", config=cfg, grouper=grouper, labels=prepared.labels, make=backend.dataset
+        prepared.manifest,
+        setting="audio",
+        config=cfg,
+        grouper=grouper,
+        labels=prepared.labels,
+        make=backend.dataset,
     )
     train, valid = views["train"][0], views["valid"][0]
 
@@ -153,7 +160,11 @@ def test_jtt_stage_with_a_backbone_saves_its_error_set_and_frees_its_model(tmp_p
             "jtt", n_domains=grouper.n_domains, n_classes=len(MELD_EMOTIONS), first_epochs=2, lambda_up=4.0
         )
         context = StageContext(
-            trainer=backend.trainer(spec=spec, train=train), train=train, valid=valid, seed=0, stage_dir=stage_dir
+            trainer=backend.trainer(spec=spec, train=train),
+            train=train,
+            valid=valid,
+            seed=0,
+            stage_dir=stage_dir,
         )
         jtt.prepare(context=context)
         return jtt, context

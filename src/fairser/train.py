@@ -22,7 +22,15 @@ from fairser.grouping import group_index
 from fairser.objectives import GroupBatch, Objective
 from fairser.objectives.stages import UNLABELED
 
-__all__ = ["ArrayDataset", "ModelSelection", "TrainResult", "fit", "predict_embedding", "predict_proba", "score"]
+__all__ = [
+    "ArrayDataset",
+    "ModelSelection",
+    "TrainResult",
+    "fit",
+    "predict_embedding",
+    "predict_proba",
+    "score",
+]
 
 
 @dataclass

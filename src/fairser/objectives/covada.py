@@ -22,6 +22,7 @@ from fairser.objectives.stages import GeneralizedCrossEntropy, RunData, StagedOb
 
 __all__ = ["CoVADA"]
 
+
 @register
 class CoVADA(StagedObjective):
     """CO-VADA: confidence-oriented voice augmentation (Tsai, Lin, Chou & Lee 2025).

@@ -178,7 +178,9 @@ class BackboneBackend:
         self.accelerator = make_accelerator(mixed_precision=config.backbone.mixed_precision)
         self.is_main_process = bool(self.accelerator.is_main_process)
         self._durations = (
-            prepared.manifest["duration"].to_numpy(dtype=float) if "duration" in prepared.manifest.columns else None
+            prepared.manifest["duration"].to_numpy(dtype=float)
+            if "duration" in prepared.manifest.columns
+            else None
         )
 
     def check(self, spec: Any) -> None:

@@ -34,7 +34,9 @@ class Backend(Protocol):
     def check(self, spec: Any) -> None:
         """Refuse, by name, what this backend does not implement for the run ``spec``."""
 
-    def dataset(self, meta: pd.DataFrame, *, y: np.ndarray, domain: np.ndarray, sensitive: np.ndarray, n_values: int) -> Any:
+    def dataset(
+        self, meta: pd.DataFrame, *, y: np.ndarray, domain: np.ndarray, sensitive: np.ndarray, n_values: int
+    ) -> Any:
         """The dataset of one split's rows ``meta`` (see :func:`fairser.run.views.split_views`)."""
 
     def trainer(self, *, spec: Any, train: Any) -> Any:
@@ -67,7 +69,12 @@ class HeadTrainer:
         n_classes: int,
     ) -> None:
         self.config, self.seed = config, seed
-        self._shape = {"use_text": use_text, "audio_dim": audio_dim, "text_dim": text_dim, "n_classes": n_classes}
+        self._shape = {
+            "use_text": use_text,
+            "audio_dim": audio_dim,
+            "text_dim": text_dim,
+            "n_classes": n_classes,
+        }
 
     def new_model(self) -> nn.Module:
         """A fresh head seeded with the run's seed (the same initial weights every time)."""
@@ -90,7 +97,15 @@ class HeadTrainer:
         config = self.config
         if epochs is not None:
             config = TrainConfig.model_validate({**config.model_dump(), "epochs": epochs})
-        return fit(model=model, objective=objective, train=train, valid=valid, config=config, seed=self.seed, keep=keep)
+        return fit(
+            model=model,
+            objective=objective,
+            train=train,
+            valid=valid,
+            config=config,
+            seed=self.seed,
+            keep=keep,
+        )
 
     def predict_proba(self, model: nn.Module, data: ArrayDataset) -> np.ndarray:
         return predict_proba(model, data)

@@ -218,7 +218,9 @@ def _gender_probe(row, notes, *, backend, model, test, meta: pd.DataFrame, seed:
         return
     gender_code = np.asarray(test.sensitive)  # gender codes (male 0, female 1, unknown -1)
     speakers = (meta["corpus"].astype(str) + "/" + meta["speaker"].astype(str)).to_numpy()
-    row["gender_probe"] = gender_probe(embedding=emb, gender=gender_code, speaker=speakers, seed=seed).as_dict()
+    row["gender_probe"] = gender_probe(
+        embedding=emb, gender=gender_code, speaker=speakers, seed=seed
+    ).as_dict()
     row["gender_probe_input"] = gender_probe(
         embedding=test.audio, gender=gender_code, speaker=speakers, seed=seed
     ).as_dict()

@@ -519,7 +519,9 @@ def fit_backbone(
             if selection.update(epoch, valid_score) and keep == "best":
                 best_params = _trainable_snapshot(acc, prepared, model)  # "last" needs no copy
             state.update(
-                best_score=selection.best_score, best_epoch=selection.best_epoch, bad_epochs=selection.bad_epochs
+                best_score=selection.best_score,
+                best_epoch=selection.best_epoch,
+                bad_epochs=selection.bad_epochs,
             )
             state["epoch"] = epoch + 1
             batches_sampler.set_epoch(epoch + 1)
