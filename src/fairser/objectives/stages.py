@@ -92,9 +92,10 @@ class Trainer(Protocol):
     :mod:`fairser.run.backends`, raw-audio backbones in :mod:`fairser.run.backbone`).
 
     ``new_model()`` builds a fresh model with the run's seed (the main model's initial weights);
-    ``fit(model=, objective=, train=, valid=, epochs=None, keep="best")`` trains it with the run's loop
-    (``epochs`` overrides the run's number of epochs) and returns a result with ``model``, ``best_epoch``,
-    ``best_score``, ``history`` and ``step_logs``; ``predict_proba(model, data)`` gives class probabilities
+    ``fit(model=, objective=, train=, valid=, epochs=None, keep="best", main=False)`` trains it with the run's
+    loop (``epochs`` overrides the run's number of epochs; ``main`` marks the run's main training, which a
+    backbone checkpoints and resumes) and returns a result with ``model``, ``best_epoch``, ``best_score``,
+    ``history`` and ``step_logs``; ``predict_proba(model, data)`` gives class probabilities
     (N, C); ``release()`` frees what dropped models still hold (accelerator references, GPU cache).
     """
 
@@ -109,6 +110,7 @@ class Trainer(Protocol):
         valid: Any,
         epochs: int | None = None,
         keep: str = "best",
+        main: bool = False,
     ) -> Any: ...
 
     def predict_proba(self, model: nn.Module, data: Any) -> np.ndarray: ...

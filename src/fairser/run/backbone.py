@@ -259,7 +259,7 @@ class BackboneBackend:
     def stage_dir(self, spec: Any) -> Path | None:
         return self.run_dir(spec)
 
-    def finish(self, *, spec: Any, trainer: BackboneTrainer, result) -> dict[str, Any]:
+    def finish(self, *, spec: Any, result) -> dict[str, Any]:
         """Save the adapter and drop the checkpoints (the run is finished: its row is the record); the
         ``backbone`` record of the results row (name, path, parameters, optimizer steps, median step time,
         resume point)."""

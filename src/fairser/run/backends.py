@@ -51,7 +51,7 @@ class Backend(Protocol):
     def stage_dir(self, spec: Any) -> Path | None:
         """Where pre-stages keep files a resumed run reuses (None: nowhere)."""
 
-    def finish(self, *, spec: Any, trainer: Any, result: Any) -> dict[str, Any]:
+    def finish(self, *, spec: Any, result: Any) -> dict[str, Any]:
         """After prediction: save what the run keeps, and return this backend's fields of the results row."""
 
 
@@ -169,5 +169,5 @@ class FeatureBackend:
     def stage_dir(self, spec: Any) -> Path | None:
         return None  # a head's stages are cheap: a resumed run trains them again
 
-    def finish(self, *, spec: Any, trainer: HeadTrainer, result: TrainResult) -> dict[str, Any]:
+    def finish(self, *, spec: Any, result: TrainResult) -> dict[str, Any]:
         return {}

@@ -178,7 +178,7 @@ def execute_run(
 
     test, meta = views["test"]
     proba = trainer.predict_proba(result.model, test)
-    extras = backend.finish(spec=spec, trainer=trainer, result=result)
+    extras = backend.finish(spec=spec, result=result)
     if not backend.is_main_process:  # the main process evaluates and reports; the others are done
         return {}, pd.DataFrame(), []
     pred = predictions_table(meta=meta, proba=proba, labels=labels, spec=spec)

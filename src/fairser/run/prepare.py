@@ -376,12 +376,12 @@ def normaliser(prepared: PreparedData, config: BenchmarkConfig):
 
 def featurizer(prepared: PreparedData, config: BenchmarkConfig):
     """``featurize(paths, rows=...) -> (features, ok)`` through the run's encoder and cache, each file normalised
-    like the manifest row it derives from (``rows``)."""
-    normalise = normaliser(prepared, config)
+    like the manifest row it derives from (``rows``). The normalisation statistics are computed on first use."""
 
     def featurize(paths, *, rows):
         from fairser.features import FeatureCache, build_audio_encoder, extract_audio_features
 
+        normalise = normaliser(prepared, config)
         res = extract_audio_features(
             paths=list(paths),
             encoder=build_audio_encoder(config.features.audio, **config.features.audio_options),
