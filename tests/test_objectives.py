@@ -106,6 +106,10 @@ def assert_finite_step(objective, model, batch: GroupBatch) -> None:
 @pytest.mark.parametrize("n_values", [2, 3])
 @pytest.mark.parametrize("name", sorted(OBJECTIVES))
 def test_objective_trains_and_survives_missing_groups(name: str, n_values: int) -> None:
+    if name == "covada" and n_values != 2:
+        with pytest.raises(ValueError, match="covada: CO-VADA converts voices towards the other gender"):
+            build(name, n_values=n_values)
+        return
     torch.manual_seed(0)
     data = make_data(n_values=n_values)
     model = TinyModel()
@@ -138,6 +142,8 @@ def test_objective_trains_and_survives_missing_groups(name: str, n_values: int) 
 
 @pytest.mark.parametrize("name", sorted(OBJECTIVES))
 def test_one_value_is_allowed_and_has_no_group_terms(name: str) -> None:
+    if name == "covada":
+        pytest.skip("CO-VADA applies to gender with two values (refused otherwise, tested above)")
     torch.manual_seed(0)
     data = make_data(n_values=1)
     model = TinyModel()
@@ -154,6 +160,8 @@ def test_unknown_values_take_part_in_no_group_term(name: str) -> None:
     Kamiran-Calders weights an unknown value is one more value of the attribute within its domain."""
     if name == "reweighting":
         pytest.skip("unknown is one more value in Kamiran-Calders weights (reweighing_weights docstring)")
+    if name == "covada":
+        pytest.skip("CO-VADA applies to gender with two values; its main stage is ERM")
     torch.manual_seed(0)
     data = make_data(n_values=3)
     model = TinyModel()

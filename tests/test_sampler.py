@@ -28,6 +28,39 @@ def test_group_ids() -> None:
         group_ids(domain=np.array([0, 0]), sensitive=np.array([0]))
 
 
+def test_group_ids_with_three_values() -> None:
+    ids = group_ids(domain=np.array([0, 0, 0, 1, 1, 2]), sensitive=np.array([0, 1, 2, 2, -1, 1]), n_values=3)
+    np.testing.assert_array_equal(ids, [0, 1, 2, 5, -1, 7])
+    assert ids.dtype == np.int64
+    with pytest.raises(ValueError, match=r"must lie in \[0, 3\) or be -1 \(unknown\); found 3 at row 1"):
+        group_ids(domain=np.array([0, 0]), sensitive=np.array([0, 3]), n_values=3)
+    with pytest.raises(ValueError, match=r"found -2 at row 0"):
+        group_ids(domain=np.array([0]), sensitive=np.array([-2]), n_values=3)
+    with pytest.raises(ValueError, match="n_values=0"):
+        group_ids(domain=np.array([0]), sensitive=np.array([0]), n_values=0)
+    # one value: every known sample's group is its domain
+    np.testing.assert_array_equal(
+        group_ids(domain=np.array([0, 1, 2]), sensitive=np.array([0, -1, 0]), n_values=1), [0, -1, 2]
+    )
+
+
+@pytest.mark.parametrize("drop_last", [False, True])
+def test_three_values_every_cell_in_every_batch(drop_last: bool) -> None:
+    """2 domains x 3 values (6 cells, one of 3 samples) plus unknowns: every cell in every batch."""
+    rng = np.random.default_rng(1)
+    domain = rng.integers(0, 2, 500)
+    value = rng.choice([0, 1, 2, -1], size=500, p=[0.5, 0.3, 0.15, 0.05])
+    value[np.flatnonzero((domain == 1) & (value == 2))[3:]] = 0  # cell (1, v2) keeps 3 samples
+    groups = group_ids(domain=domain, sensitive=value, n_values=3)
+    sampler = GroupStratifiedSampler(groups=groups, batch_size=20, seed=0, drop_last=drop_last)
+    batches = list(sampler)
+    assert len(batches) == len(sampler) > 3
+    for batch in batches:
+        assert set(range(6)) <= set(groups[batch].tolist())
+    with pytest.raises(ValueError, match="of the 6 \\(domain, sensitive value\\) cells; use batch_size > 6"):
+        GroupStratifiedSampler(groups=groups, batch_size=6, seed=0)
+
+
 @pytest.mark.parametrize("drop_last", [False, True])
 @pytest.mark.parametrize("batch_size", [16, 64])
 def test_every_cell_in_every_batch_and_each_sample_about_once(drop_last: bool, batch_size: int) -> None:

@@ -78,3 +78,52 @@ def test_wrong_embedding_is_named() -> None:
     batch.embedding = torch.zeros(2, 3)
     with pytest.raises(ValueError, match=r"expected \(N, 4\)"):
         obj(batch)
+
+
+def test_three_valued_adversary_is_a_three_way_head() -> None:
+    torch.manual_seed(0)
+    obj = SensitiveAdversary(n_domains=1, n_classes=3, n_values=3, embed_dim=4, alpha=1.0, warmup_steps=0)
+    assert obj.adversary[-1].out_features == 3
+    emb = torch.randn(7, 4, requires_grad=True)
+    value = torch.tensor([0, 1, 2, 2, -1, 1, 0])
+    batch = GroupBatch(
+        losses=torch.zeros(7),
+        domain=torch.zeros(7, dtype=torch.long),
+        sensitive=value,
+        embedding=emb,
+        n_values=3,
+    )
+    out = obj(batch)
+    out.loss.backward()
+    known = value >= 0
+    emb2 = emb.detach().clone().requires_grad_()
+    loss = F.cross_entropy(obj.adversary(emb2)[known], value[known])  # 3-way cross-entropy, known rows only
+    (grad,) = torch.autograd.grad(loss, emb2)
+    assert out.logs["sensitive_loss"] == pytest.approx(loss.item())
+    torch.testing.assert_close(emb.grad, -grad)
+    assert emb.grad[4].abs().sum() == 0
+    batch.sensitive = torch.tensor([0, 1, 3, 2, -1, 1, 0])
+    with pytest.raises(ValueError, match="sensitive value 3 but the classifier has 3 outputs"):
+        obj(batch)
+
+
+def test_three_valued_adversary_learns_a_planted_attribute() -> None:
+    torch.manual_seed(0)
+    value = torch.arange(90) % 3
+    emb = torch.nn.functional.one_hot(value, 3).float() * 2.0 + 0.3 * torch.randn(90, 3)
+    emb = torch.cat([emb, torch.randn(90, 1)], dim=1)
+    obj = SensitiveAdversary(n_domains=1, n_classes=3, n_values=3, embed_dim=4, hidden=8, warmup_steps=0)
+    opt = torch.optim.Adam(obj.parameters(), lr=0.05)
+    batch = GroupBatch(
+        losses=torch.zeros(90),
+        domain=torch.zeros(90, dtype=torch.long),
+        sensitive=value,
+        embedding=emb,
+        n_values=3,
+    )
+    first = obj(batch).logs["sensitive_acc"]
+    for _ in range(100):
+        opt.zero_grad()
+        obj(batch).loss.backward()
+        opt.step()
+    assert first < 0.7 and obj(batch).logs["sensitive_acc"] == 1.0

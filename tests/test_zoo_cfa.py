@@ -46,6 +46,43 @@ def test_contrastive_loss_on_hand_made_pairs() -> None:
     assert loss.item() == pytest.approx(1.0, abs=1e-5) and torch.isfinite(x.grad).all()  # (m - 0)^2
 
 
+def test_contrastive_loss_with_three_values_pulls_same_value_pairs_only() -> None:
+    source = torch.tensor([[0.0, 0.0], [1.0, 0.0]])
+    target = torch.tensor([[0.0, 0.6], [1.0, 0.3], [5.0, 5.0]])
+    loss, n_pairs = sensitive_contrastive_loss(
+        source, torch.tensor([2, 1]), target, torch.tensor([2, 0, 1]), margin=1.0
+    )
+    # pairs (source value, target value): (2, 2) same, d^2 = 0.36; (2, 0) d = sqrt(1.09) > 1 -> 0;
+    # (2, 1) far -> 0; (1, 2) d = sqrt(1.36) > 1 -> 0; (1, 0) d = 0.3 -> (1 - 0.3)^2 = 0.49; (1, 1) same,
+    # d^2 = 16 + 25 = 41
+    assert n_pairs == 6
+    assert float(loss) == pytest.approx((0.36 + 0.0 + 0.0 + 0.0 + 0.49 + 41.0) / 6, rel=1e-5)
+
+
+def test_three_valued_cfa_has_a_three_way_classifier() -> None:
+    torch.manual_seed(0)
+    cfa = CombinedFairnessAdaptation(n_domains=1, n_classes=3, n_values=3, embed_dim=4, hidden=8)
+    assert cfa.sensitive_classifier[-1].out_features == 3
+    emb = torch.randn(6, 4)
+    value = torch.tensor([0, 1, 2, 2, 1, -1])
+    y = torch.tensor([2, 0, 1, UNLABELED, UNLABELED, UNLABELED])
+    out = cfa(
+        GroupBatch(
+            losses=torch.tensor([0.3, 0.6, 0.9, 0.0, 0.0, 0.0]),
+            domain=torch.zeros(6, dtype=torch.long),
+            sensitive=value,
+            y=y,
+            embedding=emb,
+            n_values=3,
+        )
+    )
+    known = value >= 0
+    gc = F.cross_entropy(cfa.sensitive_classifier(emb)[known], value[known])
+    gsim, n_pairs = sensitive_contrastive_loss(emb[:3], value[:3], emb[3:], value[3:])
+    assert n_pairs == 6  # 3 known source rows x 2 known target rows
+    torch.testing.assert_close(out.loss, torch.tensor(0.6) + 0.5 * gsim + 0.5 * gc)
+
+
 def test_total_loss_and_its_reversed_gender_gradient() -> None:
     torch.manual_seed(0)
     cfa = CombinedFairnessAdaptation(n_domains=1, n_classes=3, embed_dim=4)

@@ -98,3 +98,39 @@ def test_setup_counts_training_groups_for_the_adjustment() -> None:
     given = GroupDRO(n_domains=2, n_classes=3, adjustment=3.0, eta=0.1, group_counts=np.array([4, 5, 1, 3]))
     torch.testing.assert_close(obj.adj, 3.0 / torch.tensor([4.0, 5.0, 1.0, 3.0]).sqrt())
     assert obj(batch()).loss.item() == pytest.approx(given(batch()).loss.item())
+
+
+def test_three_values_groups_and_update_by_hand() -> None:
+    # 1 domain x 3 values, group id 3 * d + v: v0 -> [1, 3] (mean 2), v1 absent, v2 -> [5]; unknown -> 7
+    b = GroupBatch(
+        losses=torch.tensor([1.0, 3.0, 5.0, 7.0], dtype=torch.float64, requires_grad=True),
+        domain=torch.tensor([0, 0, 0, 0]),
+        sensitive=torch.tensor([0, 0, 2, -1]),
+        n_values=3,
+    )
+    obj = GroupDRO(n_domains=1, n_classes=3, n_values=3, eta=0.2)
+    assert obj.q.shape == (3,)
+    out = obj(b)
+    q = np.array([math.exp(0.2 * 2.0), 1.0, math.exp(0.2 * 5.0)]) / 3
+    q /= q.sum()  # v1 is absent: its weight only renormalises
+    np.testing.assert_allclose(obj.q.numpy(), q, rtol=1e-6)
+    assert out.loss.item() == pytest.approx(q[0] * 2.0 + q[2] * 5.0, rel=1e-6)
+    (grad,) = torch.autograd.grad(out.loss, b.losses)
+    np.testing.assert_allclose(grad.numpy(), [q[0] / 2, q[0] / 2, q[2], 0.0], rtol=1e-6)
+
+
+def test_three_values_label_groups_and_setup_counts() -> None:
+    # 2 domains x 3 values x 2 classes = 12 DRO groups, id (3 * d + v) * 2 + y
+    domain = torch.tensor([0, 0, 0, 1, 1, 1, 1])
+    value = torch.tensor([0, 1, 2, 2, 2, -1, 1])
+    y = torch.tensor([1, 0, 1, 0, 0, 1, 1])
+    obj = GroupDRO(n_domains=2, n_classes=2, n_values=3, groups="domain_gender_label", adjustment=1.0)
+    obj.setup(domain=domain, sensitive=value, y=y)
+    counts = np.zeros(12)
+    for i in (1, 2, 5, 10, 10, 9):  # (0,0,1), (0,1,0), (0,2,1), (1,2,0) twice, (1,1,1); the unknown row: none
+        counts[i] += 1
+    torch.testing.assert_close(
+        obj.adj, torch.tensor(1.0 / np.sqrt(np.maximum(counts, 1.0)), dtype=torch.float32)
+    )
+    b = GroupBatch(losses=torch.ones(7), domain=domain, sensitive=value, y=y, n_values=3)
+    np.testing.assert_array_equal(obj.group_ids(b).numpy(), [1, 2, 5, 10, 10, -1, 9])

@@ -53,3 +53,25 @@ def test_deterministic_resumable_and_sized() -> None:
     assert len(dropped) == 7 and all(len(x) == 64 for x in dropped)
     with pytest.raises(ValueError, match="num_samples"):
         BalancedGroupSampler(domain=domain, sensitive=gender, y=y, batch_size=64, seed=3, num_samples=0)
+
+
+def test_three_values_are_balanced_within_each_domain() -> None:
+    rng = np.random.default_rng(1)
+    n = 4000
+    domain = rng.integers(0, 2, n)
+    value = rng.integers(0, 3, n)
+    probs = np.array([[0.7, 0.2, 0.1], [0.2, 0.6, 0.2], [0.1, 0.2, 0.7]])
+    y = np.array([rng.choice(3, p=probs[v]) for v in value])  # the label depends strongly on the value
+    sampler = BalancedGroupSampler(
+        domain=domain, sensitive=value, y=y, batch_size=100, seed=0, num_samples=90000
+    )
+    idx = np.concatenate(list(sampler))
+    for d in range(2):
+        m = idx[domain[idx] == d]
+        joint = np.array([[np.mean((value[m] == s) & (y[m] == c)) for c in range(3)] for s in range(3)])
+        np.testing.assert_allclose(joint, np.outer(joint.sum(1), joint.sum(0)), atol=0.01)
+        # the domain's value marginal is kept
+        keep = domain == d
+        np.testing.assert_allclose(
+            joint.sum(1), np.bincount(value[keep], minlength=3) / keep.sum(), atol=0.01
+        )

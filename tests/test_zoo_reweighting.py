@@ -116,3 +116,24 @@ def test_setup_computes_the_training_sets_weights() -> None:
         Reweighting(n_domains=2, n_classes=3, weights=[1.0, 1.0, 1.0]).setup(
             domain=torch.as_tensor(domain), sensitive=torch.as_tensor(gender), y=torch.as_tensor(y)
         )
+
+
+def test_three_values_by_hand_and_through_setup() -> None:
+    # one domain; values s = [0, 0, 1, 1, 1, 2], labels y = [0, 1, 0, 0, 1, 1]: n_s = (2, 3, 1), n_y = (3, 3)
+    # w = n_s * n_y / (N * n_sy): (0,0) 2*3/6 = 1, (0,1) 1, (1,0) 3*3/(6*2) = 0.75 twice, (1,1) 9/6 = 1.5,
+    # (2,1) 3/6 = 0.5 (the cell (2,0) is empty: its mass is missing, so the weights sum to 5.5, not 6)
+    domain, value, y = np.zeros(6, int), np.array([0, 0, 1, 1, 1, 2]), np.array([0, 1, 0, 0, 1, 1])
+    w = reweighing_weights(domain=domain, sensitive=value, y=y)
+    np.testing.assert_allclose(w, [1.0, 1.0, 0.75, 0.75, 1.5, 0.5])
+    obj = Reweighting(n_domains=1, n_classes=2, n_values=3)
+    obj.setup(domain=torch.as_tensor(domain), sensitive=torch.as_tensor(value), y=torch.as_tensor(y))
+    losses = torch.tensor([1.0, 2.0, 4.0], requires_grad=True)
+    batch = GroupBatch(
+        losses=losses,
+        domain=torch.zeros(3, dtype=torch.long),
+        sensitive=torch.tensor([1, 1, 2]),
+        index=torch.tensor([3, 4, 5]),
+        n_values=3,
+    )
+    out = obj(batch)
+    assert out.loss.item() == pytest.approx((0.75 * 1.0 + 1.5 * 2.0 + 0.5 * 4.0) / 3)

@@ -95,3 +95,45 @@ def test_missing_inputs_are_named() -> None:
         SoftDSP(n_domains=2, n_classes=3)(batch)
     with pytest.raises(ValueError, match="reduce"):
         SoftDSP(n_domains=2, n_classes=3, reduce="median")
+
+
+# three values: domain 0 has v0 (two rows), v1, v2 and an unknown-valued row; domain 1 only v1 (undefined)
+PROBS3 = np.array(
+    [[0.7, 0.2, 0.1], [0.5, 0.3, 0.2], [0.2, 0.5, 0.3], [0.1, 0.1, 0.8], [0.9, 0.05, 0.05], [0.3, 0.3, 0.4]]
+)
+DOMAIN3 = [0, 0, 0, 0, 0, 1]
+VALUE3 = [0, 0, 1, 2, -1, 1]
+
+
+def make3(probs=PROBS3, y=None) -> GroupBatch:
+    logits = torch.log(torch.tensor(probs))
+    return GroupBatch(
+        losses=torch.zeros(len(probs), dtype=logits.dtype),
+        domain=torch.tensor(DOMAIN3),
+        sensitive=torch.tensor(VALUE3),
+        logits=logits,
+        y=None if y is None else torch.tensor(y),
+        n_values=3,
+    )
+
+
+def test_three_values_soft_dsp_is_max_minus_min_by_hand() -> None:
+    # domain 0 rates: v0 [0.6, 0.25, 0.15], v1 [0.2, 0.5, 0.3], v2 [0.1, 0.1, 0.8]
+    # per class max - min: 0.6 - 0.1 = 0.5, 0.5 - 0.1 = 0.4, 0.8 - 0.15 = 0.65; domain 1 has one value only
+    mean = SoftDSP(n_domains=2, n_classes=3, n_values=3).penalty(make3())
+    assert mean.item() == pytest.approx((0.5 + 0.4 + 0.65) / 3)
+    assert SoftDSP(n_domains=2, n_classes=3, n_values=3, reduce="max").penalty(
+        make3()
+    ).item() == pytest.approx(0.65)
+    other = PROBS3.copy()
+    other[4] = [0.05, 0.05, 0.9]  # the unknown-valued row is in no rate
+    assert SoftDSP(n_domains=2, n_classes=3, n_values=3).penalty(make3(other)).item() == pytest.approx(
+        mean.item()
+    )
+
+
+def test_three_values_soft_deo_by_hand() -> None:
+    # class 0 in domain 0: v0 (row 0, p 0.7), v1 (p 0.2), v2 (p 0.1) -> 0.6; class 1: v0 only -> undefined;
+    # the unknown row (class 0, p 0.9) is in no rate; domain 1: one value -> undefined
+    penalty = SoftDEO(n_domains=2, n_classes=3, n_values=3).penalty(make3(y=[0, 1, 0, 0, 0, 2]))
+    assert penalty.item() == pytest.approx(0.6)

@@ -35,3 +35,18 @@ def test_equal_group_losses_give_no_penalty() -> None:
     batch = GroupBatch(losses=losses, domain=torch.tensor([0, 0, 1, 1]), sensitive=torch.tensor([0, 1, 0, 0]))
     out = VREx(n_domains=2, n_classes=3, beta=10.0)(batch)
     assert out.logs["variance"] == 0.0 and out.loss.item() == pytest.approx(2.0)
+
+
+def test_three_values_variance_over_present_groups() -> None:
+    # groups 3 * d + v: 0 -> [2], 1 -> [4], 2 -> [0, 2] (mean 1), 5 -> [3]; groups 3, 4 absent; unknown 9
+    losses = torch.tensor([2.0, 4.0, 0.0, 2.0, 3.0, 9.0], dtype=torch.float64, requires_grad=True)
+    batch = GroupBatch(
+        losses=losses,
+        domain=torch.tensor([0, 0, 0, 0, 1, 1]),
+        sensitive=torch.tensor([0, 1, 2, 2, 2, -1]),
+        n_values=3,
+    )
+    out = VREx(n_domains=2, n_classes=3, n_values=3, beta=1.0)(batch)
+    # group means 2, 4, 1, 3: centre 2.5, variance (0.25 + 2.25 + 2.25 + 0.25) / 4 = 1.25
+    assert out.logs["variance"] == pytest.approx(1.25)
+    assert out.loss.item() == pytest.approx(20.0 / 6 + 1.25)

@@ -53,6 +53,9 @@ class CoVADA(StagedObjective):
     ----------
     n_domains, n_classes : int
         Number of domains and emotion classes.
+    n_values : int
+        Must be 2: the method converts voices towards the other gender, so the run's sensitive attribute must
+        be gender (any other number of values is refused with a ValueError).
     q : float
         GCE exponent of the bias-capturing classifier.
     bias_epochs : int
@@ -88,6 +91,12 @@ class CoVADA(StagedObjective):
         to_male: dict[str, float] | None = None,
     ) -> None:
         super().__init__(n_domains=n_domains, n_classes=n_classes, n_values=n_values)
+        if self.n_values != len(GENDER_VALUES):
+            raise ValueError(
+                f"{self.name}: CO-VADA converts voices towards the other gender, so it applies to the sensitive "
+                f"attribute gender with its two values {GENDER_VALUES}; this run's attribute has "
+                f"n_values={self.n_values}"
+            )
         self.q = check_range(self.name, "q", q, low=0.0, high=1.0, low_open=True)
         self.bias_epochs = int(check_range(self.name, "bias_epochs", bias_epochs, low=1))
         self.top_k = check_range(self.name, "top_k", top_k, low=0.0, high=1.0, low_open=True)

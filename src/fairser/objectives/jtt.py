@@ -48,7 +48,13 @@ class JTT(StagedObjective):
     name = "jtt"
 
     def __init__(
-        self, *, n_domains: int, n_classes: int, n_values: int = 2, first_epochs: int = 5, lambda_up: float = 5.0
+        self,
+        *,
+        n_domains: int,
+        n_classes: int,
+        n_values: int = 2,
+        first_epochs: int = 5,
+        lambda_up: float = 5.0,
     ) -> None:
         super().__init__(n_domains=n_domains, n_classes=n_classes, n_values=n_values)
         self.first_epochs = int(check_range(self.name, "first_epochs", first_epochs, low=1))

@@ -297,17 +297,17 @@ class MinMaxGap(Objective):
         squared = self.gap == "squared"
         for d in range(self.n_domains):
             hi = lo = -1
-            n_available = 0
+            n_estimated = 0
             for g in range(k * d, k * d + k):
                 if available[g]:
-                    n_available += 1
+                    n_estimated += 1
                     if hi < 0:
                         hi = lo = g
-                    elif est[g] > est[hi]:
+                    elif est[g] > est[hi]:  # strict: the first of tied maxima stays
                         hi = g
-                    elif est[g] < est[lo]:
+                    elif est[g] < est[lo]:  # strict: the first of tied minima stays
                         lo = g
-            if n_available >= 2:
+            if n_estimated >= 2:
                 x = est[hi] - est[lo]  # max - min >= 0 (gender: |male - female|, exactly)
                 gaps[d] = x * x if squared else x
                 extremes[d] = (hi, lo)
