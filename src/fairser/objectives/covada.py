@@ -16,6 +16,7 @@ from fairser.augment.covada import (
     convert_voices,
     select_bias_guiding,
 )
+from fairser.grouping import GENDER_VALUES
 from fairser.objectives._common import check_choice, check_range
 from fairser.objectives.base import GroupBatch, ObjectiveOutput, register
 from fairser.objectives.stages import GeneralizedCrossEntropy, RunData, StagedObjective
