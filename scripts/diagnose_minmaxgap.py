@@ -15,10 +15,12 @@ import argparse
 import numpy as np
 import torch
 
-from fairser.bench.runner import _split_views, prepare_data
 from fairser.config import load_config
 from fairser.models import build_head
 from fairser.objectives import build_objective
+from fairser.run import prepare_data
+from fairser.run.backends import FeatureBackend
+from fairser.run.views import run_grouper, split_views
 from fairser.train import fit, predict_proba
 
 
@@ -30,7 +32,14 @@ def main() -> None:
     args = ap.parse_args()
     cfg = load_config(args.config)
     prepared = prepare_data(cfg, progress=False)
-    views = _split_views(prepared, setting=args.setting, config=cfg)
+    views = split_views(
+        prepared.manifest,
+        setting=args.setting,
+        config=cfg,
+        grouper=run_grouper(prepared.manifest, setting=args.setting, config=cfg),
+        labels=prepared.labels,
+        make=FeatureBackend(prepared, cfg).dataset,
+    )
     train = views["train"][0]
     for name in ("erm", "minmaxgap"):
         torch.manual_seed(args.seed)
@@ -61,8 +70,8 @@ def main() -> None:
             ce = -np.log(p[np.arange(len(p)), data.y] + 1e-12)
             correct = p.argmax(1) == data.y
             for d, lang in enumerate(cfg.languages):
-                m = (data.domain == d) & (data.gender == 0)
-                f = (data.domain == d) & (data.gender == 1)
+                m = (data.domain == d) & (data.sensitive == 0)
+                f = (data.domain == d) & (data.sensitive == 1)
                 print(
                     f"{split:6s} {lang:4s} {ce[m].mean():8.3f} {ce[f].mean():10.3f} {ce[f].mean() - ce[m].mean():+8.3f} "
                     f"{correct[m].mean():6.3f} {correct[f].mean():6.3f}"

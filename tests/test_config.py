@@ -4,6 +4,7 @@ import pytest
 from pydantic import ValidationError
 
 from fairser.config import BenchmarkConfig, load_config
+from fairser.run.plan import check_objectives
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -20,7 +21,7 @@ def test_defaults_match_the_paper_grid():
 def test_shipped_configs_validate(path):
     text = path.read_text()
     assert text.startswith("#"), "every shipped config opens with a comment on how to run it"
-    load_config(path)
+    check_objectives(load_config(path))
 
 
 def test_unknown_key_is_an_error(tmp_path):
@@ -30,9 +31,38 @@ def test_unknown_key_is_an_error(tmp_path):
         load_config(p)
 
 
-def test_unknown_objective_is_an_error():
-    with pytest.raises(ValidationError, match="unknown objective 'nope'"):
-        BenchmarkConfig.model_validate({"objectives": [{"name": "nope"}]})
+def test_unknown_objective_is_an_error(tmp_path):
+    # the config layer sits below the objectives: the grid (and the CLI's config loading) checks the names
+    from typer.testing import CliRunner
+
+    from fairser.cli import app
+    from fairser.run import plan_runs
+
+    cfg = BenchmarkConfig.model_validate({"objectives": [{"name": "erm"}, {"name": "nope"}]})
+    with pytest.raises(ValueError, match=r"unknown objective 'nope'; registered: \[.*'erm'.*'minmaxgap'"):
+        plan_runs(cfg)
+    p = tmp_path / "c.yaml"
+    p.write_text("objectives:\n  - name: nope\n")
+    res = CliRunner().invoke(app, ["benchmark", "--config", str(p)])
+    assert res.exit_code == 2 and "unknown objective 'nope'" in res.output
+
+
+def test_sensitive_attribute_is_validated_and_changes_run_ids_only_when_not_gender():
+    from fairser.run import plan_runs
+
+    default = {r.run_id for r in plan_runs(BenchmarkConfig())}
+    assert {r.run_id for r in plan_runs(BenchmarkConfig(sensitive=("gender",)))} == default
+    age = {r.run_id for r in plan_runs(BenchmarkConfig(sensitive=("age_band",)))}
+    both = {r.run_id for r in plan_runs(BenchmarkConfig(sensitive=("gender", "age_band")))}
+    assert age.isdisjoint(default) and both.isdisjoint(default) and both.isdisjoint(age)
+    for bad in ([], ["gender", "gender"]):
+        with pytest.raises(ValidationError, match="sensitive must name one column"):
+            BenchmarkConfig.model_validate({"sensitive": bad})
+    # IDI infers gender and the probe probes gender: neither can stand in for another attribute
+    with pytest.raises(ValidationError, match="infers gender only"):
+        BenchmarkConfig.model_validate({"sensitive": ["age_band"], "groups": {"source": "inferred"}})
+    with pytest.raises(ValidationError, match="gender_probe probes gender only"):
+        BenchmarkConfig.model_validate({"sensitive": ["age_band"], "evaluation": {"gender_probe": True}})
 
 
 def test_duplicate_objective_labels_are_an_error():

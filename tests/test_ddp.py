@@ -48,7 +48,7 @@ def _data(n: int, seed: int):
         audio=audio,
         y=np.arange(n) % 4,
         domain=(np.arange(n) // 2) % 2,
-        gender=gender,
+        sensitive=gender,
         texts=texts[:n],
         modalities=modalities,
     )
@@ -86,7 +86,7 @@ def run_case(model_dir: Path, *, per_device: int) -> dict[str, dict]:
         objective = build_objective(name, n_domains=2, n_classes=4, **params)
         objective.setup(
             domain=torch.as_tensor(train.domain),
-            sensitive=torch.as_tensor(train.gender),
+            sensitive=torch.as_tensor(train.sensitive),
             y=torch.as_tensor(train.y),
         )
         opt = torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=0.0)

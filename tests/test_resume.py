@@ -44,7 +44,7 @@ def _data(n: int, seed: int) -> AudioDataset:
         ],
         y=np.arange(n) % 4,
         domain=(np.arange(n) // 2) % 2,
-        gender=np.array([0, 1, 1, 0, -1])[np.arange(n) % 5],
+        sensitive=np.array([0, 1, 1, 0, -1])[np.arange(n) % 5],
         texts=["hello there"] * n,
         modalities=["audio+text" if i % 2 else "audio" for i in range(n)],
     )

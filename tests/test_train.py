@@ -19,7 +19,7 @@ def _data(n, *, seed, text=False):
         audio=audio,
         y=y,
         domain=domain,
-        gender=gender,
+        sensitive=gender,
         text=t,
         text_mask=(rng.random(n) < 0.5) if text else None,
     )
@@ -77,7 +77,7 @@ def test_dataset_rejects_misaligned_columns():
     import pytest
 
     with pytest.raises(ValueError, match="y has 2 rows"):
-        ArrayDataset(audio=np.zeros((3, 2)), y=np.zeros(2), domain=np.zeros(3), gender=np.zeros(3))
+        ArrayDataset(audio=np.zeros((3, 2)), y=np.zeros(2), domain=np.zeros(3), sensitive=np.zeros(3))
 
 
 def test_keep_last_returns_the_last_epoch_without_early_stopping():

@@ -4,7 +4,6 @@ and ``fairser benchmark`` end to end with a tiny random Qwen2-Audio on the built
 
 from __future__ import annotations
 
-import gc
 from pathlib import Path
 
 import numpy as np
@@ -124,7 +123,7 @@ def _data(n, seed, *, modality="audio+text"):
         ],
         y=np.arange(n) % 4,
         domain=(np.arange(n) // 4) % 2,
-        gender=np.arange(n) % 2,
+        sensitive=np.arange(n) % 2,
         texts=["hello there", "okay yes", "I am fine thanks", "no"] * (n // 4),
         modalities=[modality] * n,
     )
@@ -261,13 +260,15 @@ def test_audio_files_are_read_and_missing_ones_named(tmp_path):
         p = tmp_path / f"clip{i}.wav"
         sf.write(p, tone(secs, freq=200.0), 16000)
         paths.append(p)
-    data = AudioDataset(audio=paths, y=[0, 1], domain=[0, 0], gender=[0, 1])
+    data = AudioDataset(audio=paths, y=[0, 1], domain=[0, 0], sensitive=[0, 1])
     assert data.durations.tolist() == [0.5, 1.25]
     assert [w.shape[0] for w in data.waveforms([1, 0])] == [20000, 8000]
     with pytest.raises(AudioError, match="nope.wav"):
-        AudioDataset(audio=[tmp_path / "nope.wav"], y=[0], domain=[0], gender=[0])
+        AudioDataset(audio=[tmp_path / "nope.wav"], y=[0], domain=[0], sensitive=[0])
     with pytest.raises(ValueError, match="row 0: modality 'audio\\+text' but no transcript"):
-        AudioDataset(audio=paths, y=[0, 1], domain=[0, 0], gender=[0, 1], modalities=["audio+text", "audio"])
+        AudioDataset(
+            audio=paths, y=[0, 1], domain=[0, 0], sensitive=[0, 1], modalities=["audio+text", "audio"]
+        )
 
 
 def test_shipped_accelerate_configs_are_valid_launch_configs(monkeypatch):
@@ -404,75 +405,17 @@ def test_backbone_runs_train_on_inferred_groups(tmp_path):
 
 @pytest.mark.parametrize("name", ["lff", "covada", "cfa"])
 def test_backbone_runs_refuse_staged_methods_by_name(name):
-    from fairser.bench.runner import plan_runs
-    from fairser.scale.bench import _unsupported
+    from fairser.run import PreparedData, plan_runs
+    from fairser.run.backbone import BackboneBackend
 
     data = yaml.safe_load((ROOT / "configs" / "tiny_qwen2_audio.yaml").read_text())
     data["objectives"] = [{"name": name}, {"name": "groupdro"}]
     cfg = BenchmarkConfig.model_validate(data)
     staged, plain = (s for s in plan_runs(cfg) if s.setting == "audio")
+    prepared = PreparedData(
+        manifest=pd.DataFrame(), audio=np.zeros((0, 0)), text=None, labels=("a",), synthetic=True, source=""
+    )
+    backend = BackboneBackend(prepared, cfg)
     with pytest.raises(ValueError, match=rf"objective '{name}' is a staged method"):
-        _unsupported(staged, cfg)
-    _unsupported(plain, cfg)  # a per-batch objective runs with a backbone
-
-
-def test_jtt_with_a_backbone_trains_its_identification_stage_first(tmp_path):
-    # JTT (Liu et al. 2021) with a raw-audio backbone: an ERM model with the main model's initial weights,
-    # trained for first_epochs (last epoch kept); its training errors become the up-weighted error set
-    from fairser.bench.runner import plan_runs, prepare_data
-    from fairser.scale.bench import _jtt_identification, audio_views, execute_backbone_run
-    from fairser.scale.loop import make_accelerator
-
-    data = _tiny_grid(tmp_path, lr=3e-2)
-    data["modalities"] = ["audio"]
-    data["objectives"] = [{"name": "jtt", "params": {"first_epochs": 2, "lambda_up": 4.0}}]
-    cfg = BenchmarkConfig.model_validate(data)
-    prepared = prepare_data(cfg, progress=False)
-    (spec,) = plan_runs(cfg)
-    row, pred, _ = execute_backbone_run(spec, prepared, cfg)
-
-    assert row["stages"][0]["stage"] == "jtt_identification" and row["stages"][0]["epochs"] == 2
-    # the same stage run by hand gives the same error set, and it is what the row reports
-    labels = tuple(prepared.labels)
-    train = audio_views(prepared.manifest, setting="audio", config=cfg, labels=labels)["train"][0]
-    valid = audio_views(prepared.manifest, setting="audio", config=cfg, labels=labels)["valid"][0]
-    from fairser.models.qwen2_audio import Qwen2AudioClassifier
-    from fairser.objectives import build_objective
-
-    def stage(errors_file=None, mixed_precision="no"):
-        jtt = build_objective("jtt", n_domains=2, n_classes=len(labels), first_epochs=2, lambda_up=4.0)
-        record = _jtt_identification(
-            jtt,
-            config=cfg,
-            labels=labels,
-            train=train,
-            valid=valid,
-            seed=spec.seed,
-            sampler="stratified",
-            accelerator=make_accelerator(mixed_precision=mixed_precision),
-            errors_file=errors_file,
-        )
-        return jtt, record
-
-    def live_models() -> int:  # without collecting: what is still allocated right now
-        return sum(isinstance(o, Qwen2AudioClassifier) for o in gc.get_objects())
-
-    gc.collect()
-    before = live_models()
-    jtt, record = stage(mixed_precision="bf16")  # bf16: accelerate's autocast wrapper makes a cycle
-    assert live_models() == before  # the identification model is gone before the main one is built
-    assert row["method"]["jtt_error_set_size"] == int(jtt.errors.sum())
-    # the run saved its error set; a resumed run reuses it instead of training the stage again
-    saved = tmp_path / "out" / "runs" / spec.run_id / "jtt_errors.npy"
-    np.testing.assert_array_equal(np.load(saved), jtt.errors)
-    reused, record = stage(errors_file=saved)
-    assert record["reused"] == str(saved) and np.array_equal(reused.errors, jtt.errors)
-    np.save(saved, jtt.errors[:-1])
-    with pytest.raises(ValueError, match="not the error set"):
-        stage(errors_file=saved)
-    assert 0 < jtt.errors.sum() < len(train)  # a tiny random model gets some rows right and some wrong
-    w = jtt.weights.numpy()
-    np.testing.assert_allclose(w[jtt.errors], 4.0 * w[~jtt.errors][0], rtol=1e-6)  # lambda_up
-    np.testing.assert_allclose(w[~jtt.errors], w[~jtt.errors][0])
-    assert w.mean() == pytest.approx(1.0)
-    assert len(pred) == int((prepared.manifest["split"] == "test").sum())
+        backend.check(staged)
+    backend.check(plain)  # a per-batch objective runs with a backbone

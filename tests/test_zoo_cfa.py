@@ -3,7 +3,6 @@ stages, what the parts do on a planted cross-corpus toy, and the cross-corpus ru
 
 from __future__ import annotations
 
-import copy
 import json
 
 import numpy as np
@@ -20,8 +19,9 @@ from fairser.methods.probe import gender_probe
 from fairser.models import build_head
 from fairser.objectives import GroupBatch, build_objective
 from fairser.objectives.cfa import CombinedFairnessAdaptation, sensitive_contrastive_loss
-from fairser.objectives.stages import UNLABELED, StageContext
-from fairser.train import ArrayDataset, fit, predict_embedding, predict_proba
+from fairser.objectives.stages import UNLABELED, StageContext, StagedObjective
+from fairser.run.backends import HeadTrainer
+from fairser.train import ArrayDataset, fit, predict_embedding
 
 pytestmark = pytest.mark.usefixtures("single_thread")
 
@@ -114,17 +114,14 @@ def test_augment_appends_target_rows_without_their_emotion_labels() -> None:
             audio=np.ones((n, 2), np.float32),
             y=np.full(n, y),
             domain=np.zeros(n, int),
-            gender=np.arange(n) % 2,
+            sensitive=np.arange(n) % 2,
         )
 
-    config = BenchmarkConfig.model_validate(
-        {"corpus": {"kind": "synthetic", "cross": {"train": ["a"], "test": ["b"], "adapt_fraction": 0.5}}}
-    )
     views = {"adapt": (data(3, 2), None), "test": (data(5, 1), None)}
-    run = type("Data", (), {"config": config, "views": views, "train": data(4, 0)})()
+    run = type("Data", (), {"cross_corpus": True, "views": views, "train": data(4, 0)})()
     out = CombinedFairnessAdaptation(n_domains=1, n_classes=3, embed_dim=4).augment(data=run)
     np.testing.assert_array_equal(out.y, [0, 0, 0, 0, UNLABELED, UNLABELED, UNLABELED])
-    np.testing.assert_array_equal(out.gender[4:], [0, 1, 0])  # target genders are used
+    np.testing.assert_array_equal(out.sensitive[4:], [0, 1, 0])  # target genders are used
     assert (views["adapt"][0].y == 2).all()  # the split itself is left alone
     transductive = CombinedFairnessAdaptation(n_domains=1, n_classes=3, embed_dim=4, target="test")
     assert (transductive.augment(data=run).y[4:] == UNLABELED).sum() == 5
@@ -147,7 +144,7 @@ def toy_corpus(n_speakers: int, *, shift: float, seed: int, prefix: str) -> tupl
             v[5:] += shift
             x.append(v), y.append(label), g.append(s % 2), spk.append(f"{prefix}{s}")
     data = ArrayDataset(
-        audio=np.array(x, np.float32), y=np.array(y), domain=np.zeros(len(y), int), gender=np.array(g)
+        audio=np.array(x, np.float32), y=np.array(y), domain=np.zeros(len(y), int), sensitive=np.array(g)
     )
     return data, np.array(spk)
 
@@ -160,43 +157,38 @@ def test_cfa_parts_on_a_planted_cross_corpus_toy() -> None:
     unlabelled = adapt.subset(np.arange(len(adapt)))
     unlabelled.y = np.full(len(adapt), UNLABELED)
     cfg = TrainConfig(epochs=40, batch_size=64, hidden=16, lr=5e-3, sampler="random")
-    torch.manual_seed(0)
-    initial = build_head(use_text=False, audio_dim=8, text_dim=0, n_classes=3, hidden=16)
+    trainer = HeadTrainer(config=cfg, seed=0, use_text=False, audio_dim=8, text_dim=0, n_classes=3)
 
     def train(objective, data):
-        return fit(
-            model=copy.deepcopy(initial),
-            objective=objective,
-            train=data,
-            valid=valid,
-            config=cfg,
-            seed=0,
-            keep="last",
-        )
+        context = StageContext(trainer=trainer, train=data, valid=valid, seed=0)
+        if isinstance(objective, StagedObjective):
+            objective.prepare(context=context)
+        result = trainer.fit(model=context.model, objective=objective, train=data, valid=valid, keep="last")
+        return result, context.stages
 
     def probe(model) -> float:
         return gender_probe(
-            embedding=predict_embedding(model, test), gender=test.gender, speaker=speakers
+            embedding=predict_embedding(model, test), gender=test.sensitive, speaker=speakers
         ).accuracy
 
     def held_out_gsim(model) -> float:
         """L_GSim between held-out source (validation) and target (test) speakers."""
         source_emb, target_emb = (torch.tensor(predict_embedding(model, d)) for d in (valid, test))
         loss, _ = sensitive_contrastive_loss(
-            source_emb, torch.tensor(valid.gender), target_emb, torch.tensor(test.gender)
+            source_emb, torch.tensor(valid.sensitive), target_emb, torch.tensor(test.sensitive)
         )
         return float(loss)
 
-    erm = train(build_objective("erm", n_domains=1, n_classes=3), source)
-    cfa = train(
+    erm, _ = train(build_objective("erm", n_domains=1, n_classes=3), source)
+    cfa, cfa_stages = train(
         build_objective("cfa", n_domains=1, n_classes=3, embed_dim=16, pretrain_epochs=3),
         source.concat(unlabelled),
     )
-    gc_only = train(
+    gc_only, _ = train(
         build_objective("cfa", n_domains=1, n_classes=3, embed_dim=16, pretrain_epochs=3, w_sim=0.0),
         source.concat(unlabelled),
     )
-    assert cfa.stages[0]["stage"] == "cfa_source_pretraining"
+    assert cfa_stages[0]["stage"] == "cfa_source_pretraining"
     # the gradient-reversed gender classifier removes linearly decodable gender from the embedding
     assert probe(gc_only.model) < probe(erm.model) - 0.05
     # L_GSim pulls same-gender source/target pairs together, also for speakers it never saw (ERM ~10, CFA ~0.3)
@@ -214,7 +206,7 @@ def test_source_pretraining_is_erm_on_source_rows_only() -> None:
     torch.manual_seed(0)
     initial = build_head(use_text=False, audio_dim=8, text_dim=0, n_classes=3, hidden=8)
     reference = fit(
-        model=copy.deepcopy(initial),
+        model=initial,
         objective=build_objective("erm", n_domains=1, n_classes=3),
         train=source,
         valid=valid,
@@ -222,17 +214,10 @@ def test_source_pretraining_is_erm_on_source_rows_only() -> None:
         seed=0,
     )
     cfa = build_objective("cfa", n_domains=1, n_classes=3, embed_dim=8, pretrain_epochs=3)
-    cfa_model = copy.deepcopy(initial)
-    ctx = StageContext(
-        model=cfa_model,
-        train=source.concat(target),
-        valid=valid,
-        config=cfg,
-        seed=0,
-        fit=fit,
-        predict_proba=predict_proba,
-    )
-    cfa.prepare(context=ctx)  # stage one only: trains cfa_model in place
+    trainer = HeadTrainer(config=cfg, seed=0, use_text=False, audio_dim=8, text_dim=0, n_classes=3)
+    ctx = StageContext(trainer=trainer, train=source.concat(target), valid=valid, seed=0)
+    cfa_model = ctx.model  # the main model, with the initial weights (the run's seed)
+    cfa.prepare(context=ctx)  # stage one only: trains the main model in place
     for a, b in zip(cfa_model.state_dict().values(), reference.model.state_dict().values(), strict=True):
         torch.testing.assert_close(a, b)
     assert ctx.stages[0]["best_epoch"] == reference.best_epoch
@@ -296,4 +281,4 @@ def test_cross_corpus_cfa_through_the_benchmark(tmp_path) -> None:
 def test_cfa_needs_a_cross_corpus_config() -> None:
     cfa = CombinedFairnessAdaptation(n_domains=1, n_classes=3, embed_dim=4)
     with pytest.raises(ValueError, match="set corpus.cross"):
-        cfa.augment(data=type("Data", (), {"config": BenchmarkConfig()})())
+        cfa.augment(data=type("Data", (), {"cross_corpus": False})())

@@ -3,7 +3,6 @@ and the zoo's objectives run through the benchmark from a config."""
 
 from __future__ import annotations
 
-import copy
 import json
 
 import numpy as np
@@ -11,7 +10,6 @@ import pandas as pd
 import parselmouth
 import pytest
 import soundfile as sf
-import torch
 
 from assets.offline import single_thread  # noqa: F401  (fixture)
 from assets.zoo_corpus import harmonic_voice, tiny_corpus
@@ -23,13 +21,13 @@ from fairser.augment.covada import (
     select_bias_guiding,
 )
 from fairser.bench.runner import run_benchmark
-from fairser.config import BenchmarkConfig
+from fairser.config import BenchmarkConfig, TrainConfig
 from fairser.data.manifest import read_manifest, resolve_audio_paths
 from fairser.features import FeatureCache, build_audio_encoder, extract_audio_features
-from fairser.models import build_head
 from fairser.objectives.covada import CoVADA
 from fairser.objectives.stages import RunData
-from fairser.train import ArrayDataset, fit, predict_proba
+from fairser.run.backends import HeadTrainer
+from fairser.train import ArrayDataset
 
 pytestmark = pytest.mark.usefixtures("single_thread")
 
@@ -90,7 +88,7 @@ def _run_data(tmp_path, manifest: pd.DataFrame, paths, extraction_log: list) -> 
             audio=feats[rows],
             y=meta["emotion"].map(labels).to_numpy(),
             domain=np.zeros(len(rows), dtype=np.int64),
-            gender=meta["gender"].map({"male": 0, "female": 1}).to_numpy(),
+            sensitive=meta["gender"].map({"male": 0, "female": 1}).to_numpy(),
         )
         return data, meta
 
@@ -106,9 +104,10 @@ def _run_data(tmp_path, manifest: pd.DataFrame, paths, extraction_log: list) -> 
         extraction_log.append((res.n_extracted, res.n_cached))
         return ((res.features - mean) / std).astype(np.float32), res.ok
 
-    torch.manual_seed(0)
-    model = build_head(use_text=False, audio_dim=feats.shape[1], text_dim=0, n_classes=len(labels), hidden=16)
-    cfg = BenchmarkConfig.model_validate({"train": {"epochs": 2, "batch_size": 16, "hidden": 16}})
+    cfg = TrainConfig(epochs=2, batch_size=16, hidden=16)
+    trainer = HeadTrainer(
+        config=cfg, seed=0, use_text=False, audio_dim=feats.shape[1], text_dim=0, n_classes=len(labels)
+    )
     return RunData(
         train=train,
         train_meta=meta,
@@ -116,11 +115,10 @@ def _run_data(tmp_path, manifest: pd.DataFrame, paths, extraction_log: list) -> 
         audio_paths=paths,
         featurize=featurize,
         cache_dir=tmp_path / "cache",
-        config=cfg,
+        cross_corpus=False,
+        sensitive_values=("male", "female"),
+        trainer=trainer,
         seed=0,
-        new_model=lambda: copy.deepcopy(model),
-        fit=fit,
-        predict_proba=predict_proba,
     )
 
 
@@ -137,7 +135,7 @@ def test_augment_keeps_labels_and_takes_converted_features_from_the_cache(tmp_pa
     assert sel["rows"].size == int(np.ceil(0.25 * n)) and sel["correct"][sel["rows"]].all()
     np.testing.assert_array_equal(out.y[n:], data.train.y[sel["rows"]])  # labels kept
     np.testing.assert_array_equal(out.domain[n:], data.train.domain[sel["rows"]])
-    assert (out.gender[n:] == -1).all()  # converted voices belong to no speaker group (default)
+    assert (out.sensitive[n:] == -1).all()  # converted voices belong to no speaker group (default)
     np.testing.assert_array_equal(out.audio[:n], data.train.audio)
     assert (tmp_path / "voice_conversion").is_dir()  # next to the feature cache
     # each converted file moved away from its source speaker's gender (sources are 115 Hz / 215 Hz voices)

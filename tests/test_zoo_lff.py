@@ -11,11 +11,12 @@ import torch
 
 from assets.offline import single_thread  # noqa: F401  (fixture)
 from fairser.config import TrainConfig
-from fairser.models import build_head
 from fairser.objectives import GroupBatch, build_objective
 from fairser.objectives.lff import LearningFromFailure, relative_difficulty
-from fairser.objectives.stages import gce_loss
-from fairser.train import ArrayDataset, fit
+from fairser.objectives.stages import StageContext, gce_loss
+from fairser.run import fit_staged
+from fairser.run.backends import HeadTrainer
+from fairser.train import ArrayDataset
 
 pytestmark = pytest.mark.usefixtures("single_thread")
 
@@ -72,19 +73,20 @@ def spurious_data(n: int, *, seed: int, conflicting: float = 0.1) -> tuple[Array
     audio = rng.normal(size=(n, 4)).astype(np.float32) * 0.3
     audio[:, 0] = np.where(conflict, -sign, sign) * 2.0 + 0.1 * rng.normal(size=n)
     audio[:, 1] = sign * 0.8 + rng.normal(size=n)
-    return ArrayDataset(audio=audio, y=y, domain=np.zeros(n, int), gender=rng.integers(0, 2, n)), conflict
+    return ArrayDataset(audio=audio, y=y, domain=np.zeros(n, int), sensitive=rng.integers(0, 2, n)), conflict
 
 
 def test_weights_are_high_where_the_biased_network_fails() -> None:
     train, conflict = spurious_data(600, seed=0)
     valid, _ = spurious_data(200, seed=1)
-    torch.manual_seed(0)
-    model = build_head(use_text=False, audio_dim=4, text_dim=0, n_classes=2, hidden=16)
-    lff = build_objective("lff", n_domains=1, n_classes=2, embed_dim=16)
     cfg = TrainConfig(epochs=10, batch_size=64, lr=5e-3, sampler="random", hidden=16, patience=10)
-    result = fit(model=model, objective=lff, train=train, valid=valid, config=cfg, seed=0)
+    trainer = HeadTrainer(config=cfg, seed=0, use_text=False, audio_dim=4, text_dim=0, n_classes=2)
+    context = StageContext(trainer=trainer, train=train, valid=valid, seed=0)
+    assert context.model is not None  # the main head first, then the objective's own layers (as a run does)
+    lff = build_objective("lff", n_domains=1, n_classes=2, embed_dim=16)
+    result = fit_staged(objective=lff, context=context)
     assert lff.biased_network is not None and result.step_logs[-1]["biased_net"] == 1.0
-    assert result.stages[0]["stage"] == "lff_biased_network"
+    assert context.stages[0]["stage"] == "lff_biased_network"
 
     weights = lff.sample_weights().numpy()
     assert np.isfinite(weights).all()
@@ -99,7 +101,7 @@ def test_weights_are_high_where_the_biased_network_fails() -> None:
     assert math.isclose(lff.summary()["lff_mean_weight"], float(weights.mean()), rel_tol=1e-6)
 
 
-def test_network_variant_needs_fit() -> None:
+def test_network_variant_needs_the_run_to_attach_it() -> None:
     lff = LearningFromFailure(n_domains=1, n_classes=2, embed_dim=3, biased="network")
     batch = GroupBatch(
         losses=torch.ones(2),
@@ -109,5 +111,5 @@ def test_network_variant_needs_fit() -> None:
         index=torch.arange(2),
         embedding=torch.zeros(2, 3),
     )
-    with pytest.raises(RuntimeError, match="attached by fairser.train.fit"):
+    with pytest.raises(RuntimeError, match="attached by the run pipeline"):
         lff(batch)

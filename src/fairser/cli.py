@@ -42,9 +42,12 @@ QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.
 
 def _config(path: Path | None, **overrides):
     from fairser.config import load_config
+    from fairser.run.plan import check_objectives
 
     try:
-        return load_config(path, **overrides)
+        config = load_config(path, **overrides)
+        check_objectives(config)  # (the config layer sits below the objectives' registry)
+        return config
     except Exception as e:  # validation errors are user errors: show them plainly
         console.print(f"[red]invalid config[/] {path or '(defaults)'}:\n{e}")
         raise typer.Exit(2) from e

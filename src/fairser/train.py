@@ -1,16 +1,16 @@
 """The training loop: the same loop for every objective (METHODS.md §3) on cached embeddings.
 
 The model gives per-sample losses; the objective turns them (plus the batch's domains and genders) into
-the loss to minimise. Model selection uses the validation split only (METHODS.md §5). Multi-stage methods
-(JTT, LfF, CFA; :class:`~fairser.objectives.stages.StagedObjective`) run their pre-stages through the
-``prepare`` hook with this same loop.
+the loss to minimise. Model selection uses the validation split only (METHODS.md §5, :class:`ModelSelection`,
+shared with the backbone loop). Multi-stage methods (JTT, LfF, CFA) train their pre-stage models with this
+same loop, through the run pipeline's trainer (:mod:`fairser.run`); ``fit`` knows nothing about them.
 """
 
 from __future__ import annotations
 
 import copy
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Literal
 
 import numpy as np
 import torch
@@ -18,31 +18,44 @@ from sklearn.metrics import accuracy_score, balanced_accuracy_score, f1_score
 from torch import Tensor, nn
 
 from fairser.config import TrainConfig
+from fairser.grouping import group_index
 from fairser.objectives import GroupBatch, Objective
-from fairser.objectives.stages import UNLABELED, StageContext, StagedObjective
+from fairser.objectives.stages import UNLABELED
 
-__all__ = ["ArrayDataset", "TrainResult", "fit", "predict_embedding", "predict_proba", "score"]
+__all__ = [
+    "ArrayDataset",
+    "ModelSelection",
+    "TrainResult",
+    "fit",
+    "predict_embedding",
+    "predict_proba",
+    "score",
+]
 
 
 @dataclass
 class ArrayDataset:
     """Cached features and metadata of one split, aligned row by row.
 
-    ``gender`` is 0 male, 1 female, -1 unknown; ``domain`` indexes the domains of the run; ``text_mask`` is
-    True where the model may see the transcript; ``y`` is the class index, or ``UNLABELED`` (-1) for a row
+    ``sensitive`` is the sensitive attribute's value id (``0 .. n_values - 1`` in the order of the run's
+    :class:`~fairser.grouping.Grouper`; -1 unknown); ``domain`` indexes the domains of the run; ``text_mask``
+    is True where the model may see the transcript; ``y`` is the class index, or ``UNLABELED`` (-1) for a row
     whose emotion label must not be used (its cross-entropy is 0).
     """
 
     audio: np.ndarray
     y: np.ndarray
     domain: np.ndarray
-    gender: np.ndarray
+    sensitive: np.ndarray
     text: np.ndarray | None = None
     text_mask: np.ndarray | None = None
+    n_values: int = 2
+
+    _COLUMNS = ("audio", "y", "domain", "sensitive", "text", "text_mask")
 
     def __post_init__(self) -> None:
         n = len(self.audio)
-        for name in ("y", "domain", "gender", "text", "text_mask"):
+        for name in self._COLUMNS[1:]:
             v = getattr(self, name)
             if v is not None and len(v) != n:
                 raise ValueError(f"ArrayDataset.{name} has {len(v)} rows, audio has {n}")
@@ -52,27 +65,28 @@ class ArrayDataset:
 
     @property
     def group(self) -> np.ndarray:
-        """Group id ``2 * domain + gender`` (-1 for unknown gender), as in :class:`GroupBatch`."""
-        return np.where(self.gender >= 0, 2 * self.domain + self.gender, -1)
+        """Group id ``n_values * domain + sensitive`` (-1 for an unknown value), as in :class:`GroupBatch`."""
+        return group_index(np.asarray(self.domain), np.asarray(self.sensitive), self.n_values)
 
     def subset(self, rows: np.ndarray) -> ArrayDataset:
         """The rows ``rows`` (integer indices or a boolean mask) as a new dataset."""
-        return ArrayDataset(
-            **{
-                name: None if getattr(self, name) is None else np.asarray(getattr(self, name))[rows]
-                for name in ("audio", "y", "domain", "gender", "text", "text_mask")
-            }
-        )
+        cols = {
+            name: None if getattr(self, name) is None else np.asarray(getattr(self, name))[rows]
+            for name in self._COLUMNS
+        }
+        return ArrayDataset(**cols, n_values=self.n_values)
 
     def concat(self, other: ArrayDataset) -> ArrayDataset:
-        """This dataset's rows followed by ``other``'s (both must have the same columns)."""
+        """This dataset's rows followed by ``other``'s (both must have the same columns and values)."""
+        if self.n_values != other.n_values:
+            raise ValueError(f"ArrayDataset.concat: n_values {self.n_values} and {other.n_values} differ")
         cols = {}
-        for name in ("audio", "y", "domain", "gender", "text", "text_mask"):
+        for name in self._COLUMNS:
             a, b = getattr(self, name), getattr(other, name)
             if (a is None) != (b is None):
                 raise ValueError(f"ArrayDataset.concat: {name} is present in one dataset only")
             cols[name] = None if a is None else np.concatenate([np.asarray(a), np.asarray(b)])
-        return ArrayDataset(**cols)
+        return ArrayDataset(**cols, n_values=self.n_values)
 
     def tensors(self, idx: np.ndarray | slice = slice(None)) -> dict[str, Tensor | None]:
         def t(a, dtype):
@@ -84,23 +98,53 @@ class ArrayDataset:
             "text_mask": t(self.text_mask, torch.bool),
             "y": t(self.y, torch.long),
             "domain": t(self.domain, torch.long),
-            "gender": t(self.gender, torch.long),
+            "sensitive": t(self.sensitive, torch.long),
         }
 
 
 @dataclass
 class TrainResult:
-    """The selected model (best validation epoch) and per-epoch / per-step logs.
-
-    ``stages`` summarises the pre-stages of a multi-stage objective (e.g. JTT's identification model).
-    """
+    """The selected model (:class:`ModelSelection`) and per-epoch / per-step logs."""
 
     model: nn.Module
     best_epoch: int
     best_score: float
     history: list[dict[str, float]] = field(default_factory=list)
     step_logs: list[dict[str, float]] = field(default_factory=list)
-    stages: list[dict[str, Any]] = field(default_factory=list)
+
+
+@dataclass
+class ModelSelection:
+    """Which epoch's model a training loop returns (METHODS.md §5): the one rule of both loops.
+
+    ``keep="best"``: an epoch is kept when its validation score is strictly higher than every earlier epoch's
+    (the first epoch is always kept), and training stops once ``patience`` epochs in a row brought none.
+    ``keep="last"``: every epoch replaces the kept one and training never stops early (``best_epoch`` and
+    ``best_score`` then describe the last epoch, the one returned).
+    """
+
+    patience: int
+    keep: Literal["best", "last"] = "best"
+    best_score: float | None = None
+    best_epoch: int = -1
+    bad_epochs: int = 0
+
+    def __post_init__(self) -> None:
+        if self.keep not in ("best", "last"):
+            raise ValueError(f"keep={self.keep!r} must be 'best' or 'last'")
+
+    def update(self, epoch: int, score: float) -> bool:
+        """Record epoch ``epoch``'s validation score; True when its model is now the one to keep."""
+        if self.keep == "last" or self.best_score is None or score > self.best_score:
+            self.best_score, self.best_epoch, self.bad_epochs = float(score), int(epoch), 0
+            return True
+        self.bad_epochs += 1
+        return False
+
+    @property
+    def stop(self) -> bool:
+        """True once ``patience`` epochs in a row did not improve (never with ``keep="last"``)."""
+        return self.keep == "best" and self.bad_epochs >= self.patience
 
 
 def _batches(*, data: ArrayDataset, config: TrainConfig, seed: int, epoch: int):
@@ -114,7 +158,7 @@ def _batches(*, data: ArrayDataset, config: TrainConfig, seed: int, epoch: int):
         from fairser.sampler import BalancedGroupSampler
 
         sampler = BalancedGroupSampler(
-            domain=data.domain, sensitive=data.gender, y=data.y, batch_size=config.batch_size, seed=seed
+            domain=data.domain, sensitive=data.sensitive, y=data.y, batch_size=config.batch_size, seed=seed
         )
         sampler.set_epoch(epoch)
         yield from (np.asarray(b) for b in sampler)
@@ -169,63 +213,22 @@ def fit(
     log_every: int = 1,
     keep: Literal["best", "last"] = "best",
 ) -> TrainResult:
-    """Train ``model`` with ``objective``; keep the epoch with the best validation ``config.select_metric``.
+    """Train ``model`` with ``objective``; keep the model :class:`ModelSelection` picks on ``valid``.
 
-    Early stopping after ``config.patience`` epochs without improvement. Every step's objective logs
-    (e.g. MinMaxGAP's ``lambda`` and ``R``) are kept in ``step_logs``. A
-    :class:`~fairser.objectives.stages.StagedObjective` first runs its pre-stages (``prepare``), then the
-    main loop starts from the same random state as without them. ``keep="last"`` returns the last epoch's
-    model instead of the best one (no early stopping; e.g. JTT's identification model after T epochs).
+    Early stopping after ``config.patience`` epochs without improvement of ``config.select_metric``; with
+    ``keep="last"`` every epoch is trained and the last one returned (e.g. JTT's identification model). Every
+    step's objective logs (e.g. MinMaxGAP's ``lambda`` and ``R``) are kept in ``step_logs``. Staged methods
+    run their pre-stages before this, through the run pipeline (:mod:`fairser.run`).
     """
     if keep not in ("best", "last"):
         raise ValueError(f"fit: keep={keep!r} must be 'best' or 'last'")
     torch.manual_seed(seed)
-    stages: list[dict[str, Any]] = []
-    if isinstance(objective, StagedObjective):
-        context = StageContext(
-            model=model,
-            train=train,
-            valid=valid,
-            config=config,
-            seed=seed,
-            fit=_fit_loop,
-            predict_proba=predict_proba,
-        )
-        objective.prepare(context=context)
-        stages = context.stages
-        torch.manual_seed(seed)
-    result = _fit_loop(
-        model=model,
-        objective=objective,
-        train=train,
-        valid=valid,
-        config=config,
-        seed=seed,
-        log_every=log_every,
-        keep=keep,
-    )
-    result.stages = stages
-    return result
-
-
-def _fit_loop(
-    *,
-    model: nn.Module,
-    objective: Objective,
-    train: ArrayDataset,
-    valid: ArrayDataset,
-    config: TrainConfig,
-    seed: int,
-    log_every: int = 1,
-    keep: Literal["best", "last"] = "best",
-) -> TrainResult:
-    """The loop of :func:`fit`, without the pre-stage hook (what a pre-stage trains its models with)."""
-    torch.manual_seed(seed)
     meta = train.tensors()
-    objective.setup(domain=meta["domain"], sensitive=meta["gender"], y=meta["y"])
+    objective.setup(domain=meta["domain"], sensitive=meta["sensitive"], y=meta["y"])
     params = list(model.parameters()) + [p for p in objective.parameters() if p.requires_grad]
     opt = torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay)
-    best_state, best_score, best_epoch, bad_epochs = None, -np.inf, -1, 0
+    selection = ModelSelection(patience=config.patience, keep=keep)
+    best_state = None
     history: list[dict[str, float]] = []
     step_logs: list[dict[str, float]] = []
     step = 0
@@ -243,7 +246,8 @@ def _fit_loop(
                 GroupBatch(
                     losses=per_sample,
                     domain=b["domain"],
-                    sensitive=b["gender"],
+                    sensitive=b["sensitive"],
+                    n_values=train.n_values,
                     logits=out.logits,
                     y=b["y"],
                     index=torch.as_tensor(idx, dtype=torch.long),
@@ -269,22 +273,17 @@ def _fit_loop(
                 f"valid_{config.select_metric}": valid_score,
             }
         )
-        if keep == "last":
-            best_state, best_score, best_epoch = None, valid_score, epoch
-        elif valid_score > best_score:
-            best_state, best_score, best_epoch, bad_epochs = (
-                copy.deepcopy(model.state_dict()),
-                valid_score,
-                epoch,
-                0,
-            )
-        else:
-            bad_epochs += 1
-            if bad_epochs >= config.patience:
-                break
+        if selection.update(epoch, valid_score) and keep == "best":
+            best_state = copy.deepcopy(model.state_dict())
+        if selection.stop:
+            break
     if best_state is not None:
         model.load_state_dict(best_state)
     model.eval()
     return TrainResult(
-        model=model, best_epoch=best_epoch, best_score=float(best_score), history=history, step_logs=step_logs
+        model=model,
+        best_epoch=selection.best_epoch,
+        best_score=float("nan") if selection.best_score is None else float(selection.best_score),
+        history=history,
+        step_logs=step_logs,
     )

@@ -10,6 +10,8 @@ Three inference methods, all at the speaker level (gender is a property of the s
 - ``classifier``: a logistic-regression gender classifier on the utterance features, trained on a labelled
   corpus and applied to another (cross-fitted: every corpus, language or speaker fold is labelled by a
   classifier that never saw its gender labels); utterance probabilities are averaged per speaker.
+
+IDI stands in for gender only: a benchmark with another sensitive attribute (``sensitive:``) refuses it.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
 from fairser.features.base import config_fingerprint
+from fairser.grouping import GENDER_VALUES
 
 __all__ = [
     "GROUP_INFERENCE",
@@ -43,8 +46,9 @@ __all__ = [
     "utterance_f0",
 ]
 
-MALE, FEMALE, UNKNOWN = 0, 1, -1
-_CODE = {"male": MALE, "female": FEMALE}
+#: Gender codes as the run's Grouper numbers gender (IDI infers gender only: ``sensitive: [gender]``).
+_CODE = {value: i for i, value in enumerate(GENDER_VALUES)}
+MALE, FEMALE, UNKNOWN = _CODE["male"], _CODE["female"], -1
 #: The inference methods by name.
 GROUP_INFERENCE: tuple[str, ...] = ("f0", "kmeans", "classifier")
 

@@ -127,7 +127,7 @@ class CombinedFairnessAdaptation(StagedObjective):
         self._info: dict[str, Any] = {}
 
     def augment(self, *, data: RunData) -> Any:
-        if data.config.corpus.cross is None:
+        if not data.cross_corpus:
             raise ValueError(
                 f"{self.name}: CFA is a cross-corpus method; set corpus.cross (train corpus A -> test corpus B)"
             )
@@ -145,7 +145,7 @@ class CombinedFairnessAdaptation(StagedObjective):
         self._info = {
             "cfa_target": self.target,
             "cfa_target_rows": len(target),
-            "cfa_target_known_gender": int((np.asarray(target.gender) >= 0).sum()),
+            "cfa_target_known_gender": int((np.asarray(target.sensitive) >= 0).sum()),
         }
         return data.train.concat(target)
 
@@ -153,13 +153,12 @@ class CombinedFairnessAdaptation(StagedObjective):
         source = np.flatnonzero(np.asarray(context.train.y) >= 0)
         if self.pretrain_epochs == 0 or source.size == 0:
             return
-        res = context.fit(
+        res = context.trainer.fit(
             model=context.model,
             objective=ERM(n_domains=self.n_domains, n_classes=self.n_classes),
             train=context.train.subset(source),
             valid=context.valid,
-            config=context.stage_config(epochs=self.pretrain_epochs),
-            seed=context.seed,
+            epochs=self.pretrain_epochs,
         )
         self._info.update({"cfa_pretrain_best_epoch": res.best_epoch, "cfa_pretrain_valid": res.best_score})
         context.stages.append(

@@ -43,10 +43,10 @@ class CoVADA(StagedObjective):
        (default: ``voice_conversion/`` beside the feature cache) and their features are extracted through
        the same encoder and feature cache as the corpus.
     4. The converted samples join the training set with the source's emotion label, domain and transcript.
-       Their gender for grouping (``converted_gender``): ``"unknown"`` (default **(our choice)**: a converted
-       voice belongs to no real speaker group, and CO-VADA uses no demographics, so group terms and the
-       stratified sampler only see real speakers), ``"source"`` (the source speaker's) or ``"target"`` (the
-       gender the voice was moved towards).
+       Their sensitive value for grouping (``converted_gender``): ``"unknown"`` (default **(our choice)**: a
+       converted voice belongs to no real speaker group, and CO-VADA uses no demographics, so group terms and
+       the stratified sampler only see real speakers), ``"source"`` (the source speaker's) or ``"target"``
+       (the gender the voice was moved towards; needs ``male`` and ``female`` among the sensitive values).
 
     The main stage is ERM on the union: the loss is ``mean_i l_i``.
 
@@ -68,7 +68,7 @@ class CoVADA(StagedObjective):
     f0_threshold : float
         Hz, for ``direction="f0"``.
     converted_gender : {"unknown", "source", "target"}
-        Gender code of the converted samples.
+        Sensitive value of the converted samples.
     audio_dir : str, optional
         Folder of the converted WAVs.
     """
@@ -126,17 +126,22 @@ class CoVADA(StagedObjective):
 
         train, meta = data.train, data.train_meta
         y = np.asarray(train.y)
+        if tuple(data.sensitive_values) != GENDER_VALUES:  # voice conversion moves a voice across gender
+            raise ValueError(
+                f"{self.name} converts voices towards the other gender, so it needs the sensitive attribute "
+                f"gender with the values {list(GENDER_VALUES)}; this run's values are "
+                f"{list(data.sensitive_values)} (set `sensitive: [gender]`, or choose another method)"
+            )
         # 1. bias-capturing classifier: GCE, early stopped
-        bias = data.fit(
-            model=data.new_model(),
+        bias = data.trainer.fit(
+            model=data.trainer.new_model(),
             objective=GeneralizedCrossEntropy(n_domains=self.n_domains, n_classes=self.n_classes, q=self.q),
             train=train,
             valid=data.views["valid"][0],
-            config=data.config.train.model_copy(update={"epochs": self.bias_epochs}),
-            seed=data.seed,
+            epochs=self.bias_epochs,
             keep="last",
         )
-        proba = data.predict_proba(bias.model, train)
+        proba = data.trainer.predict_proba(bias.model, train)
         p_y = proba[np.arange(len(y)), np.clip(y, 0, None)]
         gce = (1.0 - np.power(np.clip(p_y, 1e-12, 1.0), self.q)) / self.q
         correct = (proba.argmax(1) == y) & (y >= 0)
@@ -171,10 +176,11 @@ class CoVADA(StagedObjective):
         new = train.subset(chosen[keep])
         new.audio = feats[src_idx[keep]]
         if self.converted_gender == "unknown":
-            new.gender = np.full(len(new), -1, dtype=np.int64)
+            new.sensitive = np.full(len(new), -1, dtype=np.int64)
         elif self.converted_gender == "target":
             moved_up = np.array([converted.direction[i] == "up" for i in src_idx[keep]], dtype=bool)
-            new.gender = np.where(moved_up, GENDER_VALUES.index("female"), GENDER_VALUES.index("male"))
+            code = {v: i for i, v in enumerate(data.sensitive_values)}
+            new.sensitive = np.where(moved_up, code["female"], code["male"])
         up = np.array([d == "up" for d in converted.direction])
         kept = chosen[keep]
         self.selection = {

@@ -17,22 +17,23 @@ from fairser.objectives.stages import StageContext, StagedObjective
 
 __all__ = ["JTT"]
 
+#: The error set's file in a run's stage folder (backbone runs: a resumed run reuses it).
+ERRORS_FILE = "jtt_errors.npy"
+
 
 @register
 class JTT(StagedObjective):
     """Just Train Twice (Liu et al. 2021).
 
-    Stage 1 (:meth:`prepare`, run by :func:`fairser.train.fit`): an identification model, an untrained copy
-    of the main model, is trained with ERM for ``first_epochs`` epochs (the last epoch is kept, as in the
+    Stage 1 (:meth:`prepare`, run by the run pipeline for either backend): an identification model with
+    the main model's initial weights is trained with ERM for ``first_epochs`` epochs (the last epoch is kept, as in the
     paper: T is a hyperparameter, not an early-stopping result). Its misclassified training samples form
     the error set ``E``. Stage 2 (the main loop, a fresh model): ``L = sum_i w_i l_i / (N_batch * w_bar)``
     with ``w_i = lambda_up`` for ``i`` in ``E`` and 1 otherwise, ``w_bar`` the mean weight over the training
     set. The paper up-samples ``E`` lambda_up times; weighting the loss has the same expected risk
     **(our choice)**, and dividing by ``w_bar`` keeps the loss on the ERM scale (the up-sampled set's mean).
 
-    Before an error set is known (the objective used outside ``fit``), the loss is plain ERM, i.e. stage 1.
-    With a raw-audio backbone, ``fairser.scale.bench`` runs stage 1 itself (a fresh backbone with the main
-    model's initial weights, freed before the main model is built) and calls :meth:`set_errors`.
+    Before an error set is known (the objective used outside a run), the loss is plain ERM, i.e. stage 1.
 
     Parameters
     ----------
@@ -87,20 +88,41 @@ class JTT(StagedObjective):
         }
 
     def prepare(self, *, context: StageContext) -> None:
-        ident = context.new_model()
-        res = context.fit(
+        """Stage 1, for any backend: the identification model (``context.trainer.new_model()``, the main
+        model's initial weights) trained with ERM for ``first_epochs`` epochs, last epoch kept; its
+        misclassified training rows become ``E``. It is freed (``trainer.release()``) before the main model
+        is built. With a stage folder (backbone runs) the error set is saved there as ``jtt_errors.npy`` and
+        a resumed run reuses it instead of training the stage again."""
+        y = np.asarray(context.train.y)
+        labelled = y >= 0
+        record: dict[str, Any] = {"stage": "jtt_identification", "epochs": self.first_epochs}
+        saved = context.stage_file(ERRORS_FILE)
+        if saved is not None and saved.is_file():
+            errors = np.load(saved)
+            if errors.shape != (len(y),) or errors.dtype != bool:
+                raise ValueError(
+                    f"{saved} holds {errors.dtype} {errors.shape}, not the error set of these {len(y)} "
+                    "training rows; delete it (or the run folder) to run JTT's identification stage again"
+                )
+            self.set_errors(errors, labelled=labelled)
+            context.stages.append({**record, "reused": str(saved), **self._info})
+            return
+        trainer = context.trainer
+        ident = trainer.new_model()
+        res = trainer.fit(
             model=ident,
             objective=ERM(n_domains=self.n_domains, n_classes=self.n_classes),
             train=context.train,
             valid=context.valid,
-            config=context.stage_config(epochs=self.first_epochs),
-            seed=context.seed,
+            epochs=self.first_epochs,
             keep="last",
         )
-        pred = context.predict_proba(res.model, context.train).argmax(1)
-        labelled = np.asarray(context.train.y) >= 0
-        self.set_errors((pred != np.asarray(context.train.y)) & labelled, labelled=labelled)
-        context.stages.append({"stage": "jtt_identification", "epochs": self.first_epochs, **self._info})
+        pred = trainer.predict_proba(res.model, context.train).argmax(1)
+        self.set_errors((pred != y) & labelled, labelled=labelled)
+        context.save_array(ERRORS_FILE, self.errors)
+        del ident, res
+        trainer.release()
+        context.stages.append({**record, **self._info})
 
     def summary(self) -> dict[str, Any]:
         return dict(self._info)

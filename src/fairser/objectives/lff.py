@@ -41,13 +41,13 @@ class LearningFromFailure(StagedObjective):
     Where the biased classifier comes from (``biased``):
 
     - ``"network"``: an untrained copy of the main model on the same inputs, attached by
-      :func:`fairser.train.fit` (the :meth:`prepare` hook), which feeds it ``batch.index`` rows of the
+      the run pipeline (the :meth:`prepare` hook, cached-feature heads), which feeds it ``batch.index`` rows of the
       training set: the paper's setting (two networks).
     - ``"embedding"``: a linear classifier on the main model's shared embedding with the gradient stopped,
       for backbones where a second network is too costly (a speech LLM) or when the objective is used outside
       ``fit``. A lighter variant **(our choice)**: the biased classifier then sees only what the debiased
       model's embedding keeps.
-    - ``"auto"`` (default): ``"network"`` when ``fit`` attached one, else ``"embedding"``. The log ``biased_net``
+    - ``"auto"`` (default): ``"network"`` when the run attached one, else ``"embedding"``. The log ``biased_net``
       says which was used.
 
     Parameters
@@ -124,7 +124,7 @@ class LearningFromFailure(StagedObjective):
     def prepare(self, *, context: StageContext) -> None:
         if self.biased == "embedding":
             return
-        self.biased_network = context.new_model()
+        self.biased_network = context.trainer.new_model()
         self._inputs = context.train
         self.biased_head = None  # unused with a network: keep it out of the optimiser
         context.stages.append(
@@ -140,8 +140,8 @@ class LearningFromFailure(StagedObjective):
             return self.biased_network(b["audio"], b["text"], b["text_mask"]).logits
         if self.biased == "network":
             raise RuntimeError(
-                f"{self.name}: biased='network' needs the network attached by fairser.train.fit (prepare hook); "
-                "use biased='embedding' or 'auto' outside fit"
+                f"{self.name}: biased='network' needs the network attached by the run pipeline (prepare "
+                "hook); use biased='embedding' or 'auto' outside a run"
             )
         embedding = require_field(batch, "embedding", self.name)
         if embedding.dim() != 2 or embedding.shape[1] != self.embed_dim:

@@ -5,15 +5,16 @@ Some methods also need a stage *before* the main training, so a :class:`StagedOb
 hooks, each called once per run:
 
 ``augment(data=RunData)``
-    Called by the benchmark runner before training, with what only the runner knows (manifest rows, audio
-    paths, the feature cache, the other splits). Returns the training set to use: CO-VADA appends
-    voice-converted copies of selected utterances, CFA appends the target corpus's rows without their
-    emotion labels (``y = UNLABELED``).
+    Called by the run pipeline (:func:`fairser.run.execute_run`) before training, with what only the run
+    knows (manifest rows, audio paths, the feature cache, the other splits). Returns the training set to use:
+    CO-VADA appends voice-converted copies of selected utterances, CFA appends the target corpus's rows
+    without their emotion labels (``y = UNLABELED``).
 ``prepare(context=StageContext)``
-    Called by :func:`fairser.train.fit` before the main loop, with the training inputs and a way to train
-    other models with the same loop: JTT trains its identification model, LfF attaches its biased network
-    (a second network of the same kind, fed by ``batch.index``), CFA pre-trains the emotion classifier on
-    the source.
+    Called by the run pipeline before the main training, with the training inputs and the run's
+    :class:`Trainer` (new models of the run's kind, the same loop, predictions): JTT trains its
+    identification model, LfF attaches its biased network (a second network of the same kind, fed by
+    ``batch.index``), CFA pre-trains the emotion classifier on the source. ``fairser.train.fit`` knows
+    nothing about these stages.
 
 Used outside ``fit`` and the runner (e.g. on a speech LLM's per-sample losses) the objectives still work
 on a bare :class:`~fairser.objectives.base.GroupBatch`; each documents what it does then.
@@ -21,11 +22,10 @@ on a bare :class:`~fairser.objectives.base.GroupBatch`; each documents what it d
 
 from __future__ import annotations
 
-import copy
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 import torch
@@ -34,11 +34,8 @@ from torch import Tensor, nn
 from fairser.objectives._common import check_range, require_field
 from fairser.objectives.base import GroupBatch, Objective, ObjectiveOutput
 
-if TYPE_CHECKING:  # imported for annotations only: fairser.train imports this package
+if TYPE_CHECKING:
     import pandas as pd
-
-    from fairser.config import BenchmarkConfig, TrainConfig
-    from fairser.train import ArrayDataset, TrainResult
 
 __all__ = [
     "UNLABELED",
@@ -46,6 +43,7 @@ __all__ = [
     "RunData",
     "StageContext",
     "StagedObjective",
+    "Trainer",
     "gce_loss",
 ]
 
@@ -89,53 +87,98 @@ class GeneralizedCrossEntropy(Objective):
         return ObjectiveOutput(loss=loss, logs={"gce": float(loss.detach())})
 
 
-@dataclass
+class Trainer(Protocol):
+    """How a run trains models of its kind: one implementation per backend (cached-feature heads in
+    :mod:`fairser.run.backends`, raw-audio backbones in :mod:`fairser.run.backbone`).
+
+    ``new_model()`` builds a fresh model with the run's seed (the main model's initial weights);
+    ``fit(model=, objective=, train=, valid=, epochs=None, keep="best", main=False)`` trains it with the run's
+    loop (``epochs`` overrides the run's number of epochs; ``main`` marks the run's main training, which a
+    backbone checkpoints and resumes) and returns a result with ``model``, ``best_epoch``, ``best_score``,
+    ``history`` and ``step_logs``; ``predict_proba(model, data)`` gives class probabilities
+    (N, C); ``release()`` frees what dropped models still hold (accelerator references, GPU cache).
+    """
+
+    def new_model(self) -> nn.Module: ...
+
+    def fit(
+        self,
+        *,
+        model: nn.Module,
+        objective: Objective,
+        train: Any,
+        valid: Any,
+        epochs: int | None = None,
+        keep: str = "best",
+        main: bool = False,
+    ) -> Any: ...
+
+    def predict_proba(self, model: nn.Module, data: Any) -> np.ndarray: ...
+
+    def release(self) -> None: ...
+
+
 class StageContext:
-    """What :func:`fairser.train.fit` gives :meth:`StagedObjective.prepare`.
+    """What the run pipeline gives :meth:`StagedObjective.prepare`, before the main training.
 
     Attributes
     ----------
-    model : nn.Module
-        The model the main stage trains (a pre-stage may train it in place, e.g. CFA's source pre-training).
-    train, valid : ArrayDataset
-        The main stage's training and validation sets.
-    config : TrainConfig
-        The main stage's loop settings (see :meth:`stage_config` for a pre-stage's).
+    trainer : Trainer
+        Trains, builds and applies models of the run's kind (a pre-stage trains its models with it).
+    train, valid : dataset
+        The main stage's training set (after :meth:`StagedObjective.augment`) and validation set.
     seed : int
         The run's seed.
-    fit : callable
-        :func:`fairser.train.fit` without the hooks (``fit(model=, objective=, train=, valid=, config=,
-        seed=, keep=)``), to train a pre-stage model with the same loop.
-    predict_proba : callable
-        :func:`fairser.train.predict_proba`.
+    stage_dir : Path or None
+        A folder kept until the run finishes (a resumed run finds what its stages saved there), or None.
     stages : list of dict
-        Summaries of the pre-stages (appended by the objective; returned in ``TrainResult.stages``).
+        Summaries of the pre-stages (appended by the objective; stored in the results row).
     """
 
-    model: nn.Module
-    train: ArrayDataset
-    valid: ArrayDataset
-    config: TrainConfig
-    seed: int
-    fit: Callable[..., TrainResult]
-    predict_proba: Callable[..., np.ndarray]
-    stages: list[dict[str, Any]] = field(default_factory=list)
+    def __init__(
+        self,
+        *,
+        trainer: Trainer,
+        train: Any,
+        valid: Any,
+        seed: int,
+        stage_dir: Path | None = None,
+        write_files: bool = True,
+    ) -> None:
+        self.trainer, self.train, self.valid, self.seed = trainer, train, valid, seed
+        self.stage_dir = None if stage_dir is None else Path(stage_dir)
+        self.write_files = write_files
+        self.stages: list[dict[str, Any]] = []
+        self._model: nn.Module | None = None
 
-    def __post_init__(self) -> None:
-        self._initial = copy.deepcopy(self.model)
+    @property
+    def model(self) -> nn.Module:
+        """The model the main stage trains, built on first use (a pre-stage may train it in place, e.g.
+        CFA's source pre-training; JTT never touches it, so with a backbone only one is in memory)."""
+        if self._model is None:
+            self._model = self.trainer.new_model()
+        return self._model
 
-    def new_model(self) -> nn.Module:
-        """An untrained copy of the model (same architecture and initial weights as the main model)."""
-        return copy.deepcopy(self._initial)
+    @property
+    def has_model(self) -> bool:
+        return self._model is not None
 
-    def stage_config(self, **update: Any) -> TrainConfig:
-        """The main config with some fields changed (e.g. ``epochs``), validated."""
-        return type(self.config).model_validate({**self.config.model_dump(), **update})
+    def stage_file(self, name: str) -> Path | None:
+        """``stage_dir / name`` (None without a stage folder)."""
+        return None if self.stage_dir is None else self.stage_dir / name
+
+    def save_array(self, name: str, array: np.ndarray) -> None:
+        """Keep ``array`` as ``stage_dir / name`` (.npy) for a resumed run (nothing without a stage folder,
+        or on a distributed run's other processes)."""
+        path = self.stage_file(name)
+        if path is not None and self.write_files:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            np.save(path, array)
 
 
 @dataclass
 class RunData:
-    """What the benchmark runner gives :meth:`StagedObjective.augment` (one run of the grid).
+    """What the run pipeline gives :meth:`StagedObjective.augment` (one run of the grid, cached features).
 
     Attributes
     ----------
@@ -154,41 +197,40 @@ class RunData:
         is False where extraction failed.
     cache_dir : Path
         The feature cache folder (CO-VADA writes its converted audio next to it).
-    config : BenchmarkConfig
-        The whole benchmark config.
+    cross_corpus : bool
+        Whether the benchmark runs a cross-corpus protocol (``corpus.cross``).
+    sensitive_values : tuple of str
+        The sensitive attribute's values in id order (the run's Grouper).
+    trainer : Trainer
+        As in :class:`StageContext`.
     seed : int
         The run's seed.
-    new_model : callable
-        A fresh, untrained model of the run's kind.
-    fit, predict_proba : callable
-        As in :class:`StageContext`.
     progress : bool
         Whether long loops may show progress bars.
     """
 
-    train: ArrayDataset
+    train: Any  # fairser.train.ArrayDataset (the objectives sit below the training loop)
     train_meta: pd.DataFrame
-    views: dict[str, tuple[ArrayDataset, pd.DataFrame]]
+    views: dict[str, tuple[Any, pd.DataFrame]]
     audio_paths: Sequence[Path]
     featurize: Callable[..., tuple[np.ndarray, np.ndarray]]
     cache_dir: Path
-    config: BenchmarkConfig
+    cross_corpus: bool
+    sensitive_values: tuple[str, ...]
+    trainer: Trainer
     seed: int
-    new_model: Callable[[], nn.Module]
-    fit: Callable[..., TrainResult]
-    predict_proba: Callable[..., np.ndarray]
     progress: bool = False
 
 
 class StagedObjective(Objective):
     """An objective with optional pre-training stages (see the module docstring). The defaults do nothing."""
 
-    def augment(self, *, data: RunData) -> ArrayDataset:
+    def augment(self, *, data: RunData) -> Any:
         """Return the training set of the main stage (default: ``data.train`` unchanged)."""
         return data.train
 
     def prepare(self, *, context: StageContext) -> None:
-        """Run the pre-stages before :func:`fairser.train.fit`'s main loop (default: nothing)."""
+        """Run the pre-stages before the main training (default: nothing)."""
 
     def summary(self) -> dict[str, Any]:
         """Scalars describing the stages of the last run (stored in the benchmark's results row)."""

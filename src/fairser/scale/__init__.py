@@ -5,11 +5,11 @@
 * :mod:`fairser.scale.buckets`: length-bucketed batches that keep the group-stratified make-up;
 * :mod:`fairser.scale.distributed`: group losses over the global batch across processes;
 * :mod:`fairser.scale.checkpoint`: safetensors + JSON checkpoints;
-* :mod:`fairser.scale.bench`: the benchmark run for a config with a ``backbone:`` section;
+* the benchmark run for a config with a ``backbone:`` section is :func:`fairser.run.execute_run` (its
+  backbone backend: :mod:`fairser.run.backbone`);
 * ``python -m fairser.scale benchmark --config ...``: the benchmark under ``accelerate launch``.
 """
 
-from fairser.scale.bench import audio_views, build_backbone, execute_backbone_run
 from fairser.scale.buckets import (
     LengthBucketedSampler,
     RandomBatches,
@@ -39,12 +39,9 @@ __all__ = [
     "RandomBatches",
     "all_gather_variable",
     "all_gather_with_grad",
-    "audio_views",
     "backbone_forward",
-    "build_backbone",
     "build_batch_sampler",
     "eval_batches",
-    "execute_backbone_run",
     "fit_backbone",
     "gather_group_batch",
     "global_objective",

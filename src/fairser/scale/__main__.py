@@ -24,8 +24,9 @@ def run_distributed_benchmark(config, *, progress: bool = True):
     from accelerate import PartialState
     from rich.console import Console
 
-    from fairser.bench.runner import execute_run, plan_runs, prepare_data, run_benchmark
+    from fairser.bench.runner import run_benchmark
     from fairser.results import ResultsStore
+    from fairser.run import execute_run, plan_runs, prepare_data
     from fairser.scale.loop import launched_on_cpu
 
     if config.backbone is None:

@@ -14,6 +14,8 @@ from pathlib import Path
 
 import numpy as np
 
+from fairser.grouping import group_index
+
 __all__ = ["AudioDataset"]
 
 _MODALITIES = ("audio", "audio+text")
@@ -31,8 +33,8 @@ class AudioDataset:
         Class index of each row.
     domain : int array (N,)
         Domain id (language, or language x modality in the joint setting).
-    gender : int array (N,)
-        0 male, 1 female, -1 unknown.
+    sensitive : int array (N,)
+        Sensitive-value id (``0 .. n_values - 1``, the run's :class:`~fairser.grouping.Grouper` order), -1 unknown.
     texts : sequence of str or None, optional
         Transcripts; used only where ``modalities`` is ``audio+text``.
     modalities : sequence of str, optional
@@ -44,32 +46,38 @@ class AudioDataset:
         Rate of the waveforms, and the rate files are resampled to.
     cache_audio : bool
         Keep waveforms read from files in memory (small corpora: each file is decoded once).
+    n_values : int
+        Number of values of the sensitive attribute.
     """
 
     audio: Sequence[np.ndarray | str | os.PathLike]
     y: np.ndarray
     domain: np.ndarray
-    gender: np.ndarray
+    sensitive: np.ndarray
     texts: Sequence[str | None] | None = None
     modalities: Sequence[str] | None = None
     durations: np.ndarray | None = None
     sample_rate: int = 16000
     cache_audio: bool = False
+    n_values: int = 2
     _cache: dict[int, np.ndarray] = field(default_factory=dict, init=False, repr=False)
 
     def __post_init__(self) -> None:
         n = len(self.audio)
         self.y = np.asarray(self.y, dtype=np.int64)
         self.domain = np.asarray(self.domain, dtype=np.int64)
-        self.gender = np.asarray(self.gender, dtype=np.int64)
-        for name in ("y", "domain", "gender", "texts", "modalities", "durations"):
+        self.sensitive = np.asarray(self.sensitive, dtype=np.int64)
+        for name in ("y", "domain", "sensitive", "texts", "modalities", "durations"):
             v = getattr(self, name)
             if v is not None and len(v) != n:
                 raise ValueError(f"AudioDataset.{name} has {len(v)} rows, audio has {n}")
-        bad = ~np.isin(self.gender, (-1, 0, 1))
+        bad = (self.sensitive < -1) | (self.sensitive >= self.n_values)
         if bad.any():
             row = int(np.flatnonzero(bad)[0])
-            raise ValueError(f"AudioDataset.gender must be 0, 1 or -1; found {self.gender[row]} at row {row}")
+            raise ValueError(
+                f"AudioDataset.sensitive must be a value id in [0, {self.n_values}) or -1; found "
+                f"{self.sensitive[row]} at row {row}"
+            )
         if n and (self.domain.min() < 0 or self.y.min() < 0):
             raise ValueError("AudioDataset: domain and y must be >= 0")
         if self.modalities is None:
@@ -100,8 +108,8 @@ class AudioDataset:
 
     @property
     def group(self) -> np.ndarray:
-        """Group id ``2 * domain + gender`` (-1 for unknown gender), as :attr:`GroupBatch.group`."""
-        return np.where(self.gender >= 0, 2 * self.domain + self.gender, -1)
+        """Group id ``n_values * domain + sensitive`` (-1 for an unknown value), as :attr:`GroupBatch.group`."""
+        return group_index(self.domain, self.sensitive, self.n_values)
 
     def waveforms(self, idx: Sequence[int]) -> list[np.ndarray]:
         """Waveforms of rows ``idx`` (files are decoded with :func:`fairser.features.load_audio`)."""

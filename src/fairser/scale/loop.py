@@ -36,7 +36,7 @@ from fairser.scale import checkpoint as ckpt
 from fairser.scale.buckets import LengthBucketedSampler, RandomBatches, eval_batches, shard_batch
 from fairser.scale.data import AudioDataset
 from fairser.scale.distributed import all_gather_variable, gather_group_batch
-from fairser.train import score  # the same model-selection score as the feature heads
+from fairser.train import ModelSelection, score  # the feature heads' model selection and score
 
 __all__ = [
     "BackboneTrainResult",
@@ -178,7 +178,8 @@ def global_objective(
     local = GroupBatch(
         losses=out.losses,
         domain=torch.as_tensor(data.domain[idx], dtype=torch.long, device=device),
-        sensitive=torch.as_tensor(data.gender[idx], dtype=torch.long, device=device),
+        sensitive=torch.as_tensor(data.sensitive[idx], dtype=torch.long, device=device),
+        n_values=data.n_values,
         logits=out.logits,
         y=torch.as_tensor(data.y[idx], dtype=torch.long, device=device),
         index=torch.as_tensor(np.asarray(idx), dtype=torch.long, device=device),
@@ -308,14 +309,15 @@ def fit_backbone(
     seed : int
         Seeds the sampler and torch's RNG (dropout).
     sampler : {"stratified", "random"}
-        Every (domain, gender) cell in every global micro-batch, or plain shuffling.
+        Every (domain, sensitive value) cell in every global micro-batch, or plain shuffling.
     select_metric, patience
-        Model-selection metric on ``valid`` and early-stopping patience in epochs.
+        Model-selection metric on ``valid`` and early-stopping patience in epochs
+        (:class:`fairser.train.ModelSelection`, the rule of the feature heads too).
     keep : {"best", "last"}
         Return the best validation epoch's weights (default), or train all ``config.epochs`` epochs and
         keep the last (no early stopping; e.g. JTT's identification model, whose epochs are a
         hyperparameter). The validation score is still computed and logged every epoch; ``best_epoch`` and
-        ``best_score`` of the result still name the best epoch, which is then not the returned one.
+        ``best_score`` of the result describe the returned (last) epoch then.
     accelerator : accelerate.Accelerator, optional
         Default: :func:`make_accelerator` with ``config.mixed_precision``.
     checkpoint_dir : path, optional
@@ -352,7 +354,7 @@ def fit_backbone(
         raise ValueError(f"fit_backbone: empty split (train {len(train)} rows, valid {len(valid)} rows)")
     torch.manual_seed(seed)
     objective.setup(
-        domain=torch.tensor(train.domain), sensitive=torch.tensor(train.gender), y=torch.tensor(train.y)
+        domain=torch.tensor(train.domain), sensitive=torch.tensor(train.sensitive), y=torch.tensor(train.y)
     )
     objective.to(acc.device)
     obj_params = [p for p in objective.parameters() if p.requires_grad]
@@ -507,15 +509,23 @@ def fit_backbone(
                     f"valid_{select_metric}": valid_score,
                 }
             )
-            if state["best_score"] is None or valid_score > state["best_score"]:
-                state.update(best_score=valid_score, best_epoch=epoch, bad_epochs=0)
-                if keep == "best":  # "last" returns the last epoch: no copy of the best one is needed
-                    best_params = _trainable_snapshot(acc, prepared, model)
-            else:
-                state["bad_epochs"] += 1
+            selection = ModelSelection(
+                patience=patience,
+                keep=keep,
+                best_score=state["best_score"],
+                best_epoch=state["best_epoch"],
+                bad_epochs=state["bad_epochs"],
+            )
+            if selection.update(epoch, valid_score) and keep == "best":
+                best_params = _trainable_snapshot(acc, prepared, model)  # "last" needs no copy
+            state.update(
+                best_score=selection.best_score,
+                best_epoch=selection.best_epoch,
+                bad_epochs=selection.bad_epochs,
+            )
             state["epoch"] = epoch + 1
             batches_sampler.set_epoch(epoch + 1)
-            stop = keep == "best" and state["bad_epochs"] >= patience
+            stop = selection.stop
             if stop:
                 state["epoch"] = config.epochs  # early stop: a resume must not train further
             save()

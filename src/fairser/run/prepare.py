@@ -1,0 +1,395 @@
+"""Corpus and feature preparation of a benchmark: the manifest of the configured languages, cached audio and
+transcript embeddings, their normalisation, and IDI's inferred genders (once per benchmark).
+
+:func:`prepare_data` runs once per benchmark; every run of the grid reads the :class:`PreparedData` it returns.
+A backbone run (``backbone:``) caches no features: the backbone reads the waveforms itself.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from rich.console import Console
+
+from fairser.config import BenchmarkConfig, GroupsConfig, ObjectiveSpec
+from fairser.data.manifest import read_manifest, resolve_audio_paths
+from fairser.grouping import INTERSECTION_SEP, sensitive_values
+
+__all__ = ["PreparedData", "effective_groups", "featurizer", "normaliser", "prepare_data"]
+
+
+@dataclass
+class PreparedData:
+    """The manifest rows that survived feature extraction, with their cached embeddings."""
+
+    manifest: pd.DataFrame
+    audio: np.ndarray
+    text: np.ndarray | None
+    labels: tuple[str, ...]
+    synthetic: bool
+    source: str
+    timings: dict[str, float] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+    #: Resolved audio file of every manifest row (for methods that transform audio, e.g. CO-VADA).
+    paths: list[Path] = field(default_factory=list)
+    #: Inferred genders (IDI) by :meth:`GroupsConfig.key`, for the ``groups`` settings the grid uses.
+    inferred: dict[str, Any] = field(default_factory=dict)
+
+
+def effective_groups(spec: ObjectiveSpec, config: BenchmarkConfig) -> GroupsConfig:
+    """The ``groups`` setting of one objective (its own, else the benchmark's)."""
+    return spec.groups if spec.groups is not None else config.groups
+
+
+def _load_corpus(
+    config: BenchmarkConfig, *, progress: bool, console: Console
+) -> tuple[pd.DataFrame, bool, str]:
+    corpus = config.corpus
+    if corpus.kind == "synthetic":
+        from fairser.data.synth import SynthConfig, generate_corpus
+
+        synth = SynthConfig(**corpus.synth)
+        manifest = generate_corpus(config=synth, out_dir=corpus.path, progress=progress)
+        manifest.attrs["root"] = str(Path(corpus.path).resolve())
+        return manifest, True, f"built-in synthetic corpus (eSpeak NG), {corpus.path}"
+    if corpus.kind == "manifest":
+        manifest = read_manifest(corpus.path, labels=corpus.labels)
+        source = f"{', '.join(sorted(set(manifest['corpus'])))} ({corpus.path})"
+    else:
+        from fairser.data.corpora import import_corpus
+
+        parts = []
+        for src in corpus.sources:
+            res = import_corpus(
+                src.name,
+                src.path,
+                target=corpus.target,
+                split=corpus.split,
+                seed=corpus.split_seed,
+                fractions=corpus.split_fractions,
+                **src.options,
+            )
+            dropped = ", ".join(f"{k}: {v}" for k, v in res.dropped.items()) or "none"
+            console.print(f"imported {src.name}: {len(res.manifest)} utterances (dropped: {dropped})")
+            parts.append(res.manifest)
+        manifest = pd.concat(parts, ignore_index=True)
+        source = ", ".join(f"{s.name} ({s.path})" for s in corpus.sources)
+    if corpus.cross is not None:
+        from fairser.data.splits import cross_corpus_split
+
+        cross = corpus.cross
+        manifest = cross_corpus_split(
+            manifest,
+            train=cross.train,
+            test=cross.test,
+            by=cross.by,
+            valid_fraction=cross.valid_fraction,
+            seed=corpus.split_seed,
+            shared_speakers="drop_from_train",
+        ).reset_index(drop=True)
+        source += f"; cross-{cross.by}: train {list(cross.train)} -> test {list(cross.test)}"
+        if cross.adapt_fraction > 0:
+            manifest = _adapt_split(manifest, fraction=cross.adapt_fraction, seed=corpus.split_seed)
+            n_adapt = manifest.loc[manifest["split"] == "adapt", "speaker"].nunique()
+            source += f" ({n_adapt} target speakers held out of the test set as unlabelled adaptation data)"
+    return manifest, False, source
+
+
+def _adapt_split(manifest: pd.DataFrame, *, fraction: float, seed: int) -> pd.DataFrame:
+    """Move ``fraction`` of the test speakers (gender-stratified, per corpus and language) to split ``adapt``."""
+    from fairser.data.splits import speaker_split
+
+    test = manifest["split"] == "test"
+    part = speaker_split(manifest.loc[test], fractions=(fraction, 0.0, 1.0 - fraction), seed=seed)
+    out = manifest.copy()
+    out["split"] = out["split"].astype(object)
+    out.loc[test, "split"] = part["split"].map({"train": "adapt", "test": "test", "valid": "test"}).to_numpy()
+    if not (out["split"] == "test").any():
+        raise ValueError(f"corpus.cross.adapt_fraction={fraction} leaves no test speakers; lower it")
+    out["split"] = out["split"].astype("string")
+    return out
+
+
+def _infer_groups(
+    config: BenchmarkConfig,
+    manifest: pd.DataFrame,
+    paths: list[Path],
+    audio: np.ndarray | None,
+    *,
+    progress: bool,
+    console: Console,
+    notes: list[str],
+    timings: dict[str, float],
+) -> dict[str, Any]:
+    """IDI: infer every row's gender once for each distinct ``groups`` setting the grid uses ({} if none).
+
+    ``audio`` holds the rows' audio features (kmeans, classifier); ``None`` (a backbone run, which caches
+    none) extracts them only if such a method is wanted, and an unreadable file then stops the benchmark (the
+    backbone could not read it either). The agreement notes are printed and appended to ``notes``.
+    """
+    from fairser.features import FeatureCache, build_audio_encoder, extract_audio_features
+    from fairser.methods.idi import infer_gender, utterance_f0
+
+    wanted: dict[str, GroupsConfig] = {}
+    for spec in config.objectives:
+        groups = effective_groups(spec, config)
+        if groups.inferred:
+            wanted.setdefault(groups.key(), groups)
+    if not wanted:
+        return {}
+    t0 = time.perf_counter()
+    if audio is None and any(g.method != "f0" for g in wanted.values()):
+        audio = np.asarray(
+            extract_audio_features(
+                paths=paths,
+                encoder=build_audio_encoder(config.features.audio, **config.features.audio_options),
+                cache=FeatureCache(config.features.cache_dir),
+                n_jobs=config.features.n_jobs,
+                on_error="raise",
+                progress=progress,
+            ).features,
+            dtype=np.float32,
+        )
+    out: dict[str, Any] = {}
+    idi_notes: list[str] = []
+    f0 = None
+    for key, groups in wanted.items():
+        if f0 is None and groups.method != "classifier":
+            f0 = utterance_f0(
+                paths, cache_dir=config.features.cache_dir, n_jobs=config.features.n_jobs, progress=progress
+            )
+        inferred = infer_gender(
+            manifest,
+            method=groups.method,
+            features=audio,
+            f0=f0,
+            f0_threshold=groups.f0_threshold,
+            kmeans_within=groups.kmeans_within,
+            classifier_by=groups.classifier_by,
+        )
+        out[key] = inferred
+        a = inferred.agreement
+        idi_notes.append(
+            f"IDI {groups.method}: agreement with true gender over {a['n']} utterances: accuracy "
+            f"{a['accuracy']:.3f}, kappa {a['kappa']:.3f}; over {a.get('n_speakers', 0)} speakers: accuracy "
+            f"{a.get('speaker_accuracy', float('nan')):.3f}, kappa {a.get('speaker_kappa', float('nan')):.3f}"
+        )
+        idi_notes.extend(inferred.notes)
+    notes.extend(idi_notes)
+    for note in idi_notes:
+        console.print(note)
+    timings["group_inference"] = time.perf_counter() - t0
+    return out
+
+
+def prepare_data(
+    config: BenchmarkConfig, *, progress: bool = True, console: Console | None = None
+) -> PreparedData:
+    """Corpus and feature stages: the manifest of the configured languages plus cached embeddings."""
+    from fairser.features import (
+        FeatureCache,
+        build_audio_encoder,
+        build_text_encoder,
+        extract_audio_features,
+        extract_text_features,
+    )
+
+    console = console or Console()
+    timings: dict[str, float] = {}
+    notes: list[str] = []
+    t0 = time.perf_counter()
+    manifest, synthetic, source = _load_corpus(config, progress=progress, console=console)
+    root = manifest.attrs.get("root")
+    timings["corpus"] = time.perf_counter() - t0
+
+    unknown_labels = sorted(set(manifest["emotion"]) - set(config.corpus.labels))
+    if unknown_labels:
+        raise ValueError(
+            f"labels {unknown_labels} are not in the configured label set {list(config.corpus.labels)}"
+        )
+    missing_langs = sorted(set(config.languages) - set(manifest["language"]))
+    if missing_langs:
+        raise ValueError(
+            f"languages {missing_langs} are not in the corpus (it has {sorted(set(manifest['language']))})"
+        )
+    manifest = manifest[manifest["language"].isin(config.languages)].reset_index(drop=True)
+    missing_cols = [c for c in config.sensitive if c not in manifest.columns]
+    if missing_cols:
+        raise ValueError(
+            f"sensitive column(s) {missing_cols} are not in the corpus manifest (columns: {list(manifest.columns)})"
+        )
+    name = INTERSECTION_SEP.join(config.sensitive)
+    for lang, sub in manifest.groupby("language"):
+        if config.sensitive == ("gender",):  # (gender's value list always holds male and female)
+            values = set(sub["gender"]) - {"unknown"}
+        else:
+            values = set(sensitive_values(sub, config.sensitive))
+        if len(values) < 2:
+            notes.append(
+                f"language {lang!r} has only {sorted(values) or 'unknown'} speakers: its {name} gaps are undefined"
+            )
+
+    if config.backbone is not None:  # the backbone reads the waveforms itself: no cached features
+        paths = resolve_audio_paths(manifest, root=root)
+        inferred = _infer_groups(
+            config, manifest, paths, None, progress=progress, console=console, notes=notes, timings=timings
+        )
+        return PreparedData(
+            manifest=manifest.assign(audio_path=[str(p) for p in paths]),
+            audio=np.zeros((len(manifest), 0), dtype=np.float32),
+            text=None,
+            labels=tuple(config.corpus.labels),
+            synthetic=synthetic,
+            source=source,
+            timings=timings,
+            notes=notes,
+            inferred=inferred,
+        )
+
+    t0 = time.perf_counter()
+    cache = FeatureCache(config.features.cache_dir)
+    paths = resolve_audio_paths(manifest, root=root)
+    audio = extract_audio_features(
+        paths=paths,
+        encoder=build_audio_encoder(config.features.audio, **config.features.audio_options),
+        cache=cache,
+        n_jobs=config.features.n_jobs,
+        on_error=config.features.on_error,
+        progress=progress,
+    )
+    timings["features_audio"] = time.perf_counter() - t0
+    timings["features_audio_extracted"] = float(audio.n_extracted)
+    if audio.failures:
+        shown = "; ".join(f"{p}: {r}" for p, r in audio.failures[:10])
+        more = f" (and {len(audio.failures) - 10} more)" if len(audio.failures) > 10 else ""
+        notes.append(f"skipped {len(audio.failures)} unreadable audio file(s): {shown}{more}")
+        console.print(f"[yellow]warning:[/] {notes[-1]}")
+    keep = np.asarray(audio.ok, dtype=bool)
+    manifest = manifest.loc[keep].reset_index(drop=True)
+    audio_feats = np.asarray(audio.features, dtype=np.float32)[keep]
+    kept_paths = [p for p, k in zip(paths, keep, strict=True) if k]
+
+    if config.train.normalise == "per_corpus":
+        for name, (ref, which) in _per_corpus_reference(manifest).items():
+            if which != "train":
+                notes.append(
+                    f"normalise per_corpus: {name} is standardised with its {len(ref)} "
+                    + (
+                        "adapt rows (unlabelled, not tested)"
+                        if which == "adapt"
+                        else "rows, test rows included (transductive; features only, no labels)"
+                    )
+                )
+    inferred = _infer_groups(
+        config,
+        manifest,
+        kept_paths,
+        audio_feats,
+        progress=progress,
+        console=console,
+        notes=notes,
+        timings=timings,
+    )
+
+    text_feats = None
+    if "audio+text" in config.modalities:
+        t0 = time.perf_counter()
+        text_feats = extract_text_features(
+            texts=list(manifest["transcript"]),
+            encoder=build_text_encoder(config.features.text, **config.features.text_options),
+            cache=cache,
+            progress=progress,
+        ).astype(np.float32)
+        timings["features_text"] = time.perf_counter() - t0
+    return PreparedData(
+        manifest=manifest,
+        audio=audio_feats,
+        text=text_feats,
+        labels=tuple(config.corpus.labels),
+        synthetic=synthetic,
+        source=source,
+        timings=timings,
+        notes=notes,
+        paths=kept_paths,
+        inferred=inferred,
+    )
+
+
+def _per_corpus_reference(manifest: pd.DataFrame) -> dict[str, tuple[np.ndarray, str]]:
+    """``normalise: per_corpus``: the rows each corpus is standardised with, and which rows they are.
+
+    A corpus's training rows; for a corpus with none (the test side of a cross-corpus protocol), its
+    ``adapt`` rows (unlabelled target speakers held out of the test set); else all its rows (transductive:
+    the test rows' features, never their labels).
+    """
+    split = manifest["split"].to_numpy()
+    corpus = manifest["corpus"].astype(str).to_numpy()
+    out = {}
+    for name in pd.unique(corpus):
+        own = corpus == name
+        for which, ref in (
+            ("train", own & (split == "train")),
+            ("adapt", own & (split == "adapt")),
+            ("all", own),
+        ):
+            if ref.any():
+                out[name] = (np.flatnonzero(ref), which)
+                break
+    return out
+
+
+def normaliser(prepared: PreparedData, config: BenchmarkConfig):
+    """``normalise(features, rows)``: audio features of manifest rows ``rows`` (or of files derived from them)
+    standardised as ``train.normalise`` says: ``standard`` with the training rows' mean and std, ``per_corpus``
+    with each corpus's own reference rows (:func:`_per_corpus_reference`), ``none`` unchanged."""
+    m = prepared.manifest
+    train_rows = np.flatnonzero((m["split"] == "train").to_numpy())
+    if len(train_rows) == 0:
+        raise ValueError("the corpus has no training rows (split == 'train')")
+    mode = config.train.normalise
+    if mode == "none":
+        return lambda x, rows: np.asarray(x, dtype=np.float32)
+    if mode == "standard":
+        mean, std = prepared.audio[train_rows].mean(0), prepared.audio[train_rows].std(0) + 1e-8
+        return lambda x, rows: ((np.asarray(x) - mean) / std).astype(np.float32)
+    corpus = m["corpus"].astype(str).to_numpy()
+    stats = {
+        name: (prepared.audio[ref].mean(0), prepared.audio[ref].std(0) + 1e-8)
+        for name, (ref, _) in _per_corpus_reference(m).items()
+    }
+
+    def normalise(x, rows):
+        x, which = np.asarray(x, dtype=np.float64), corpus[np.asarray(rows)]
+        out = np.empty_like(x)
+        for name, (mean, std) in stats.items():
+            sel = which == name
+            out[sel] = (x[sel] - mean) / std
+        return out.astype(np.float32)
+
+    return normalise
+
+
+def featurizer(prepared: PreparedData, config: BenchmarkConfig):
+    """``featurize(paths, rows=...) -> (features, ok)`` through the run's encoder and cache, each file normalised
+    like the manifest row it derives from (``rows``). The normalisation statistics are computed on first use."""
+
+    def featurize(paths, *, rows):
+        from fairser.features import FeatureCache, build_audio_encoder, extract_audio_features
+
+        normalise = normaliser(prepared, config)
+        res = extract_audio_features(
+            paths=list(paths),
+            encoder=build_audio_encoder(config.features.audio, **config.features.audio_options),
+            cache=FeatureCache(config.features.cache_dir),
+            n_jobs=1,
+            on_error="skip",
+            progress=False,
+        )
+        return normalise(np.nan_to_num(res.features), rows), np.asarray(res.ok, dtype=bool)
+
+    return featurize
