@@ -20,19 +20,30 @@ __all__ = ["GENDER", "SensitiveLabels", "sensitive_labels"]
 class SensitiveLabels:
     """Display texts of one sensitive attribute (see :func:`sensitive_labels`)."""
 
-    #: the attribute's name: ``gender``, ``age_band``, ``gender × age_band``
-    name: str
+    #: the attribute's column(s): ``("gender",)``, ``("gender", "age_band")`` for an intersection
+    columns: tuple[str, ...]
     #: its values, in the order of the run's grouper (the first is the signed gap's reference)
     values: tuple[str, ...]
 
     @property
+    def name(self) -> str:
+        """The attribute's name: ``gender``, ``age_band``, ``gender × age_band``."""
+        return INTERSECTION_SEP.join(self.columns)
+
+    @property
     def is_gender(self) -> bool:
-        return self.name == "gender" and self.values == GENDER_VALUES
+        return self.columns == ("gender",) and self.values == GENDER_VALUES
 
     @property
     def gap(self) -> str:
         """The gap's name: ``gender gap``, ``age_band gap``."""
         return f"{self.name} gap"
+
+    @property
+    def gap_title(self) -> str:
+        """The gap's name at the start of a sentence or title: ``Gender gap``; a column name is kept as it is
+        (``age_band gap``)."""
+        return "Gender gap" if self.columns == ("gender",) else self.gap
 
     @property
     def spread(self) -> str:
@@ -66,7 +77,7 @@ class SensitiveLabels:
 
 
 #: the default attribute (rows without ``"sensitive"``)
-GENDER = SensitiveLabels(name="gender", values=GENDER_VALUES)
+GENDER = SensitiveLabels(columns=("gender",), values=GENDER_VALUES)
 
 
 def sensitive_labels(rows: Iterable[dict[str, Any]]) -> SensitiveLabels:
@@ -79,8 +90,10 @@ def sensitive_labels(rows: Iterable[dict[str, Any]]) -> SensitiveLabels:
     for r in rows:
         s = r.get("sensitive")
         key = (
-            ("gender",), GENDER_VALUES
-        ) if s is None else (tuple(str(c) for c in s["columns"]), tuple(str(v) for v in s["values"]))
+            (("gender",), GENDER_VALUES)
+            if s is None
+            else (tuple(str(c) for c in s["columns"]), tuple(str(v) for v in s["values"]))
+        )
         found.setdefault(key, str(r.get("run_id", "?")))
     if len(found) > 1:
         described = "; ".join(
@@ -94,4 +107,4 @@ def sensitive_labels(rows: Iterable[dict[str, Any]]) -> SensitiveLabels:
     if not found:
         return GENDER
     (cols, values), _ = next(iter(found.items()))
-    return SensitiveLabels(name=INTERSECTION_SEP.join(cols), values=values)
+    return SensitiveLabels(columns=cols, values=values)
