@@ -219,6 +219,12 @@ def test_report_from_benchmark_folder(bench_report, bench_dir):
     assert "run broken failed: RuntimeError: boom" in page  # the failed run is a visible warning
     md = bench_report.markdown.read_text()
     assert "SYNTHETIC DATA" in md and "![" in md and "figures/tradeoff.png" in md and expected in md
+    # gender (rows without "sensitive"): the wording of before any attribute could be chosen
+    assert md.startswith("# fairser report: gender gaps in speech emotion recognition\n")
+    assert "Gap = |W-F1(male) − W-F1(female)| within a domain (METHODS.md §2)" in md
+    assert (
+        "Gender gap in W-F1 per language × modality" in md and "largest male–female training-loss gap" in md
+    )
 
 
 def test_report_from_audit_folder_of_a_hand_made_csv(tmp_path):
@@ -395,3 +401,109 @@ def test_weight_dynamics_skip_invalid_steps_and_unreadable_logs_and_keep_reruns_
     # same label, setting and seed (a rerun with other settings): two lines, not one zig-zag
     fig = plot_weight_dynamics(dyn)
     assert all(len(ax.get_lines()) == 2 for ax in fig.axes if ax.get_lines())
+
+
+# ------------------------------------------------------------------------------- the sensitive attribute
+
+AGE_BANDS = ["18-34", "35-59", "60+"]
+
+
+def _age_band_benchmark(root: Path) -> Path:
+    """The fake benchmark, re-labelled as runs on the speakers' age band (3 values): the predictions get an
+    ``age_band`` column and the rows name the attribute, as a run with ``sensitive: [age_band]`` writes them."""
+    make_fake_benchmark(root, seeds=(0,), settings=("audio",))
+    for csv in root.glob("runs/*/predictions.csv"):
+        pred = pd.read_csv(csv)
+        pred["age_band"] = [AGE_BANDS[int(s[-1]) % 3] for s in pred["speaker"]]
+        pred.to_csv(csv, index=False)
+    store = ResultsStore(root / "results.jsonl")
+    rows = store.rows()
+    store.path.unlink()
+    for r in rows:
+        store.append(
+            r | ({"sensitive": {"columns": ["age_band"], "values": AGE_BANDS}} if "domains" in r else {})
+        )
+    return root
+
+
+def test_report_names_the_runs_sensitive_attribute(tmp_path):
+    report = build_report(_age_band_benchmark(tmp_path / "r"), n_boot=50)
+    md = report.markdown.read_text()
+    page = report.html.read_text()
+    assert md.startswith("# fairser report: age_band gaps in speech emotion recognition\n")
+    assert "<title>fairser report: age_band gaps in speech emotion recognition</title>" in page
+    for text in (
+        "Gap = age_band gap (max − min of W-F1 over its 3 values: 18-34, 35-59, 60+) within a domain",
+        "W-F1 and age_band gap (max − min of W-F1 over its 3 values: 18-34, 35-59, 60+) in %",
+        "age_band gap in W-F1 per language × modality and objective",
+        "Overall W-F1 against the worst-domain W-F1 age_band gap, one point per objective",
+        "Which emotions drive the gap: per-class age_band gap in TPR (recall)",
+        "R_t (the largest age_band training-loss gap, max − min over its 3 values, over domains in a batch)",
+        "steps without a domain holding two age_band values left out",
+    ):
+        assert text in md and text in page, text
+    assert "male − female" not in md and "male–female" not in md and "gender gap" not in md.lower()
+    # the per-class gaps are the age band's, not gender's
+    assert set(report.data.per_class["attribute"]) == {"age_band"}
+
+
+def test_figures_name_the_sensitive_attribute(bench_dir):
+    from fairser.results import GENDER, SensitiveLabels
+
+    rows = [r for r in ResultsStore(bench_dir / "results.jsonl").rows() if r["status"] == "ok"]
+    age = SensitiveLabels(columns=("age_band",), values=tuple(AGE_BANDS))
+    for sensitive, title, bar, xlabel, r_label in (
+        (
+            GENDER,
+            "Gender gap in weighted F1 per domain",
+            "W-F1 gender gap |male − female| (%)",
+            "worst-domain gender gap in W-F1 (%)",
+            "R_t: largest male−female loss gap",
+        ),
+        (
+            age,
+            "age_band gap in weighted F1 per domain",
+            "W-F1 age_band gap, max − min (%)",
+            "worst-domain age_band gap in W-F1 (%)",
+            "R_t: largest age_band loss gap",
+        ),
+    ):
+        fig = plot_gap_heatmap(gap_cells(rows), sensitive=sensitive)
+        assert fig._suptitle.get_text() == title
+        assert fig.axes[-1].get_ylabel() == bar  # the colour bar
+        fig = plot_tradeoff(tradeoff_points(rows), sensitive=sensitive)
+        assert {ax.get_xlabel() for ax in fig.axes} == {xlabel}
+        dyn = pd.DataFrame(
+            {
+                "run_id": "a",
+                "objective": "M",
+                "setting": "audio",
+                "seed": 0,
+                "epoch": [0, 1],
+                "lambda": 1.0,
+                "R": 0.1,
+            }
+        )
+        fig = plot_weight_dynamics(dyn, sensitive=sensitive)
+        assert fig.axes[0].get_ylabel() == r_label + "\n(median over the epoch's batches)"
+
+
+def test_report_refuses_runs_of_different_sensitive_attributes(tmp_path):
+    root = _age_band_benchmark(tmp_path / "r")
+    store = ResultsStore(root / "results.jsonl")
+    gender_row = {k: v for k, v in store.rows()[0].items() if k != "sensitive"} | {"run_id": "gender-run"}
+    store.append(gender_row)
+    with pytest.raises(ValueError, match="different sensitive attributes"):
+        build_report(root, n_boot=20)
+
+
+def test_report_of_an_audit_of_another_attribute_names_it(tmp_path):
+    root = _age_band_benchmark(tmp_path / "r")
+    csv = next(root.glob("runs/*/predictions.csv"))
+    audit = audit_predictions(csv, labels=LABELS, sensitive="age_band", n_boot=20, n_perm=20)
+    audit.write(tmp_path / "audit")
+    report = build_report(tmp_path / "audit")
+    assert report.data.rows[0]["sensitive"] == {"columns": ["age_band"], "values": AGE_BANDS}
+    md = report.markdown.read_text()
+    assert md.startswith("# fairser report: age_band gaps in speech emotion recognition\n")
+    assert "Gap = age_band gap (max − min of W-F1 over its 3 values: 18-34, 35-59, 60+)" in md

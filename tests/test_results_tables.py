@@ -24,6 +24,7 @@ from fairser.results import (
     render_comparison,
     render_table,
     seed_stats,
+    sensitive_labels,
 )
 
 ASSETS = Path(__file__).parent / "assets" / "results_tables"
@@ -191,6 +192,132 @@ def test_tables_are_byte_identical_to_the_code_they_replace():
             assert list(new[col]) == list(old[col]), col
         else:
             np.testing.assert_allclose(new[col].to_numpy(float), old[col].to_numpy(float), rtol=1e-14, atol=0)
+
+
+# ------------------------------------------------------------------------------- the sensitive attribute
+
+AGE_BAND = {"columns": ["age_band"], "values": ["18-34", "35-59", "60+"]}
+GENDER_X_AGE = {
+    "columns": ["gender", "age_band"],
+    "values": ["male × 18-34", "male × 60+", "female × 18-34", "female × 60+"],
+}
+
+
+def _rows_of(sensitive):
+    rows = [
+        _row("ERM", 0, gaps=[0.10, 0.20], wf1s=[0.6, 0.5]),
+        _row("MMG", 0, gaps=[0.05, 0.10], wf1s=[0.6, 0.4]),
+    ]
+    if sensitive is not None:
+        for r in rows:
+            r["sensitive"] = sensitive
+    return rows
+
+
+def test_sensitive_labels_name_the_attribute_and_its_gap():
+    gender = sensitive_labels(_rows_of(None))
+    assert gender.is_gender and gender.name == "gender" and gender.values == ("male", "female")
+    assert gender.description == "gender gap |W-F1(male) − W-F1(female)|"
+    assert gender.formula() == "|W-F1(male) − W-F1(female)|" and gender.spread == "|male − female|"
+    assert gender.gap_title == "Gender gap"
+    assert gender.signed() == "signed gap = W-F1(female) − W-F1(male) (reference: male)"
+    assert sensitive_labels([]) == gender  # no rows: the default
+
+    age = sensitive_labels(_rows_of(AGE_BAND))
+    assert not age.is_gender and age.name == "age_band" and age.columns == ("age_band",)
+    assert age.description == "age_band gap (max − min of W-F1 over its 3 values: 18-34, 35-59, 60+)"
+    assert age.spread == "max − min" and age.gap_title == "age_band gap" and age.signed() is None
+
+    both = sensitive_labels(_rows_of(GENDER_X_AGE))
+    assert both.name == "gender × age_band" and both.columns == ("gender", "age_band")
+    assert both.description == (
+        "gender × age_band gap (max − min of W-F1 over its 4 values: male × 18-34, male × 60+, "
+        "female × 18-34, female × 60+)"
+    )
+
+    # two values of another attribute: the gender-style wording, and the signed gap's reference is named
+    smoker = sensitive_labels(_rows_of({"columns": ["smoker"], "values": ["no", "yes"]}))
+    assert smoker.description == "smoker gap |W-F1(no) − W-F1(yes)|" and smoker.spread == "|no − yes|"
+    assert smoker.signed() == "signed gap = W-F1(yes) − W-F1(no) (reference: no)"
+    assert smoker.signed("TPR") == "signed gap = TPR(yes) − TPR(no) (reference: no)"
+
+
+_GENDER_TABLE = (
+    "Data: x. W-F1 and gender gap |W-F1(male) − W-F1(female)| in %, mean ± std over 1 seed(s); Δ = objective − "
+    "ERM. Overall: W-F1 on all test utterances, gap = mean over domains; Worst domain: max over domains of the "
+    "gap."
+)
+_GENDER_COMPARISON = (
+    "Data: x. In %, mean ± std over seeds. Gaps: |W-F1(male) − W-F1(female)| per domain (mean and max over "
+    "domains); ΔSP / ΔEO: mean over domains of the mean over classes."
+)
+
+
+@pytest.mark.parametrize(
+    ("sensitive", "table_text", "comparison_text"),
+    [
+        (None, _GENDER_TABLE, _GENDER_COMPARISON),
+        (
+            AGE_BAND,
+            _GENDER_TABLE.replace(
+                "gender gap |W-F1(male) − W-F1(female)|",
+                "age_band gap (max − min of W-F1 over its 3 values: 18-34, 35-59, 60+)",
+            ),
+            _GENDER_COMPARISON.replace(
+                "|W-F1(male) − W-F1(female)|",
+                "age_band gap (max − min of W-F1 over its 3 values: 18-34, 35-59, 60+)",
+            ),
+        ),
+        (
+            GENDER_X_AGE,
+            _GENDER_TABLE.replace(
+                "gender gap |W-F1(male) − W-F1(female)|",
+                "gender × age_band gap (max − min of W-F1 over its 4 values: male × 18-34, male × 60+, "
+                "female × 18-34, female × 60+)",
+            ),
+            _GENDER_COMPARISON.replace(
+                "|W-F1(male) − W-F1(female)|",
+                "gender × age_band gap (max − min of W-F1 over its 4 values: male × 18-34, male × 60+, "
+                "female × 18-34, female × 60+)",
+            ),
+        ),
+    ],
+)
+def test_tables_describe_the_gap_of_the_rows_attribute(sensitive, table_text, comparison_text):
+    rows = _rows_of(sensitive)
+    table = render_table(paper_table(rows, baseline="ERM"), synthetic=False, source="x", n_seeds=1)
+    assert table.splitlines()[0] == table_text
+    comparison = render_comparison(
+        comparison_table(rows, baseline="ERM"), synthetic=False, source="x", baseline="ERM"
+    )
+    assert comparison.splitlines()[0].startswith(comparison_text)
+    # the numbers do not depend on the wording
+    assert (
+        table.splitlines()[2:]
+        == render_table(
+            paper_table(_rows_of(None), baseline="ERM"), synthetic=False, source="x", n_seeds=1
+        ).splitlines()[2:]
+    )
+
+
+@pytest.mark.parametrize(
+    "other",
+    [None, GENDER_X_AGE, {"columns": ["age_band"], "values": ["18-34", "60+"]}],
+    ids=["gender", "intersection", "other-values"],
+)
+def test_rows_of_different_sensitive_attributes_are_refused(other):
+    rows = _rows_of(AGE_BAND) + [
+        {**r, "run_id": r["run_id"] + "-other", "seed": 1} | ({"sensitive": other} if other else {})
+        for r in _rows_of(None)
+    ]
+    for build in (
+        lambda: sensitive_labels(rows),
+        lambda: paper_table(rows, baseline="ERM"),
+        lambda: comparison_table(rows, baseline="ERM"),
+    ):
+        with pytest.raises(ValueError, match="different sensitive attributes") as err:
+            build()
+        assert "age_band with values ['18-34', '35-59', '60+'] (e.g. run audio-ERM-0)" in str(err.value)
 
 
 # ------------------------------------------------------------------------------------------------- JSON

@@ -26,7 +26,7 @@ from rich.console import Console
 
 from fairser.config import BenchmarkConfig
 from fairser.progress import progress_bar
-from fairser.results import ResultsStore, comparison_table, render_comparison
+from fairser.results import ResultsStore, comparison_table, render_comparison, sensitive_labels
 from fairser.run import PreparedData, RunSpec, execute_run, plan_runs, prepare_data
 
 __all__ = [
@@ -164,7 +164,9 @@ def _write_comparison(
     rows: list[dict[str, Any]], *, out_dir: Path, config: BenchmarkConfig, prepared: PreparedData
 ) -> None:
     """``comparison.md`` / ``comparison.csv`` (one line per objective) and ``tradeoff.png`` (W-F1 against
-    worst-domain gap, one point per objective, mean ± std over seeds; :func:`fairser.report.plot_tradeoff`)."""
+    worst-domain gap, one point per objective, mean ± std over seeds; :func:`fairser.report.plot_tradeoff`).
+    Texts name the runs' sensitive attribute (:func:`fairser.results.sensitive_labels`)."""
+    sensitive = sensitive_labels(rows)
     baseline = config.objectives[0].display
     table = comparison_table(rows, baseline=baseline, order=[o.display for o in config.objectives])
     table.to_csv(out_dir / "comparison.csv", index=False)
@@ -180,19 +182,19 @@ def _write_comparison(
     rank = {label: i for i, label in enumerate(o.display for o in config.objectives)}
     points = points.sort_values("objective", key=lambda c: c.map(rank), kind="stable").reset_index(drop=True)
     if len(config.objectives) <= 6:
-        fig = plot_tradeoff(points, synthetic=prepared.synthetic, source=prepared.source)
+        fig = plot_tradeoff(points, synthetic=prepared.synthetic, source=prepared.source, sensitive=sensitive)
     else:  # a zoo: a larger panel per setting and the legend beside it, so points and labels stay readable
         settings = list(dict.fromkeys(points["setting"]))
         fig = Figure(figsize=(9.5, 6.2 * len(settings)))
         FigureCanvasAgg(fig)
         for i, setting in enumerate(settings):
             ax = fig.add_subplot(len(settings), 1, i + 1)
-            plot_tradeoff(points[points["setting"] == setting], ax=ax)
+            plot_tradeoff(points[points["setting"] == setting], ax=ax, sensitive=sensitive)
             handles, labels = ax.get_legend_handles_labels()
             ax.legend(handles, labels, fontsize=8, loc="upper left", bbox_to_anchor=(1.02, 1.0), frameon=True)
             ax.set_title(
                 ("SYNTHETIC DATA — " if prepared.synthetic else "")
-                + f"W-F1 vs worst-domain gender gap ({setting}); mean ± std over seeds",
+                + f"W-F1 vs worst-domain {sensitive.gap} ({setting}); mean ± std over seeds",
                 fontsize=10,
             )
         fig.text(0.01, 0.005, f"Data: {prepared.source}", fontsize=7)

@@ -21,6 +21,7 @@ from fairser.report.figures import (
 from fairser.report.html import ReportFigure, render_html
 from fairser.report.markdown import render_markdown
 from fairser.results.aggregate import seed_stats
+from fairser.results.labels import SensitiveLabels, sensitive_labels
 from fairser.results.tables import fmt_pm, long_results, paper_table, render_table
 
 __all__ = ["Report", "build_report", "headline_table"]
@@ -46,8 +47,8 @@ class Report:
 
 
 def headline_table(rows: list[dict]) -> pd.DataFrame:
-    """Per objective and setting: overall W-F1, mean and worst-domain W-F1 gender gap, in % (mean ± std over
-    seeds)."""
+    """Per objective and setting: overall W-F1, mean and worst-domain W-F1 gap of the rows' sensitive attribute,
+    in % (mean ± std over seeds)."""
     long = long_results(rows)
     if long.empty:
         return pd.DataFrame()
@@ -102,6 +103,7 @@ def build_report(
     fig_dir.mkdir(parents=True, exist_ok=True)
     src_text = data.source
     row_name, col_name = data.axis_names
+    sensitive = sensitive_labels(data.rows)  # refuses rows of different attributes
 
     figures: list[ReportFigure] = []
     cells = gap_cells(data.rows)
@@ -111,27 +113,28 @@ def build_report(
         col_name=col_name or "",
         synthetic=data.synthetic,
         source=src_text,
+        sensitive=sensitive,
     )
     figures.append(
         ReportFigure(
             "gap_heatmap",
             figure_png(fig, dpi=dpi),
-            f"Gender gap in W-F1 per {row_name or 'domain'} × {col_name or '-'} and objective, in % (mean ± std "
-            "over seeds), with the number of seeds whose permutation test gives p < 0.05. Hatched cells "
-            "(n/a) are undefined; the reasons are listed below.",
-            "Heatmap of the W-F1 gender gap per domain, one panel per objective",
+            f"{sensitive.gap_title} in W-F1 per {row_name or 'domain'} × {col_name or '-'} and objective, "
+            "in % (mean ± std over seeds), with the number of seeds whose permutation test gives p < 0.05. "
+            "Hatched cells (n/a) are undefined; the reasons are listed below.",
+            f"Heatmap of the W-F1 {sensitive.gap} per domain, one panel per objective",
         )
     )
     points = tradeoff_points(data.rows)
-    fig = plot_tradeoff(points, synthetic=data.synthetic, source=src_text)
+    fig = plot_tradeoff(points, synthetic=data.synthetic, source=src_text, sensitive=sensitive)
     errors = "; ".join(sorted(set(points["error"].dropna()))) or "none"
     figures.append(
         ReportFigure(
             "tradeoff",
             figure_png(fig, dpi=dpi),
-            "Overall W-F1 against the worst-domain W-F1 gender gap, one point per objective (up and left is "
-            f"better). Error bars: {errors}.",
-            "Scatter of overall W-F1 against worst-domain gender gap per objective",
+            f"Overall W-F1 against the worst-domain W-F1 {sensitive.gap}, one point per objective (up and left "
+            f"is better). Error bars: {errors}.",
+            f"Scatter of overall W-F1 against worst-domain {sensitive.gap} per objective",
         )
     )
     if len(data.per_class):
@@ -142,26 +145,29 @@ def build_report(
             synthetic=data.synthetic,
             source=src_text,
             error_label=data.per_class_error,
+            group_label=sensitive.spread,
         )
         figures.append(
             ReportFigure(
                 "per_class_tpr_gaps",
                 figure_png(fig, dpi=dpi),
-                "Which emotions drive the gap: per-class gender gap in TPR (recall); bars: "
+                f"Which emotions drive the gap: per-class {sensitive.gap} in TPR (recall); bars: "
                 f"{data.per_class_error or f'{int(round(100 * data.ci))}% speaker-level bootstrap CI'}. "
                 f"{data.per_class_caption}",
-                "Per-class TPR gender gaps with confidence intervals, one panel per domain",
+                f"Per-class TPR {sensitive.name} gaps with confidence intervals, one panel per domain",
             )
         )
     if len(data.dynamics):
-        fig = plot_weight_dynamics(data.dynamics, synthetic=data.synthetic, source=src_text)
+        fig = plot_weight_dynamics(
+            data.dynamics, synthetic=data.synthetic, source=src_text, sensitive=sensitive
+        )
         figures.append(
             ReportFigure(
                 "weight_dynamics",
                 figure_png(fig, dpi=dpi),
-                "ERM-MinMaxGAP's training dynamics: R_t (the largest male–female training-loss gap over domains "
+                f"ERM-MinMaxGAP's training dynamics: R_t (the largest {_loss_gap(sensitive)} over domains "
                 "in a batch) and the weight λ_t, median over each epoch's steps (steps without a domain holding "
-                "both genders left out), one line per run. With weight: dual, a λ_t that keeps rising means "
+                f"{_two_values(sensitive)} left out), one line per run. With weight: dual, a λ_t that keeps rising means "
                 "R_t stays above the gap budget; with fixed it is flat, with ratio it moves against R_t. R_t "
                 "measured on batches includes sampling noise (a few samples per group), so it stays above zero "
                 "even when the groups' true training losses are equal.",
@@ -190,7 +196,8 @@ def build_report(
         f"**Data source:** {src_text}" + (" — **SYNTHETIC**" if data.synthetic else ""),
         f"**Input:** {kind} `{data.path}`; {len(data.rows)} run(s), {data.n_seeds} seed(s), baseline {data.baseline}.",
         f"**Generated:** {when} by fairser report.",
-        "Gap = |W-F1(male) − W-F1(female)| within a domain (METHODS.md §2); mean gap = mean over domains; "
+        f"Gap = {sensitive.formula() if sensitive.is_gender else sensitive.description} within a domain "
+        "(METHODS.md §2); mean gap = mean over domains; "
         "worst-domain gap = max over domains.",
     ]
     files = [
@@ -204,7 +211,7 @@ def build_report(
             *paths.values(),
         )
     ]
-    title = "fairser report: gender gaps in speech emotion recognition"
+    title = f"fairser report: {sensitive.name} gaps in speech emotion recognition"
     page = render_html(
         title=title,
         synthetic=data.synthetic,
@@ -241,3 +248,19 @@ def build_report(
         figures=paths,
         data=data,
     )
+
+
+def _loss_gap(sensitive: SensitiveLabels) -> str:
+    """MinMaxGAP's R_t, in words: the male–female training-loss gap, or max − min over the values."""
+    if sensitive.is_gender:
+        return "male–female training-loss gap"
+    if len(sensitive.values) == 2:
+        return f"{sensitive.name} training-loss gap {sensitive.spread}"
+    return f"{sensitive.name} training-loss gap, max − min over its {len(sensitive.values)} values,"
+
+
+def _two_values(sensitive: SensitiveLabels) -> str:
+    """Which steps MinMaxGAP leaves out: those without a domain holding these."""
+    if sensitive.is_gender:
+        return "both genders"
+    return f"both {sensitive.name} values" if len(sensitive.values) == 2 else f"two {sensitive.name} values"

@@ -24,8 +24,9 @@ from typing import Any
 import pandas as pd
 
 from fairser.audit import Audit, audit_predictions, read_predictions, run_label
+from fairser.grouping import GENDER_VALUES, INTERSECTION_SEP
 from fairser.metrics import GAP_METRICS, MetricFrame
-from fairser.results import ResultsStore
+from fairser.results import ResultsStore, sensitive_labels
 
 __all__ = [
     "ReportData",
@@ -264,7 +265,8 @@ def _pooled_per_class(
     if not present:
         return empty, "not drawn: no runs/<run_id>/predictions.csv in the folder", empty, 0.95
     preds = read_predictions(present)
-    needed = {"id", "objective", "setting", "seed", "y_true", "y_pred", "gender", "language", "modality"}
+    sensitive = sensitive_labels(rows).columns  # the runs' attribute (gender unless the rows name another)
+    needed = {"id", "objective", "setting", "seed", "y_true", "y_pred", *sensitive, "language", "modality"}
     lacking = sorted(needed - set(preds.columns))
     if lacking:
         return empty, f"not drawn: predictions lack column(s) {lacking}", empty, 0.95
@@ -274,6 +276,7 @@ def _pooled_per_class(
     audit = audit_predictions(
         preds.drop(columns=[c for c in preds.columns if c.startswith("prob_")]),
         labels=labels,
+        sensitive=sensitive,
         by=["objective", "setting"],
         n_boot=n_boot,
         n_perm=0,
@@ -350,7 +353,7 @@ def _row_from_frame(frame: MetricFrame) -> dict[str, Any]:
             d[f"weighted_f1_{g[frame.attribute]}"] = _fnum(g["value"])
         domains.append(d)
     low, high = frame.overall_ci
-    return {
+    row = {
         "run_id": str(run.get("run_id") or run_label(run)),
         "status": "ok",
         "setting": str(run.get("setting", "all")),
@@ -364,6 +367,9 @@ def _row_from_frame(frame: MetricFrame) -> dict[str, Any]:
         "summary": frame.summary.to_dict(orient="records"),
         "notes": list(frame.notes),
     }
+    if (frame.attribute, tuple(frame.groups)) != ("gender", GENDER_VALUES):  # as a benchmark's results rows
+        row["sensitive"] = {"columns": frame.attribute.split(INTERSECTION_SEP), "values": frame.groups}
+    return row
 
 
 def _audit_per_class(frames: list[MetricFrame]) -> tuple[pd.DataFrame, str | None]:

@@ -5,7 +5,8 @@ Every figure is a :class:`matplotlib.figure.Figure` with its own Agg canvas (no 
 and a notebook's backend is left alone), reads in
 grayscale (values written in the cells, distinct marker shapes and fills, hatching for undefined cells, a
 luminance-monotone colour map), labels its axes, names its data source and carries a "SYNTHETIC DATA"
-banner when the numbers come from the built-in synthetic corpus.
+banner when the numbers come from the built-in synthetic corpus. Texts name the gap of the runs' sensitive
+attribute (``sensitive=``, a :class:`~fairser.results.labels.SensitiveLabels`; gender by default).
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from matplotlib.figure import Figure
 from matplotlib.patches import Rectangle
 
 from fairser.results.aggregate import seed_stats
+from fairser.results.labels import GENDER, SensitiveLabels
 from fairser.results.tables import long_results
 
 __all__ = [
@@ -124,8 +126,10 @@ def plot_gap_heatmap(
     synthetic: bool = False,
     source: str | None = None,
     alpha: float = 0.05,
+    sensitive: SensitiveLabels = GENDER,
 ) -> Figure:
-    """Language × modality heatmap of the W-F1 gender gap, one panel per objective (METHODS.md §2).
+    """Language × modality heatmap of the W-F1 gap of the ``sensitive`` attribute (gender by default), one
+    panel per objective (METHODS.md §2).
 
     Each cell shows the gap in % (mean ± std over seeds when several) and how many seeds' permutation
     tests give ``p < alpha``; undefined cells are hatched and marked "n/a". One colour scale for all panels.
@@ -208,10 +212,13 @@ def plot_gap_heatmap(
     if image is not None:
         cax = fig.add_axes((0.89, bottom, 0.018, top - bottom))
         bar = fig.colorbar(image, cax=cax)
-        bar.set_label("W-F1 gender gap |male − female| (%)")
-    fig.suptitle("Gender gap in weighted F1 per domain", y=1 - (0.6 if synthetic else 0.25) / height)
+        sep = " " if len(sensitive.values) == 2 else ", "  # |male − female| or , max − min
+        bar.set_label(f"W-F1 {sensitive.gap}{sep}{sensitive.spread} (%)")
+    fig.suptitle(
+        f"{sensitive.gap_title} in weighted F1 per domain", y=1 - (0.6 if synthetic else 0.25) / height
+    )
     caption = (
-        f"Cell: gap in % (mean ± std over seeds); p<{alpha:g}: k/n = seeds whose permutation test (gender "
+        f"Cell: gap in % (mean ± std over seeds); p<{alpha:g}: k/n = seeds whose permutation test ({sensitive.name} "
         "shuffled between speakers) rejects a zero gap. Hatched n/a: undefined (see the report's list)."
     )
     _decorate(fig, synthetic=synthetic, source=source, caption=caption)
@@ -288,8 +295,10 @@ def plot_tradeoff(
     title: str | None = "Accuracy–fairness trade-off",
     synthetic: bool = False,
     source: str | None = None,
+    sensitive: SensitiveLabels = GENDER,
 ) -> Figure:
-    """Overall W-F1 against worst-domain W-F1 gender gap, one point per objective, with error bars.
+    """Overall W-F1 against the worst-domain W-F1 gap of the ``sensitive`` attribute (gender by default), one
+    point per objective, with error bars.
 
     Up and to the left is better (accurate and fair). One panel per ``setting`` when there are several and
     no ``ax`` is given.
@@ -339,7 +348,7 @@ def plot_tradeoff(
                 label=str(rec["objective"]),
             )
             ax_.annotate(str(rec["objective"]), (x, y), xytext=(7, 7), textcoords="offset points", fontsize=8)
-        ax_.set_xlabel("worst-domain gender gap in W-F1 (%)")
+        ax_.set_xlabel(f"worst-domain {sensitive.gap} in W-F1 (%)")
         ax_.set_ylabel("overall W-F1 (%)")
         if setting is not None and len(settings) > 1:
             ax_.set_title(f"setting: {setting}")
@@ -527,6 +536,7 @@ def plot_weight_dynamics(
     *,
     synthetic: bool = False,
     source: str | None = None,
+    sensitive: SensitiveLabels = GENDER,
 ) -> Figure:
     """ERM-MinMaxGAP's penalty ``R_t`` (top) and adaptive weight ``lambda_t`` (bottom) per epoch, one line per run.
 
@@ -545,6 +555,8 @@ def plot_weight_dynamics(
         raise ValueError("plot_weight_dynamics: no run logged lambda and R")
     settings = list(dict.fromkeys(dynamics["setting"]))
     objectives = list(dict.fromkeys(dynamics["objective"]))
+    gap = "male−female" if sensitive.is_gender else sensitive.name  # the caption says how it is taken
+    r_label = f"R_t: largest {gap} loss gap\n(median over the epoch's batches)"
     fig = _figure(4.4 * len(settings) + 0.8, 5.6)
     axes = fig.subplots(2, len(settings), squeeze=False, sharex="col")
     style = {
@@ -573,7 +585,7 @@ def plot_weight_dynamics(
                     label=str(obj) if first and row == 0 else None,  # legend: one entry per objective
                 )
         axes[0][col].set_title(f"setting: {setting}" if len(settings) > 1 else "")
-        axes[0][col].set_ylabel("R_t: largest male−female loss gap\n(median over the epoch's batches)")
+        axes[0][col].set_ylabel(r_label)
         axes[1][col].set_ylabel("λ_t (median over the epoch)")
         axes[1][col].set_xlabel("epoch")
         for ax in axes[:, col]:

@@ -3,12 +3,14 @@
 * :mod:`~fairser.results.store` — :class:`ResultsStore`, one JSON line per finished run;
 * :mod:`~fairser.results.rows` — a run's predictions table, its evaluation and its identity fields;
 * :mod:`~fairser.results.aggregate` — :func:`seed_stats`, the one mean ± std over seeds;
+* :mod:`~fairser.results.labels` — :func:`sensitive_labels`, how texts name the rows' sensitive attribute;
 * :mod:`~fairser.results.tables` — the paper-style table and the method-zoo comparison (frames, Markdown);
 * :mod:`fairser.jsonable` — :func:`jsonable`, the one conversion into JSON values.
 """
 
 from fairser.jsonable import jsonable
 from fairser.results.aggregate import seed_stats
+from fairser.results.labels import GENDER, SensitiveLabels, sensitive_labels
 from fairser.results.rows import evaluate_run, predictions_table, run_fields
 from fairser.results.store import ResultsStore
 from fairser.results.tables import (
@@ -22,7 +24,9 @@ from fairser.results.tables import (
 )
 
 __all__ = [
+    "GENDER",
     "ResultsStore",
+    "SensitiveLabels",
     "comparison_table",
     "evaluate_run",
     "fmt_delta",
@@ -35,4 +39,5 @@ __all__ = [
     "render_table",
     "run_fields",
     "seed_stats",
+    "sensitive_labels",
 ]

@@ -1,5 +1,7 @@
-"""The benchmark's tables: the paper-style table (W-F1 and gender gap per language x modality, objectives side
-by side) and the method-zoo comparison (one line per objective), as frames and as Markdown.
+"""The benchmark's tables: the paper-style table (W-F1 and the sensitive attribute's gap per language x
+modality, objectives side by side) and the method-zoo comparison (one line per objective), as frames and as
+Markdown. The texts name the rows' attribute (:func:`fairser.results.labels.sensitive_labels`; gender when the
+rows carry none), and rows of different attributes are refused.
 
 Mean ± std over seeds (:func:`fairser.results.aggregate.seed_stats`), the change of each objective against
 the baseline (ERM), an overall row (W-F1 over all test utterances of a run; gap = mean over domains of
@@ -14,6 +16,7 @@ import numpy as np
 import pandas as pd
 
 from fairser.results.aggregate import seed_stats
+from fairser.results.labels import GENDER, SensitiveLabels, sensitive_labels
 
 __all__ = [
     "comparison_table",
@@ -47,7 +50,8 @@ def fmt_delta(x: float | None) -> str:
 
 
 def long_results(rows: list[dict[str, Any]]) -> pd.DataFrame:
-    """One row per (run, domain) with W-F1 and its gender gap, plus per-run 'Overall' and 'Worst domain' rows."""
+    """One row per (run, domain) with W-F1 and its gap (the sensitive attribute's), plus per-run 'Overall' and
+    'Worst domain' rows."""
     out = []
     for r in rows:
         base = {"objective": r["objective_label"], "seed": r["seed"], "setting": r["setting"]}
@@ -93,8 +97,10 @@ def paper_table(rows: list[dict[str, Any]], *, baseline: str) -> pd.DataFrame:
 
     Columns: ``language, modality``, then per objective ``<obj> W-F1``, ``<obj> W-F1 std``, ``<obj> gap``,
     ``<obj> gap std``, ``<obj> n_seeds``, and for every non-baseline objective ``Δ W-F1`` / ``Δ gap`` (its
-    mean minus the baseline's mean).
+    mean minus the baseline's mean). ``attrs["sensitive"]``: the rows' :class:`SensitiveLabels` (``ValueError``
+    when the rows belong to different sensitive attributes).
     """
+    labels = sensitive_labels(rows)
     long = long_results(rows)
     if long.empty:
         return pd.DataFrame(columns=["language", "modality"])
@@ -133,11 +139,14 @@ def paper_table(rows: list[dict[str, Any]], *, baseline: str) -> pd.DataFrame:
     )
     table.attrs["objectives"] = objectives
     table.attrs["baseline"] = baseline
+    table.attrs["sensitive"] = labels
     return table
 
 
 def render_table(table: pd.DataFrame, *, synthetic: bool, source: str, n_seeds: int) -> str:
-    """Markdown rendering (values in %, mean ± std over seeds); states the data source and 'synthetic'."""
+    """Markdown rendering (values in %, mean ± std over seeds); states the data source, 'synthetic' and the
+    gap of the table's sensitive attribute."""
+    labels: SensitiveLabels = table.attrs.get("sensitive", GENDER)
     objectives = table.attrs.get("objectives", [])
     baseline = table.attrs.get("baseline")
     head = ["Language", "Modality"]
@@ -151,7 +160,7 @@ def render_table(table: pd.DataFrame, *, synthetic: bool, source: str, n_seeds: 
             "**SYNTHETIC DATA** — built-in eSpeak NG corpus; numbers describe this generator, not real speech.\n"
         )
     lines.append(
-        f"Data: {source}. W-F1 and gender gap |W-F1(male) − W-F1(female)| in %, mean ± std over {n_seeds} seed(s); "
+        f"Data: {source}. W-F1 and {labels.description} in %, mean ± std over {n_seeds} seed(s); "
         "Δ = objective − " + f"{baseline}. Overall: W-F1 on all test utterances, gap = mean over domains; "
         "Worst domain: max over domains of the gap.\n"
     )
@@ -207,13 +216,17 @@ def comparison_table(
 
     Objectives appear in ``order`` (e.g. the config's), else in the order of ``rows``.
 
-    Columns (fractions): ``wf1``, ``uar``, ``mean_gap`` (mean over domains of the W-F1 gender gap),
+    Columns (fractions): ``wf1``, ``uar``, ``mean_gap`` (mean over domains of the W-F1 gap of the sensitive
+    attribute),
     ``worst_gap`` (max over domains), ``dsp`` / ``deo`` (mean over domains of the mean-over-classes ΔSP /
     ΔEO), each with ``_std``; ``d_wf1`` / ``d_worst_gap`` (mean minus the baseline's in the same setting);
     ``probe_acc`` / ``probe_chance`` / ``probe_input_acc`` (linear gender probe on the learned embedding, its
     chance level, and the same probe on the input features; when run) and
     ``idi_speaker_acc`` / ``idi_kappa`` (agreement of inferred with true gender over training rows, IDI).
+    ``attrs["sensitive"]``: the rows' :class:`SensitiveLabels` (``ValueError`` when the rows belong to
+    different sensitive attributes).
     """
+    labels = sensitive_labels(rows)
     recs = []
     for r in rows:
         probe = r.get("gender_probe") or {}
@@ -254,11 +267,14 @@ def comparison_table(
             key=lambda col: col.map(rank) if col.name == "objective" else col,
             kind="stable",
         ).reset_index(drop=True)
+    table.attrs["sensitive"] = labels
     return table
 
 
 def render_comparison(table: pd.DataFrame, *, synthetic: bool, source: str, baseline: str) -> str:
     """Markdown rendering of :func:`comparison_table` (in %, mean ± std over seeds)."""
+    labels: SensitiveLabels = table.attrs.get("sensitive", GENDER)
+    gaps = labels.formula() if labels.is_gender else labels.description
     has_probe = table["probe_acc"].notna().any()
     has_idi = table["idi_speaker_acc"].notna().any()
     head = ["Setting", "Objective", "Seeds", "W-F1", "UAR", "Mean gap", "Worst-domain gap", "ΔSP", "ΔEO"]
@@ -268,7 +284,7 @@ def render_comparison(table: pd.DataFrame, *, synthetic: bool, source: str, base
     if synthetic:
         lines.append("**SYNTHETIC DATA** — built-in eSpeak NG corpus; numbers describe this generator.\n")
     lines.append(
-        f"Data: {source}. In %, mean ± std over seeds. Gaps: |W-F1(male) − W-F1(female)| per domain (mean and "
+        f"Data: {source}. In %, mean ± std over seeds. Gaps: {gaps} per domain (mean and "
         f"max over domains); ΔSP / ΔEO: mean over domains of the mean over classes. Δ = objective − {baseline} "
         "(negative Δ worst gap = fairer). Gender probe: speaker-independent CV accuracy of a linear probe on "
         "the learned test embedding (and on the input features). IDI: agreement of inferred with true gender over training speakers.\n"
