@@ -103,6 +103,7 @@ def data_import(
     res = import_corpus(corpus, path, target=target, split=split, gender_table=gender_table, seed=seed)
     write_manifest(res.manifest, out)
     console.print(res.summary_text() if hasattr(res, "summary_text") else res.summary())
+    _print_risk(res.manifest, sensitive=["gender"])
     console.print(f"wrote {len(res.manifest)} utterances to {out}")
 
 
@@ -110,8 +111,18 @@ def data_import(
 def data_validate(
     manifest: Annotated[Path, typer.Argument(help="Manifest CSV.")],
     check_files: Annotated[bool, typer.Option(help="Check that every audio file exists.")] = True,
+    sensitive: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--sensitive",
+            help="Sensitive attribute of the training-data bias risk table (default: gender); repeat it (or "
+            "give COL,COL) for an intersection.",
+        ),
+    ] = None,
 ) -> None:
-    """Validate a manifest (columns, values, files) and print utterances per language x gender x emotion."""
+    """Validate a manifest (columns, values, files), print utterances per language x gender x emotion and the
+    training-data bias risk: per language, each gender's emotion distribution in the training split and their
+    Jensen-Shannon divergence (METHODS.md §5)."""
     from fairser.data.manifest import ManifestError, read_manifest
 
     try:
@@ -120,6 +131,9 @@ def data_validate(
         console.print(f"[red]invalid manifest[/]: {e}")
         raise typer.Exit(1) from e
     _print_summary(df)
+    columns = [c.strip() for v in sensitive or ["gender"] for c in v.split(",") if c.strip()]
+    if not _print_risk(df, sensitive=columns):
+        raise typer.Exit(2)
 
 
 def _print_summary(df) -> None:
@@ -128,6 +142,22 @@ def _print_summary(df) -> None:
     )
     console.print(table.to_string())
     console.print(df.groupby("split")["speaker"].nunique().rename("speakers per split").to_string())
+
+
+def _print_risk(df, *, sensitive: list[str]) -> bool:
+    """Print the training-data bias risk table (fairser.data.risk); False (and a message) for a bad column."""
+    from fairser.data.risk import training_data_risk
+
+    try:
+        risk = training_data_risk(df, sensitive=sensitive)
+    except KeyError as e:
+        from rich.markup import escape
+
+        console.print(f"[red]cannot compute the training-data bias risk[/]: {escape(str(e.args[0]))}")
+        return False
+    console.print("")
+    console.print(risk.to_text(), markup=False, highlight=False, soft_wrap=True)
+    return True
 
 
 @app.command("features")

@@ -25,6 +25,7 @@ import pandas as pd
 from rich.console import Console
 
 from fairser.config import BenchmarkConfig
+from fairser.data.risk import training_data_risk
 from fairser.progress import progress_bar
 from fairser.results import ResultsStore, comparison_table, render_comparison, sensitive_labels
 from fairser.run import PreparedData, RunSpec, execute_run, plan_runs, prepare_data
@@ -86,6 +87,14 @@ def run_benchmark(
     (out_dir / "config.yaml").write_text(_yaml(config))
     t_start = time.perf_counter()
     prepared = prepare_data(config, progress=progress, console=console)
+    # training-data bias risk (METHODS.md §5); every speaker trains in some fold of a cross-validated protocol
+    holdout = getattr(config, "protocol", "holdout") == "holdout"
+    training_data_risk(
+        prepared.manifest,
+        sensitive=config.sensitive,
+        split="train" if holdout else None,
+        labels=prepared.labels,
+    ).write(out_dir / "data_risk.csv")
     store = ResultsStore(out_dir / "results.jsonl")
     runs = plan_runs(config)
     done = store.finished()

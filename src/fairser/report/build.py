@@ -20,6 +20,7 @@ from fairser.report.figures import (
 )
 from fairser.report.html import ReportFigure, render_html
 from fairser.report.markdown import render_markdown
+from fairser.report.risk import risk_section
 from fairser.results.aggregate import seed_stats
 from fairser.results.labels import SensitiveLabels, sensitive_labels
 from fairser.results.tables import fmt_pm, long_results, paper_table, render_table
@@ -174,8 +175,14 @@ def build_report(
                 "Line plots of the penalty R_t and the weight lambda_t per epoch for each ERM-MinMaxGAP run",
             )
         )
+    risk = None
+    if data.kind == "benchmark":  # training-data bias risk, when the folder has data_risk.csv
+        risk = risk_section(
+            data.path, data.rows, baseline=data.baseline, synthetic=data.synthetic, source=src_text, dpi=dpi
+        )
+    sections = [] if risk is None else [risk]
     paths: dict[str, Path] = {}
-    for f in figures:
+    for f in [*figures, *(s.figure for s in sections if s.figure is not None)]:
         f.filename = f"figures/{f.name}.png"
         paths[f.name] = out / f.filename
         paths[f.name].write_bytes(f.png)
@@ -223,6 +230,7 @@ def build_report(
         notes=data.notes,
         warnings=data.warnings,
         files=files,
+        sections=sections,
     )
     html_path = out / "report.html"
     html_path.write_text(page, encoding="utf-8")
@@ -236,6 +244,7 @@ def build_report(
         undefined=data.undefined,
         notes=data.notes,
         warnings=data.warnings,
+        sections=sections,
     )
     md_path = out / "report.md"
     md_path.write_text(md, encoding="utf-8")

@@ -120,8 +120,10 @@ def render_html(
     warnings: Sequence[str],
     files: Sequence[str],
     max_undefined: int = 300,
+    sections: Sequence = (),
 ) -> str:
-    """The report as one HTML string with everything inline."""
+    """The report as one HTML string with everything inline. ``sections`` (e.g.
+    :class:`fairser.report.risk.RiskSection`: ``id, title, paragraphs, table, figure``) follow the table."""
     e = html.escape
     out = [
         "<!DOCTYPE html>",
@@ -154,6 +156,16 @@ def render_html(
     out.append(
         markdown_table_to_html(table_markdown) if table_markdown else "<p>No table: no finished run.</p>"
     )
+    for sec in sections:
+        out.append(f'<h2 id="{e(sec.id)}">{e(sec.title)}</h2>')
+        out += [f"<p>{_inline(p)}</p>" for p in sec.paragraphs]
+        out.append(frame_to_html(sec.table, css_class=sec.id))
+        if sec.figure is not None:
+            data = base64.b64encode(sec.figure.png).decode("ascii")
+            out.append(
+                f'<figure id="fig-{e(sec.figure.name)}"><img src="data:image/png;base64,{data}" '
+                f'alt="{e(sec.figure.alt)}"><figcaption>{_inline(sec.figure.caption)}</figcaption></figure>'
+            )
     out.append('<h2 id="undefined">Undefined numbers and why</h2>')
     if len(undefined):
         out.append(

@@ -37,8 +37,10 @@ def render_markdown(
     notes: Sequence[str],
     warnings: Sequence[str],
     max_undefined: int = 100,
+    sections: Sequence = (),
 ) -> str:
-    """Markdown report; ``figures`` are ``(relative path, caption)``."""
+    """Markdown report; ``figures`` are ``(relative path, caption)``; ``sections`` (``id, title, paragraphs,
+    table, figure`` with the figure's ``filename``) follow the figures."""
     out = [f"# {title}\n"]
     if synthetic:
         out.append(
@@ -58,6 +60,12 @@ def render_markdown(
     out.append("## Figures\n")
     for path, caption in figures:
         out.append(f"![{caption.splitlines()[0]}]({path})\n\n{caption}\n")
+    for sec in sections:
+        out.append(f"## {sec.title}\n")
+        out += [f"{p}\n" for p in sec.paragraphs]
+        out.append(frame_to_markdown(sec.table))
+        if sec.figure is not None:
+            out.append(f"![{sec.figure.alt}]({sec.figure.filename})\n\n{sec.figure.caption}\n")
     out.append("## Undefined numbers and why\n")
     out.append(
         frame_to_markdown(undefined, max_rows=max_undefined)
