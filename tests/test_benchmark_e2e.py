@@ -7,6 +7,7 @@ import pytest
 
 from fairser.bench.runner import plan_runs, run_benchmark
 from fairser.config import BenchmarkConfig
+from fairser.data.risk import read_data_risk
 from fairser.results import ResultsStore
 
 pytestmark = pytest.mark.slow
@@ -56,6 +57,10 @@ def test_benchmark_writes_table_and_resumes(tmp_path, capsys):
     assert {"ERM W-F1", "ERM-MinMaxGAP W-F1", "ERM-MinMaxGAP Δ gap"} <= set(table.columns)
     meta = json.loads((out / "benchmark.json").read_text())
     assert meta["synthetic"] is True and meta["n_finished"] == 4
+    # the training-data bias risk of the prepared manifest: de's training females have no anger (the skew)
+    risk = read_data_risk(out / "data_risk.csv").table.set_index(["language", "value"])
+    assert risk.loc[("de", "female"), "n_anger"] == 0 and risk.loc[("de", "male"), "n_anger"] > 0
+    assert risk.loc[("de", "female"), "js_divergence"] > 0 == risk.loc[("en", "female"), "js_divergence"]
 
     pred = pd.read_csv(out / "runs" / runs[0].run_id / "predictions.csv")
     assert {"id", "y_true", "y_pred", "gender", "language", "modality", "speaker", "prob_joy"} <= set(

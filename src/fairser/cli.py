@@ -75,6 +75,7 @@ def data_synth(
         synth["seed"] = seed
     manifest = generate_corpus(config=SynthConfig(**synth), out_dir=out, progress=not quiet)
     _print_summary(manifest)
+    _print_risk(manifest, sensitive=["gender"])
     console.print(f"wrote {len(manifest)} utterances to {out}/manifest.csv [bold](synthetic)[/]")
 
 
@@ -153,7 +154,9 @@ def _print_risk(df, *, sensitive: list[str]) -> bool:
     except KeyError as e:
         from rich.markup import escape
 
-        console.print(f"[red]cannot compute the training-data bias risk[/]: {escape(str(e.args[0]))}")
+        console.print(
+            f"[red]cannot compute the training-data bias risk[/]: {escape(str(e.args[0]))}", soft_wrap=True
+        )
         return False
     console.print("")
     console.print(risk.to_text(), markup=False, highlight=False, soft_wrap=True)

@@ -76,8 +76,9 @@ def run_benchmark(
     """Run (or resume) the whole grid; returns the paper-style table and writes everything to ``output_dir``.
 
     Writes ``results.jsonl`` (one row per run, appended as each finishes), ``runs/<run_id>/predictions.csv``
-    (the public predictions table, also the input of ``fairser audit``), ``table.md`` / ``table.csv`` and
-    ``benchmark.json`` (config, data source, stage timings).
+    (the public predictions table, also the input of ``fairser audit``), ``table.md`` / ``table.csv``,
+    ``data_risk.csv`` (the training data's bias risk, :mod:`fairser.data.risk`) and ``benchmark.json``
+    (config, data source, stage timings).
     """
     from fairser.results import paper_table, render_table
 

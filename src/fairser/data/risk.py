@@ -150,8 +150,9 @@ class DataRisk:
 
 def read_data_risk(path: str | Path) -> DataRisk:
     """Read a table written by :meth:`DataRisk.write`."""
-    table = pd.read_csv(path, keep_default_na=False, na_values=[""])
-    for col in ("language", "corpus", "scope", "attribute", "value", "js_pair", "reason"):
+    text = ("language", "corpus", "scope", "attribute", "value", "split", "js_pair", "reason")
+    table = pd.read_csv(path, keep_default_na=False, na_values=[""], dtype=dict.fromkeys(text, str))
+    for col in text:
         table[col] = table[col].fillna("").astype(str)
     labels = tuple(c[len("share_") :] for c in table.columns if c.startswith("share_"))
     split = str(table["split"].iloc[0]) if len(table) else "all"
