@@ -91,7 +91,8 @@ def build_report(
         Where to write; default ``<source>/report``. Writes ``report.html`` (self-contained: figures
         embedded as base64 PNG, CSS inline, no network needed), ``report.md``, ``table.md`` / ``table.csv``
         (the paper-style table), ``undefined.csv`` and ``figures/gap_heatmap.png``, ``figures/tradeoff.png``,
-        ``figures/per_class_tpr_gaps.png``.
+        ``figures/per_class_tpr_gaps.png``, and the training-data bias risk section with
+        ``figures/data_risk.png`` when a benchmark folder holds ``data_risk.csv``.
     n_boot : int
         Bootstrap resamples for the per-class CIs of a benchmark folder (an audit folder has its own CIs).
     seed : int
