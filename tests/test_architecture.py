@@ -103,7 +103,10 @@ def _layer(module: str) -> int:
     best, layer = -1, None
     for i, prefixes in enumerate(LAYERS):
         for p in prefixes:
-            if (module == p or module.startswith(p + ".")) and len(p) > best:
+            covers = module == p or (
+                p != "fairser" and module.startswith(p + ".")
+            )  # the bare package: itself
+            if covers and len(p) > best:
                 best, layer = len(p), i
     assert layer is not None, f"{module} is in no layer; add it to LAYERS and docs/ARCHITECTURE.md"
     return layer

@@ -113,3 +113,58 @@ def test_zoo_options_validate_and_leave_run_ids_alone_at_their_defaults():
         BenchmarkConfig.model_validate(
             {"corpus": {"kind": "synthetic", "cross": {"train": ["a"], "test": ["b"], "adapt_fraction": 1.0}}}
         )
+
+
+def test_sensitive_as_one_string_means_that_column():
+    assert BenchmarkConfig(sensitive="age_band").sensitive == ("age_band",)
+
+
+@pytest.mark.parametrize("sensitive", [["language"], ["gender", "modality"]])
+def test_a_domain_column_cannot_be_the_sensitive_attribute(sensitive):
+    with pytest.raises(ValidationError, match="names the domain column"):
+        BenchmarkConfig(sensitive=sensitive)
+
+
+def test_covada_needs_gender():
+    objectives = [{"name": "erm", "label": "ERM"}, {"name": "covada", "label": "CO-VADA"}]
+    with pytest.raises(ValidationError, match=r"CO-VADA \(objectives \['CO-VADA'\]\) converts voices"):
+        BenchmarkConfig(sensitive=["age_band"], objectives=objectives)
+    assert BenchmarkConfig(objectives=objectives).sensitive == ("gender",)
+
+
+def test_cli_config_errors_keep_their_bracketed_text(tmp_path):
+    """Rich markup must not swallow ``[gender]`` in a message (it did: 'use sensitive:  or ...')."""
+    from typer.testing import CliRunner
+
+    from fairser.cli import app
+
+    path = tmp_path / "c.yaml"
+    path.write_text("sensitive: [age_band]\ngroups: {source: inferred}\n")
+    result = CliRunner().invoke(app, ["benchmark", "--config", str(path)])
+    assert result.exit_code == 2
+    assert "use sensitive: [gender] or groups source: true" in " ".join(result.output.split())
+
+
+def test_cli_missing_sensitive_column_is_one_message_not_a_traceback(tmp_path):
+    from typer.testing import CliRunner
+
+    from fairser.cli import app
+
+    import numpy as np
+    import soundfile as sf
+
+    for i in range(3):
+        sf.write(tmp_path / f"a{i}.wav", np.zeros(1600, dtype=np.float32), 16000)
+    manifest = tmp_path / "m.csv"
+    rows = ["id,audio_path,transcript,emotion,gender,language,speaker,corpus,split"]
+    rows += [f"u{i},a{i}.wav,hi,neutral,male,en,s{i},c,train" for i in range(3)]
+    manifest.write_text("\n".join(rows) + "\n")
+    path = tmp_path / "c.yaml"
+    path.write_text(
+        f"corpus: {{kind: manifest, path: {manifest}}}\nlanguages: [en]\nmodalities: [audio]\n"
+        f"sensitive: [accent]\noutput_dir: {tmp_path / 'out'}\n"
+    )
+    result = CliRunner().invoke(app, ["benchmark", "--config", str(path), "--quiet"])
+    assert result.exit_code == 2, result.output
+    assert "sensitive column(s) ['accent'] are not in the corpus manifest" in " ".join(result.output.split())
+    assert "Traceback" not in result.output

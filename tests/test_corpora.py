@@ -542,3 +542,20 @@ def test_speaker_split_of_a_corpus_with_an_official_split_keeps_it_aside():
     known = df[df["gender"] != "unknown"]
     assert known.groupby("split")["gender"].nunique().to_dict() == {"test": 2, "train": 2, "valid": 2}
     assert any("speaker-independent" in n for n in res.notes)
+
+
+def test_manifest_reads_non_binary_gender_and_still_refuses_typos():
+    """A third gender value reaches the benchmark (issue 11); a misspelt one is still caught."""
+    from fairser.data.manifest import ManifestError, validate_manifest
+
+    base = {
+        "audio_path": "a.wav", "transcript": "", "emotion": "neutral", "language": "en", "corpus": "c", "split": "train",
+    }  # fmt: skip
+    rows = [
+        {**base, "id": f"u{i}", "speaker": f"s{i}", "gender": g}
+        for i, g in enumerate(["M", "nonbinary", "NB", ""])
+    ]
+    out = validate_manifest(pd.DataFrame(rows), check_files=False)
+    assert list(out["gender"]) == ["male", "non-binary", "non-binary", "unknown"]
+    with pytest.raises(ManifestError, match=r"unknown gender value\(s\) \['femal'\]"):
+        validate_manifest(pd.DataFrame([{**rows[0], "gender": "femal"}]), check_files=False)

@@ -453,3 +453,20 @@ def test_evaluate_run_on_gender_keeps_the_row_fields():
     # all 48 rows: a: TP 21, FP 9, FN 3 -> F1 7/9; b: TP 15, FP 3, FN 9 -> F1 5/7; recalls 7/8 and 5/8
     assert math.isclose(fields["overall_weighted_f1"], (7 / 9 + 5 / 7) / 2)
     assert math.isclose(fields["overall_uar"], 0.75)
+
+
+def test_evaluate_run_two_valued_intersection_keeps_gender_as_the_reference():
+    """gender × corpus with one corpus has two values, male × … first: the signed gap is female − male, as for
+    gender alone (an intersection joined into one text column would sort ``female × …`` first and flip it)."""
+    meta, proba = _meta()
+    pred = predictions_table(meta=meta, proba=proba, labels=["a", "b"], spec=_Spec)
+    evaluation = EvalConfig(n_boot=0, n_perm=0, resample="utterance")
+    both, _ = evaluate_run(
+        pred, labels=["a", "b"], evaluation=evaluation, seed=0, sensitive=("gender", "corpus")
+    )
+    (domain,) = both["domains"]
+    corpus = str(pred["corpus"].iloc[0])
+    male, female = 0.75, (0.8 + 2 / 3) / 2  # as in the test above
+    assert math.isclose(domain[f"weighted_f1_male × {corpus}"], male)
+    assert math.isclose(domain[f"weighted_f1_female × {corpus}"], female)
+    assert math.isclose(domain["weighted_f1_signed_gap"], female - male)

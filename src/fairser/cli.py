@@ -13,6 +13,7 @@ Stages (each can be run alone; ``benchmark`` runs them all):
 
 from __future__ import annotations
 
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated
 
@@ -40,6 +41,20 @@ ConfigOpt = Annotated[
 QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")]
 
 
+@contextmanager
+def _manifest_errors():
+    """A malformed corpus manifest is a user error: one plain message and exit code 2, no traceback."""
+    from rich.markup import escape
+
+    from fairser.data.manifest import ManifestError
+
+    try:
+        yield
+    except ManifestError as e:
+        console.print(f"[red]cannot use the corpus[/]: {escape(str(e))}", soft_wrap=True)
+        raise typer.Exit(2) from e
+
+
 def _config(path: Path | None, **overrides):
     from fairser.config import load_config
     from fairser.run.plan import check_objectives
@@ -49,7 +64,9 @@ def _config(path: Path | None, **overrides):
         check_objectives(config)  # (the config layer sits below the objectives' registry)
         return config
     except Exception as e:  # validation errors are user errors: show them plainly
-        console.print(f"[red]invalid config[/] {path or '(defaults)'}:\n{e}")
+        from rich.markup import escape
+
+        console.print(f"[red]invalid config[/] {escape(str(path or '(defaults)'))}:\n{escape(str(e))}")
         raise typer.Exit(2) from e
 
 
@@ -169,7 +186,8 @@ def features(config: ConfigOpt = None, quiet: QuietOpt = False) -> None:
     from fairser.bench.runner import prepare_data
 
     cfg = _config(config)
-    prepared = prepare_data(cfg, progress=not quiet, console=console)
+    with _manifest_errors():
+        prepared = prepare_data(cfg, progress=not quiet, console=console)
     console.print(
         f"{len(prepared.manifest)} utterances; audio features {prepared.audio.shape}; text features "
         f"{None if prepared.text is None else prepared.text.shape}; timings {prepared.timings}"
@@ -231,7 +249,8 @@ def benchmark(
     from fairser.bench.runner import run_benchmark
 
     cfg = _config(config, output_dir=str(output_dir) if output_dir else None)
-    run_benchmark(cfg, progress=not quiet, console=console)
+    with _manifest_errors():
+        run_benchmark(cfg, progress=not quiet, console=console)
 
 
 @app.command("audit")

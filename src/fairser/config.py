@@ -308,6 +308,11 @@ class BenchmarkConfig(_Strict):
     #: Parallel training runs (processes); each run uses one torch thread.
     n_jobs: int = Field(2, ge=1)
 
+    @field_validator("sensitive", mode="before")
+    @classmethod
+    def _one_column(cls, v: Any) -> Any:
+        return (v,) if isinstance(v, str) else v  # `sensitive: age_band` means [age_band]
+
     @model_validator(mode="after")
     def _check(self) -> BenchmarkConfig:
         if not self.languages or not self.modalities or not self.objectives or not self.seeds:
@@ -321,7 +326,20 @@ class BenchmarkConfig(_Strict):
             raise ValueError(
                 f"sensitive must name one column or several distinct ones (an intersection), got {list(self.sensitive)}"
             )
+        domain_cols = sorted({"language", "modality"} & set(self.sensitive))
+        if domain_cols:
+            raise ValueError(
+                f"sensitive {list(self.sensitive)} names the domain column(s) {domain_cols}: gaps are measured "
+                "between the values of the sensitive attribute within each language x modality domain, so it "
+                "must be another column (gender, age_band, ...)"
+            )
         if self.sensitive != ("gender",):
+            covada = [o.display for o in self.objectives if o.name == "covada"]
+            if covada:
+                raise ValueError(
+                    f"CO-VADA (objectives {covada}) converts voices across gender, so it needs sensitive: "
+                    f"[gender]; this config has sensitive {list(self.sensitive)}"
+                )
             inferred = [o.display for o in self.objectives if (o.groups or self.groups).inferred]
             if inferred:
                 raise ValueError(

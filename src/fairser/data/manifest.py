@@ -7,7 +7,7 @@ id            unique utterance id (string)
 audio_path    path to the audio file, relative to the manifest's folder or absolute
 transcript    the words spoken (may be empty when a corpus has none)
 emotion       emotion label in the *target* label set (see :mod:`fairser.data.labels`)
-gender        ``male``, ``female`` or ``unknown`` (never guessed: unknown stays unknown)
+gender        ``male``, ``female``, ``non-binary`` or ``unknown`` (never guessed: unknown stays unknown)
 language      ISO 639-1 code, e.g. ``en``, ``de``, ``ja``
 speaker       speaker id, unique within the corpus
 corpus        corpus name, e.g. ``synthetic``, ``emodb``
@@ -46,7 +46,17 @@ MANIFEST_COLUMNS: tuple[str, ...] = (
     "corpus",
     "split",
 )
-GENDERS: tuple[str, ...] = ("male", "female", "unknown")
+#: Gender values a manifest may hold (``m``/``f``/``nonbinary``/``nb`` are read as their full spelling). Any
+#: other value is refused, to catch typos; another attribute with any values goes in a column of its own.
+GENDERS: tuple[str, ...] = ("male", "female", "non-binary", "unknown")
+_GENDER_SPELLINGS = {
+    "": "unknown",
+    "m": "male",
+    "f": "female",
+    "nonbinary": "non-binary",
+    "non binary": "non-binary",
+    "nb": "non-binary",
+}
 SPLITS: tuple[str, ...] = ("train", "valid", "test")
 _MAX_LISTED = 10
 
@@ -103,7 +113,7 @@ def validate_manifest(
     for col in MANIFEST_COLUMNS:
         out[col] = out[col].astype("string").fillna("")
     out["transcript"] = out["transcript"].fillna("")
-    out["gender"] = out["gender"].str.strip().str.lower().replace({"": "unknown", "m": "male", "f": "female"})
+    out["gender"] = out["gender"].str.strip().str.lower().replace(_GENDER_SPELLINGS)
 
     for col in ("id", "emotion", "language", "speaker", "corpus", "split"):
         empty = out[col].str.strip() == ""

@@ -155,7 +155,7 @@ class CombinedFairnessAdaptation(StagedObjective):
             return
         res = context.trainer.fit(
             model=context.model,
-            objective=ERM(n_domains=self.n_domains, n_classes=self.n_classes),
+            objective=ERM(n_domains=self.n_domains, n_classes=self.n_classes, n_values=self.n_values),
             train=context.train.subset(source),
             valid=context.valid,
             epochs=self.pretrain_epochs,

@@ -111,7 +111,7 @@ class JTT(StagedObjective):
         ident = trainer.new_model()
         res = trainer.fit(
             model=ident,
-            objective=ERM(n_domains=self.n_domains, n_classes=self.n_classes),
+            objective=ERM(n_domains=self.n_domains, n_classes=self.n_classes, n_values=self.n_values),
             train=context.train,
             valid=context.valid,
             epochs=self.first_epochs,

@@ -27,6 +27,7 @@ from fairser.audit import Audit, audit_predictions, read_predictions, run_label
 from fairser.grouping import GENDER_VALUES, INTERSECTION_SEP
 from fairser.metrics import GAP_METRICS, MetricFrame
 from fairser.results import ResultsStore, sensitive_labels
+from fairser.results.aggregate import seed_stats
 
 __all__ = [
     "ReportData",
@@ -387,18 +388,17 @@ def _audit_per_class(frames: list[MetricFrame]) -> tuple[pd.DataFrame, str | Non
     keys = ["series", "_key", *frames[0].domain_cols, "class"]
     if table.groupby(keys, sort=False)["_seed"].nunique().max() <= 1:
         return table.drop(columns=["_key", "_seed"]), None
-    rows = []
-    for key, sub in table.groupby(keys, sort=False, dropna=False):
-        rec = dict(zip(keys, key, strict=True))
-        for rate in ("tpr", "fpr", "sp", "eodds"):
-            values = sub[f"{rate}_gap"].astype(float)
-            mean, std = values.mean(), values.std()
-            rec.update(
-                {f"{rate}_gap": mean, f"{rate}_gap_ci_low": mean - std, f"{rate}_gap_ci_high": mean + std}
-            )
-        rec["reason"] = "; ".join(dict.fromkeys(str(r) for r in sub["reason"] if str(r)))
-        rows.append(rec)
-    return pd.DataFrame(rows).drop(columns=["_key"]), "± std over seeds (mean over seeds; not a CI)"
+    gaps = [f"{rate}_gap" for rate in ("tpr", "fpr", "sp", "eodds")]
+    out = seed_stats(table.astype({g: float for g in gaps}), by=keys, values=gaps, seed="_seed")
+    for gap in gaps:
+        out[f"{gap}_ci_low"] = out[gap] - out[f"{gap}_std"]
+        out[f"{gap}_ci_high"] = out[gap] + out[f"{gap}_std"]
+    reasons = table.groupby(keys, sort=False)["reason"].agg(
+        lambda r: "; ".join(dict.fromkeys(str(x) for x in r if str(x)))
+    )
+    out["reason"] = reasons.to_numpy()
+    out = out[keys + [c for g in gaps for c in (g, f"{g}_ci_low", f"{g}_ci_high")] + ["reason"]]
+    return out.drop(columns=["_key"]), "± std over seeds (mean over seeds; not a CI)"
 
 
 def load_audit_folder(path: str | Path) -> ReportData:

@@ -56,18 +56,6 @@ def _weighted_f1(frame: pd.DataFrame, labels: Sequence[str]) -> float:
     )
 
 
-def _sensitive_column(pred: pd.DataFrame, sensitive: Sequence[str], domain_cols: Sequence[str]):
-    """The predictions with one column holding the attribute's value (``gender``; an intersection gets a
-    ``gender × age_band`` column of joined values), and that column's name."""
-    sensitive = tuple(sensitive)
-    if len(sensitive) == 1:
-        return pred, sensitive[0]
-    from fairser.grouping import Grouper
-
-    grouper = Grouper.from_data(pred, domain_cols=domain_cols, sensitive=sensitive)
-    return pred.assign(**{grouper.name: grouper.value_names(pred)}), grouper.name
-
-
 def evaluate_run(
     pred: pd.DataFrame,
     *,
@@ -90,11 +78,12 @@ def evaluate_run(
     from fairser.metrics import evaluate_predictions
 
     domain_cols = list(domain_cols)
-    data, attribute = _sensitive_column(pred, sensitive, domain_cols)
+    # several columns: evaluate_predictions forms their intersection itself, in fairser's value order
+    # (gender first, male before female), so a signed gap keeps its reference
     ev = evaluate_predictions(
-        data,
+        pred,
         labels=list(labels),
-        sensitive=attribute,
+        sensitive=list(sensitive),
         domain_cols=tuple(domain_cols),
         n_boot=evaluation.n_boot,
         n_perm=evaluation.n_perm,
@@ -104,7 +93,8 @@ def evaluate_run(
         seed=seed,
     )
     gaps, by_group = ev.gaps, ev.table("by_group")
-    parts = data.groupby(domain_cols, sort=False) if domain_cols else [((), data)]
+    attribute = ev.attribute  # the column of the value in the tables, e.g. ``gender × age_band``
+    parts = pred.groupby(domain_cols, sort=False) if domain_cols else [((), pred)]
     domains = []
     for key, sub in parts:
         row: dict[str, Any] = dict(zip(domain_cols, key, strict=True))

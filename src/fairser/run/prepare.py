@@ -17,7 +17,7 @@ import pandas as pd
 from rich.console import Console
 
 from fairser.config import BenchmarkConfig, GroupsConfig, ObjectiveSpec
-from fairser.data.manifest import read_manifest, resolve_audio_paths
+from fairser.data.manifest import ManifestError, read_manifest, resolve_audio_paths
 from fairser.grouping import INTERSECTION_SEP, sensitive_values
 
 __all__ = ["PreparedData", "effective_groups", "featurizer", "normaliser", "prepare_data"]
@@ -220,8 +220,9 @@ def prepare_data(
     manifest = manifest[manifest["language"].isin(config.languages)].reset_index(drop=True)
     missing_cols = [c for c in config.sensitive if c not in manifest.columns]
     if missing_cols:
-        raise ValueError(
-            f"sensitive column(s) {missing_cols} are not in the corpus manifest (columns: {list(manifest.columns)})"
+        raise ManifestError(
+            f"sensitive column(s) {missing_cols} are not in the corpus manifest (columns: "
+            f"{list(manifest.columns)}); add the column to the manifest or set `sensitive:` to one it has"
         )
     name = INTERSECTION_SEP.join(config.sensitive)
     for lang, sub in manifest.groupby("language"):
