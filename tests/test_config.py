@@ -146,12 +146,11 @@ def test_cli_config_errors_keep_their_bracketed_text(tmp_path):
 
 
 def test_cli_missing_sensitive_column_is_one_message_not_a_traceback(tmp_path):
+    import numpy as np
+    import soundfile as sf
     from typer.testing import CliRunner
 
     from fairser.cli import app
-
-    import numpy as np
-    import soundfile as sf
 
     for i in range(3):
         sf.write(tmp_path / f"a{i}.wav", np.zeros(1600, dtype=np.float32), 16000)
