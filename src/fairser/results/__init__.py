@@ -2,6 +2,7 @@
 
 * :mod:`~fairser.results.store` — :class:`ResultsStore`, one JSON line per finished run;
 * :mod:`~fairser.results.rows` — a run's predictions table, its evaluation and its identity fields;
+* :mod:`~fairser.results.pooled` — cross-validated cells: out-of-fold predictions pooled into one row;
 * :mod:`~fairser.results.aggregate` — :func:`seed_stats`, the one mean ± std over seeds;
 * :mod:`~fairser.results.tables` — the paper-style table and the method-zoo comparison (frames, Markdown);
 * :mod:`fairser.jsonable` — :func:`jsonable`, the one conversion into JSON values.
@@ -9,6 +10,7 @@
 
 from fairser.jsonable import jsonable
 from fairser.results.aggregate import seed_stats
+from fairser.results.pooled import headline_rows, pool_predictions, pooled_row, read_fold_predictions
 from fairser.results.rows import evaluate_run, predictions_table, run_fields
 from fairser.results.store import ResultsStore
 from fairser.results.tables import (
@@ -27,10 +29,14 @@ __all__ = [
     "evaluate_run",
     "fmt_delta",
     "fmt_pm",
+    "headline_rows",
     "jsonable",
     "long_results",
     "paper_table",
+    "pool_predictions",
+    "pooled_row",
     "predictions_table",
+    "read_fold_predictions",
     "render_comparison",
     "render_table",
     "run_fields",
