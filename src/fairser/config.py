@@ -66,8 +66,9 @@ class CorpusConfig(_Strict):
     synth: dict[str, Any] = Field(default_factory=dict)
     #: ``kind: import``: the corpora to read and merge (each split speaker-independently unless official).
     sources: tuple[CorpusSource, ...] = ()
-    #: ``kind: import``: target label set the corpora's own labels are mapped onto (unmapped: dropped).
-    target: Literal["meld7", "core4"] = "meld7"
+    #: ``kind: import``: target label set the corpora's own labels are mapped onto (unmapped: dropped);
+    #: ``original`` keeps each corpus's own labels (e.g. EmoDB's 7 classes, as in the published baselines).
+    target: Literal["meld7", "core4", "original"] = "meld7"
     #: ``kind: import``: ``auto`` keeps official splits where a corpus has them, else speaker-independent.
     split: Literal["auto", "official", "speaker"] = "auto"
     #: Seed of the speaker split (``kind: import``) and of the cross-validation folds (``protocol``).
@@ -84,9 +85,18 @@ class CorpusConfig(_Strict):
         if self.kind == "import":
             if not self.sources:
                 raise ValueError("corpus.kind 'import' needs at least one entry in corpus.sources")
-            from fairser.data.label_maps import target_labels
+            from fairser.data.label_maps import CORPUS_LABELS, target_labels
 
-            object.__setattr__(self, "labels", tuple(target_labels(self.target)))
+            labels = target_labels(self.target)
+            if labels is None:  # original: the sources' own vocabularies, in order
+                unknown = sorted({s.name for s in self.sources} - set(CORPUS_LABELS))
+                if unknown:
+                    raise ValueError(
+                        f"target 'original' needs each corpus's label vocabulary; {unknown} has none: "
+                        "use target meld7 or core4"
+                    )
+                labels = tuple(dict.fromkeys(lab for s in self.sources for lab in CORPUS_LABELS[s.name]))
+            object.__setattr__(self, "labels", tuple(labels))
         elif self.sources:
             raise ValueError("corpus.sources is only used with corpus.kind 'import'")
         return self
