@@ -105,6 +105,12 @@ def test_kfold_pools_out_of_fold_predictions_and_resumes_per_fold(tmp_path, corp
         next(r for r in pooled if r["objective_label"] == "ERM")["domains"][0]["weighted_f1"]
     )
 
+    # fairser audit on the folder reads the pooled predictions, not the single folds
+    from fairser.audit.table import read_predictions
+
+    audited = read_predictions(out)
+    assert set(audited["run_id"]) == {r["run_id"] for r in pooled} and len(audited) == 2 * len(manifest)
+
     # resume per fold: drop one fold's row and the pooled row of its cell; only that fold is trained again
     victim = runs[1]
     before = {r["run_id"]: r for r in rows}
@@ -224,3 +230,20 @@ def test_per_speaker_normalisation_standardises_each_speaker(tmp_path, corpus):
             (np.abs(sd - 1) < 1e-3) | (sd < 1e-3)
         )  # unit std (or a constant feature of the speaker)
     assert any("per_speaker" in n and "transductive" in n for n in prepared.notes)
+
+
+def test_target_original_keeps_each_corpus_labels():
+    cfg = BenchmarkConfig.model_validate(
+        {"corpus": {"kind": "import", "target": "original", "sources": [{"name": "emodb", "path": "x"}]}}
+    )
+    assert cfg.corpus.labels == ("anger", "boredom", "disgust", "fear", "happiness", "sadness", "neutral")
+    with pytest.raises(ValueError, match="label vocabulary"):
+        BenchmarkConfig.model_validate(
+            {
+                "corpus": {
+                    "kind": "import",
+                    "target": "original",
+                    "sources": [{"name": "generic", "path": "x"}],
+                }
+            }
+        )

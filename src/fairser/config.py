@@ -93,7 +93,7 @@ class CorpusConfig(_Strict):
                 if unknown:
                     raise ValueError(
                         f"target 'original' needs each corpus's label vocabulary; {unknown} has none: "
-                        "use target meld7 or core4"
+                        "use target meld7 or core4, or corpus.kind manifest with its labels"
                     )
                 labels = tuple(dict.fromkeys(lab for s in self.sources for lab in CORPUS_LABELS[s.name]))
             object.__setattr__(self, "labels", tuple(labels))
