@@ -163,6 +163,7 @@ def run_benchmark(
         "source": prepared.source,
         "sampler": config.train.sampler,
         "protocol": config.protocol,
+        "n_folds": len(prepared.folds) or None,
         "n_runs": len(runs),
         "n_finished": len(rows),
         "failures": failures,

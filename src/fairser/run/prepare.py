@@ -310,6 +310,9 @@ def prepare_data(
     )
 
     folds = _speaker_folds(config, manifest, notes=notes, console=console)
+    if folds:  # the tables and the report say how the test predictions came about
+        scheme = "leave-one-speaker-out" if config.protocol == "loso" else f"{config.folds}-fold speaker"
+        source += f"; {scheme} cross-validation, out-of-fold predictions of {len(folds)} folds pooled"
 
     text_feats = None
     if "audio+text" in config.modalities:
