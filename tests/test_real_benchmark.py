@@ -11,7 +11,7 @@ import pytest
 
 from fairser.bench.runner import run_benchmark
 from fairser.config import BenchmarkConfig, load_config
-from fairser.results import ResultsStore
+from fairser.results import ResultsStore, headline_rows
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
 REPO = Path(__file__).resolve().parents[1]
@@ -43,10 +43,10 @@ def test_real_config_is_the_reduced_one(tmp_path):
     full = load_config(REPO / "configs" / "real_emodb_ravdess.yaml")
     assert [s.name for s in full.corpus.sources] == ["emodb", "ravdess"]
     assert full.corpus.split == "speaker" and full.languages == ("de", "en")
-    assert full.corpus.split_fractions == (0.4, 0.2, 0.4)  # 2 test speakers per gender: CIs are defined
+    assert full.protocol == "kfold" and full.folds == 5  # every speaker tested once, out-of-fold pooled
 
 
-def test_reduced_real_benchmark_runs_speaker_independent_with_cis(tmp_path):
+def test_reduced_real_benchmark_cross_validates_and_pools_with_cis(tmp_path):
     emodb, ravdess = _subset(tmp_path)
     full = load_config(REPO / "configs" / "real_emodb_ravdess.yaml").model_dump(mode="json")
     full.update(
@@ -65,10 +65,13 @@ def test_reduced_real_benchmark_runs_speaker_independent_with_cis(tmp_path):
     cfg = BenchmarkConfig.model_validate(full)
     run_benchmark(cfg, progress=False)
     out = tmp_path / "out"
-    rows = ResultsStore(out / "results.jsonl").rows()
-    assert {r["objective_label"] for r in rows} == {"ERM", "ERM-MinMaxGAP"}
-    assert all(r["status"] == "ok" for r in rows)
+    all_rows = ResultsStore(out / "results.jsonl").rows()
+    assert all(r["status"] == "ok" for r in all_rows)
+    assert sum(isinstance(r.get("fold"), int) for r in all_rows) == 2 * 5  # 2 objectives x 5 folds
+    rows = headline_rows(all_rows)
+    assert len(rows) == 2 and {r["objective_label"] for r in rows} == {"ERM", "ERM-MinMaxGAP"}
     for r in rows:
+        assert r["fold"] == "pooled" and r["n_folds"] == 5
         langs = {d["language"] for d in r["domains"]}
         assert langs == {"de", "en"}
         for d in r["domains"]:
@@ -77,7 +80,8 @@ def test_reduced_real_benchmark_runs_speaker_independent_with_cis(tmp_path):
             assert d["weighted_f1_ci_low"] <= d["weighted_f1_ci_high"]
             assert 0.0 <= d["weighted_f1_p_value"] <= 1.0
         pred = pd.read_csv(out / "runs" / r["run_id"] / "predictions.csv")
-        # two test speakers per gender and corpus, both genders in every language
-        assert (pred.groupby(["language", "gender"])["speaker"].nunique() == 2).all()
+        # pooled out-of-fold: all 5 speakers per gender and corpus, each tested in exactly one fold
+        assert (pred.groupby(["language", "gender"])["speaker"].nunique() == 5).all()
+        assert (pred.groupby("speaker")["fold"].nunique() == 1).all() and pred["fold"].nunique() == 5
     text = (out / "table.md").read_text()
     assert "| de | audio |" in text and "| en | audio |" in text and "SYNTHETIC" not in text

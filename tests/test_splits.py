@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -11,13 +12,14 @@ from fairser.data.splits import (
     assert_speaker_independent,
     cross_corpus_split,
     leave_one_speaker_out,
+    speaker_folds,
     speaker_kfold,
     speaker_split,
     split_summary,
 )
 
 try:
-    from hypothesis import given, settings
+    from hypothesis import assume, given, settings
     from hypothesis import strategies as st
 except ImportError:  # property tests are skipped (with their reason), the others still run
     given = None
@@ -122,21 +124,14 @@ if given is not None:
     @given(
         n_male=st.integers(min_value=3, max_value=9),
         n_female=st.integers(min_value=3, max_value=9),
-        k=st.integers(min_value=3, max_value=5),
+        k=st.integers(min_value=2, max_value=5),
+        n_valid=st.integers(min_value=0, max_value=2),
         seed=st.integers(min_value=0, max_value=1000),
     )
-    def test_property_kfold_tests_every_speaker_once(n_male, n_female, k, seed):
+    def test_property_kfold_tests_every_speaker_once(n_male, n_female, k, n_valid, seed):
+        assume(k <= max(n_male, n_female))  # else no stratum spans the folds: refused (tested below)
         df = make_manifest({("c", "en", "male"): [2] * n_male, ("c", "en", "female"): [2] * n_female})
-        tested = []
-        for fold in speaker_kfold(df, k=k, seed=seed):
-            assert_speaker_independent(fold.manifest)
-            assert not set(fold.test_speakers) & set(fold.valid_speakers)
-            test_rows = fold.manifest[fold.manifest["split"] == "test"]
-            assert set("c/" + test_rows["speaker"]) == set(fold.test_speakers)
-            tested += fold.test_speakers
-            if n_male >= k and n_female >= k:
-                assert test_rows["gender"].nunique() == 2
-        assert sorted(tested) == sorted(set("c/" + df["speaker"]))
+        _check_folds(df, speaker_kfold(df, k=k, seed=seed, n_valid=n_valid), n_valid=n_valid)
 
 else:
 
@@ -149,30 +144,86 @@ else:
         pass
 
 
+def _check_folds(df: pd.DataFrame, folds, *, n_valid: int) -> None:
+    """The fold invariants: no speaker in two roles within a fold, every speaker tested exactly once, the
+    validation speakers drawn from the fold's training speakers (``n_valid`` per stratum, gender within corpus
+    and language, keeping one to train) and each stratum spread over the test folds as evenly as possible."""
+    keys = df["corpus"] + "/" + df["speaker"]
+    stratum = dict(zip(keys, df["corpus"] + "|" + df["language"] + "|" + df["gender"], strict=True))
+    strata = sorted(set(stratum.values()))
+    tested = []
+    per_fold = []
+    for fold in folds:
+        m = fold.apply(df)
+        assert_speaker_independent(m)  # one role per speaker within the fold
+        assert not set(fold.test_speakers) & set(fold.valid_speakers)
+        assert set(keys[m["split"] == "test"]) == set(fold.test_speakers)
+        assert set(keys[m["split"] == "valid"]) == set(fold.valid_speakers)
+        train = set(keys[m["split"] == "train"])
+        for st_ in strata:
+            n_train_side = sum(1 for s in set(keys) if stratum[s] == st_ and s not in fold.test_speakers)
+            n_valid_st = sum(1 for s in fold.valid_speakers if stratum[s] == st_)
+            assert n_valid_st == min(n_valid, max(n_train_side - 1, 0))
+            assert n_train_side == 0 or any(stratum[s] == st_ for s in train)  # never all moved to valid
+        tested += fold.test_speakers
+        per_fold.append([sum(stratum[s] == st_ for s in fold.test_speakers) for st_ in strata])
+    assert sorted(tested) == sorted(set(keys))  # every speaker tested exactly once
+    counts = np.asarray(per_fold)
+    assert (counts.max(0) - counts.min(0) <= 1).all()  # each stratum as even as possible over the folds
+    sizes = counts.sum(1)
+    assert sizes.max() - sizes.min() <= 1
+
+
+def test_kfold_is_gender_stratified_within_corpus_and_language():
+    layout = {
+        ("a", "en", "male"): [3, 5, 2, 4, 4, 6, 1],
+        ("a", "en", "female"): [2, 2, 3, 3, 2],
+        ("b", "de", "male"): [4, 4, 4],
+        ("b", "de", "female"): [5, 1, 2, 2],
+    }
+    df = make_manifest(layout)
+    keys = df["corpus"] + "/" + df["speaker"]
+    for seed in range(5):
+        folds = speaker_kfold(df, k=3, seed=seed, n_valid=1)
+        _check_folds(df, folds, n_valid=1)
+        for (corpus, lang, gender), sizes in layout.items():
+            sel = (df["corpus"] == corpus) & (df["language"] == lang) & (df["gender"] == gender)
+            stratum = set(keys[sel])
+            n = [len(stratum & set(f.test_speakers)) for f in folds]
+            assert max(n) - min(n) <= 1 and sum(n) == len(sizes)
+    # seeded: the same folds for the same seed, other folds for another
+    a, b = speaker_kfold(df, k=3, seed=0), speaker_kfold(df, k=3, seed=0)
+    assert [f.test_speakers for f in a] == [f.test_speakers for f in b]
+    assert [f.test_speakers for f in a] != [f.test_speakers for f in speaker_kfold(df, k=3, seed=1)]
+
+
 def test_kfold_argument_errors():
     df = make_manifest({("c", "en", "male"): [1] * 2})
     with pytest.raises(ValueError, match="cannot fill"):
-        list(speaker_kfold(df, k=3))
-    with pytest.raises(ValueError, match="at least 3"):
-        list(speaker_kfold(df, k=2))
+        speaker_kfold(df, k=3)
+    with pytest.raises(ValueError, match="k >= 2"):
+        speaker_kfold(df, k=1)
+    df = make_manifest({("c", "en", "male"): [1] * 3, ("c", "en", "female"): [1] * 3})
+    with pytest.raises(ValueError, match="fewer than 4 speakers"):
+        speaker_kfold(df, k=4)
+    with pytest.raises(ValueError, match="protocol"):
+        speaker_folds(df, protocol="holdout")
 
 
 def test_leave_one_speaker_out_has_one_valid_speaker_per_gender():
     df = make_manifest({("c", "de", "male"): [3] * 5, ("c", "de", "female"): [3] * 5})
-    folds = list(leave_one_speaker_out(df, seed=1))
+    folds = leave_one_speaker_out(df, seed=1)
     assert len(folds) == 10
-    assert sorted(f.test_speakers[0] for f in folds) == sorted(set("c/" + df["speaker"]))
+    _check_folds(df, folds, n_valid=1)
     for fold in folds:
-        m = fold.manifest
-        assert_speaker_independent(m)
+        m = fold.apply(df)
         assert m.loc[m["split"] == "test", "speaker"].nunique() == 1
         assert m[m["split"] == "valid"].groupby("gender")["speaker"].nunique().to_dict() == {
             "female": 1,
             "male": 1,
         }
-        assert fold.test_speakers[0] not in fold.valid_speakers
-    no_valid = next(leave_one_speaker_out(df, n_valid_per_gender=0))
-    assert "valid" not in set(no_valid.manifest["split"])
+    no_valid = leave_one_speaker_out(df, n_valid=0)[0]
+    assert "valid" not in set(no_valid.apply(df)["split"])
 
 
 def test_cross_corpus_split_trains_on_a_and_tests_on_b():
@@ -225,7 +276,8 @@ def test_real_emodb_kfold_has_both_genders_in_every_test_fold():
 
     df = load_emodb(folder).manifest
     for fold in speaker_kfold(df, k=5, seed=0):
-        test = fold.manifest[fold.manifest["split"] == "test"]
+        m = fold.apply(df)
+        test = m[m["split"] == "test"]
         assert test.groupby("gender")["speaker"].nunique().to_dict() == {"female": 1, "male": 1}
     summary = split_summary(speaker_split(df, seed=0))
     assert summary["speakers"].sum() == 10 and summary["utterances"].sum() == 535

@@ -207,9 +207,11 @@ def table(
     """Print the paper-style table from a results folder."""
     import json
 
-    from fairser.results import ResultsStore, paper_table, render_table
+    from fairser.results import ResultsStore, headline_rows, paper_table, render_table
 
-    rows = [r for r in ResultsStore(results / "results.jsonl").rows() if r.get("status") == "ok"]
+    rows = [
+        r for r in headline_rows(ResultsStore(results / "results.jsonl").rows()) if r.get("status") == "ok"
+    ]
     if not rows:
         console.print(f"[red]no finished runs in {results / 'results.jsonl'}[/]")
         raise typer.Exit(1)

@@ -66,10 +66,12 @@ class CorpusConfig(_Strict):
     synth: dict[str, Any] = Field(default_factory=dict)
     #: ``kind: import``: the corpora to read and merge (each split speaker-independently unless official).
     sources: tuple[CorpusSource, ...] = ()
-    #: ``kind: import``: target label set the corpora's own labels are mapped onto (unmapped: dropped).
-    target: Literal["meld7", "core4"] = "meld7"
+    #: ``kind: import``: target label set the corpora's own labels are mapped onto (unmapped: dropped);
+    #: ``original`` keeps each corpus's own labels (e.g. EmoDB's 7 classes, as in the published baselines).
+    target: Literal["meld7", "core4", "original"] = "meld7"
     #: ``kind: import``: ``auto`` keeps official splits where a corpus has them, else speaker-independent.
     split: Literal["auto", "official", "speaker"] = "auto"
+    #: Seed of the speaker split (``kind: import``) and of the cross-validation folds (``protocol``).
     split_seed: int = 0
     #: ``kind: import``: train/valid/test fractions of each corpus's speakers for speaker-independent splits.
     split_fractions: tuple[float, float, float] = (0.6, 0.2, 0.2)
@@ -83,9 +85,18 @@ class CorpusConfig(_Strict):
         if self.kind == "import":
             if not self.sources:
                 raise ValueError("corpus.kind 'import' needs at least one entry in corpus.sources")
-            from fairser.data.label_maps import target_labels
+            from fairser.data.label_maps import CORPUS_LABELS, target_labels
 
-            object.__setattr__(self, "labels", tuple(target_labels(self.target)))
+            labels = target_labels(self.target)
+            if labels is None:  # original: the sources' own vocabularies, in order
+                unknown = sorted({s.name for s in self.sources} - set(CORPUS_LABELS))
+                if unknown:
+                    raise ValueError(
+                        f"target 'original' needs each corpus's label vocabulary; {unknown} has none: "
+                        "use target meld7 or core4, or corpus.kind manifest with its labels"
+                    )
+                labels = tuple(dict.fromkeys(lab for s in self.sources for lab in CORPUS_LABELS[s.name]))
+            object.__setattr__(self, "labels", tuple(labels))
         elif self.sources:
             raise ValueError("corpus.sources is only used with corpus.kind 'import'")
         return self
@@ -152,6 +163,8 @@ class ObjectiveSpec(_Strict):
     label: str | None = None
     groups: GroupsConfig | None = None
     sampler: Literal["stratified", "random", "balanced"] | None = None
+    #: Overrides ``train.head`` for this objective (e.g. ERM with a linear head beside ERM with the MLP).
+    head: Literal["mlp", "linear"] | None = None
 
     @property
     def display(self) -> str:
@@ -165,6 +178,9 @@ class TrainConfig(_Strict):
     batch_size: int = Field(128, ge=2)
     lr: float = Field(2e-3, gt=0)
     weight_decay: float = Field(1e-4, ge=0)
+    #: ``mlp``: two hidden layers (``hidden``, ``dropout``); ``linear``: one linear layer on the features,
+    #: i.e. multinomial logistic regression (``weight_decay`` is its L2 penalty; ``hidden``/``dropout`` unused).
+    head: Literal["mlp", "linear"] = "mlp"
     hidden: int = Field(128, ge=1)
     dropout: float = Field(0.2, ge=0, lt=1)
     #: ``stratified``: every (domain, gender) cell in every batch (METHODS.md §3); ``random``: plain shuffling;
@@ -176,7 +192,9 @@ class TrainConfig(_Strict):
     #: Audio feature normalisation, fitted on training rows only (a per-test-speaker fit leaks labels).
     #: ``per_corpus`` (cross-corpus work): each corpus standardised with its own training rows, or, for a
     #: corpus with none, its unlabelled ``adapt`` rows, else all its rows (features only; noted in the results).
-    normalise: Literal["standard", "per_corpus", "none"] = "standard"
+    #: ``per_speaker``: each speaker standardised with its own mean and std over all its utterances, the test
+    #: speakers' included: transductive on features (never labels), a common SER practice (noted in the results).
+    normalise: Literal["standard", "per_corpus", "per_speaker", "none"] = "standard"
 
 
 class EvalConfig(_Strict):
@@ -296,6 +314,14 @@ class BenchmarkConfig(_Strict):
         ObjectiveSpec(name="minmaxgap", label="ERM-MinMaxGAP"),
     )
     seeds: tuple[int, ...] = (0, 1, 2)
+    #: Evaluation protocol (METHODS.md §5). ``holdout``: the corpus's train/valid/test split. ``kfold``:
+    #: ``folds`` speaker-grouped folds, gender-stratified within corpus and language; ``loso``: leave one
+    #: speaker out. Both test every speaker exactly once, select the model on ``valid_speakers`` speakers per
+    #: stratum drawn from each fold's training speakers (seed ``corpus.split_seed``), and pool the out-of-fold
+    #: predictions for the gaps, CIs and permutation tests (the corpus's own split is not used).
+    protocol: Literal["holdout", "kfold", "loso"] = "holdout"
+    folds: int = Field(5, ge=2)
+    valid_speakers: int = Field(1, ge=1)
     #: The sensitive attribute: one manifest column, or several (their intersection, e.g. gender x age_band).
     #: Its values (any number) form the groups of the objectives, the sampler and the evaluation's gaps.
     sensitive: tuple[str, ...] = ("gender",)
@@ -333,6 +359,18 @@ class BenchmarkConfig(_Strict):
                 "between the values of the sensitive attribute within each language x modality domain, so it "
                 "must be another column (gender, age_band, ...)"
             )
+        if self.protocol != "holdout":
+            if self.corpus.cross is not None:
+                raise ValueError(
+                    f"protocol {self.protocol!r} folds the speakers of one corpus; corpus.cross fixes its own "
+                    "train and test sides: use protocol: holdout with corpus.cross"
+                )
+            if self.backbone is not None:
+                raise ValueError(
+                    f"protocol {self.protocol!r} runs heads on cached features only; a backbone uses protocol: holdout"
+                )
+        if self.backbone is not None and "linear" in {self.train.head, *(o.head for o in self.objectives)}:
+            raise ValueError("head: linear is a head on cached features; a backbone has its own classifier")
         if self.sensitive != ("gender",):
             covada = [o.display for o in self.objectives if o.name == "covada"]
             if covada:

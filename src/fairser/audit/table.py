@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -54,7 +55,8 @@ class AuditInputError(ValueError):
 def read_predictions(paths: str | Path | Sequence[str | Path]) -> pd.DataFrame:
     """Read one or several predictions CSVs into one table (all columns as text, probabilities as numbers).
 
-    A folder is read as a benchmark output folder: every ``runs/*/predictions.csv`` in it. Each row keeps
+    A folder is read as a benchmark output folder: every ``runs/*/predictions.csv`` in it (of a cross-validated
+    benchmark, the pooled out-of-fold runs ``*__pooled__*``, not their single folds). Each row keeps
     where it came from (``file:line``) for error messages. Empty cells are missing values; any other text,
     including ``NA``, is kept as written (so a speaker called ``NA`` stays a speaker).
     """
@@ -68,6 +70,8 @@ def read_predictions(paths: str | Path | Sequence[str | Path]) -> pd.DataFrame:
                 raise AuditInputError(
                     f"{p} is a folder without runs/*/predictions.csv; pass a predictions CSV"
                 )
+            if any("__pooled__" in f.parent.name for f in found):  # cross-validated: the pooled runs
+                found = [f for f in found if not re.search(r"__fold\d+__", f.parent.name)]
             files += found
         elif p.is_file():
             files.append(p)

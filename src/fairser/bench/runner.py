@@ -4,7 +4,9 @@ As in the ERM-MinMaxGAP paper, one multilingual model is trained on all language
 evaluated per language, so MinMaxGAP's max runs over the languages of that setting. With
 ``joint_modalities`` one model covers both settings (domains = language x modality; the transcript is
 masked for the audio-only copy of each utterance). Each finished run is appended to ``results.jsonl`` at
-once, and a re-run skips finished runs.
+once, and a re-run skips finished runs. Under ``protocol: kfold | loso`` each cell runs once per fold, and
+once all its folds are finished their out-of-fold predictions are pooled into one row (``fold: "pooled"``,
+:mod:`fairser.results.pooled`), which the tables use.
 
 The stages live in :mod:`fairser.run`: :func:`~fairser.run.prepare.prepare_data` (corpus, features,
 normalisation, IDI's inferred genders), :func:`~fairser.run.plan.plan_runs` (the grid and its run ids) and
@@ -27,7 +29,16 @@ from rich.console import Console
 from fairser.config import BenchmarkConfig
 from fairser.data.risk import training_data_risk
 from fairser.progress import progress_bar
-from fairser.results import ResultsStore, comparison_table, render_comparison, sensitive_labels
+from fairser.results import (
+    ResultsStore,
+    comparison_table,
+    headline_rows,
+    pool_predictions,
+    pooled_row,
+    read_fold_predictions,
+    render_comparison,
+    sensitive_labels,
+)
 from fairser.run import PreparedData, RunSpec, execute_run, plan_runs, prepare_data
 
 __all__ = [
@@ -78,7 +89,8 @@ def run_benchmark(
     Writes ``results.jsonl`` (one row per run, appended as each finishes), ``runs/<run_id>/predictions.csv``
     (the public predictions table, also the input of ``fairser audit``), ``table.md`` / ``table.csv``,
     ``data_risk.csv`` (the training data's bias risk, :mod:`fairser.data.risk`) and ``benchmark.json``
-    (config, data source, stage timings).
+    (config, data source, stage timings). Cross-validated cells add a pooled row and
+    ``runs/<pool_id>/predictions.csv`` (every speaker once).
     """
     from fairser.results import paper_table, render_table
 
@@ -89,7 +101,7 @@ def run_benchmark(
     t_start = time.perf_counter()
     prepared = prepare_data(config, progress=progress, console=console)
     # training-data bias risk (METHODS.md §5); every speaker trains in some fold of a cross-validated protocol
-    holdout = getattr(config, "protocol", "holdout") == "holdout"
+    holdout = config.protocol == "holdout"
     training_data_risk(
         prepared.manifest,
         sensitive=config.sensitive,
@@ -97,7 +109,7 @@ def run_benchmark(
         labels=prepared.labels,
     ).write(out_dir / "data_risk.csv")
     store = ResultsStore(out_dir / "results.jsonl")
-    runs = plan_runs(config)
+    runs = plan_runs(config, n_folds=len(prepared.folds) or None)
     done = store.finished()
     todo = [r for r in runs if r.run_id not in done]
     if len(todo) < len(runs):
@@ -133,12 +145,16 @@ def run_benchmark(
                     out, exc = None, e
                 _finish(spec, exc, out, store, out_dir, failures, console)
                 bar.advance(task)
+    if config.protocol != "holdout":
+        _pool_folds(runs, store=store, out_dir=out_dir, config=config, prepared=prepared, console=console)
     timings = dict(prepared.timings)
     timings["training_and_evaluation"] = time.perf_counter() - t0
-    planned = {s.run_id: i for i, s in enumerate(runs)}
+    planned: dict[str, int] = {}
+    for spec in runs:  # a cross-validated cell's table row is its pooled row
+        planned.setdefault(spec.pool_id or spec.run_id, len(planned))
     # in grid order, not finishing order, so the table is the same to the last digit on every run
     rows = sorted(
-        (r for r in store.rows() if r["run_id"] in planned and r.get("status") == "ok"),
+        (r for r in headline_rows(store.rows()) if r["run_id"] in planned and r.get("status") == "ok"),
         key=lambda r: planned[r["run_id"]],
     )
     t0 = time.perf_counter()
@@ -157,6 +173,8 @@ def run_benchmark(
         "synthetic": prepared.synthetic,
         "source": prepared.source,
         "sampler": config.train.sampler,
+        "protocol": config.protocol,
+        "n_folds": len(prepared.folds) or None,
         "n_runs": len(runs),
         "n_finished": len(rows),
         "failures": failures,
@@ -210,6 +228,46 @@ def _write_comparison(
         fig.text(0.01, 0.005, f"Data: {prepared.source}", fontsize=7)
         fig.subplots_adjust(left=0.08, right=0.7, top=0.94, bottom=0.1)
     fig.savefig(out_dir / "tradeoff.png", dpi=110)
+
+
+def _pool_folds(
+    runs: list[RunSpec],
+    *,
+    store: ResultsStore,
+    out_dir: Path,
+    config: BenchmarkConfig,
+    prepared: PreparedData,
+    console: Console,
+) -> None:
+    """Pool every cross-validated cell whose folds are all finished and which has no pooled row yet: read the
+    folds' ``predictions.csv``, concatenate them (every speaker once), evaluate, and write the pooled
+    ``runs/<pool_id>/predictions.csv`` and row. A cell with a missing or failed fold is left unpooled (a re-run
+    trains the missing fold, then pools)."""
+    cells: dict[str, list[RunSpec]] = {}
+    for spec in runs:
+        cells.setdefault(spec.pool_id, []).append(spec)
+    by_id = {r["run_id"]: r for r in store.rows() if r.get("status") == "ok"}
+    for pool_id, specs in cells.items():
+        if pool_id in by_id:
+            continue
+        missing = [s.run_id for s in specs if s.run_id not in by_id]
+        if missing:
+            console.print(f"[yellow]not pooled[/] {pool_id}: {len(missing)} fold(s) unfinished")
+            continue
+        preds = [read_fold_predictions(out_dir / "runs" / s.run_id / "predictions.csv") for s in specs]
+        pooled = pool_predictions(preds, run_id=pool_id)
+        row = pooled_row(
+            [by_id[s.run_id] for s in specs],
+            pooled,
+            run_id=pool_id,
+            labels=prepared.labels,
+            evaluation=config.evaluation,
+            sensitive=config.sensitive,
+        )
+        run_dir = out_dir / "runs" / pool_id
+        run_dir.mkdir(parents=True, exist_ok=True)
+        pooled.to_csv(run_dir / "predictions.csv", index=False)
+        store.append(row)
 
 
 def _finish(

@@ -12,7 +12,8 @@ Every function takes a seed; the same manifest and seed give the same split.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Sequence
+import warnings
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -25,6 +26,7 @@ __all__ = [
     "assert_speaker_independent",
     "cross_corpus_split",
     "leave_one_speaker_out",
+    "speaker_folds",
     "speaker_kfold",
     "speaker_split",
     "split_summary",
@@ -38,14 +40,20 @@ _DEFAULT_WITHIN = ("corpus", "language")
 class SpeakerFold:
     """One fold of a speaker k-fold or leave-one-speaker-out scheme.
 
-    ``manifest`` is a copy of the input with ``split`` set for this fold; speakers are ``corpus/speaker``
-    strings.
+    ``split`` holds, for every row of the manifest the fold was built from, its split in this fold
+    (``train``, ``valid`` or ``test``); speakers are ``corpus/speaker`` strings.
     """
 
     index: int
-    manifest: pd.DataFrame
+    split: np.ndarray
     test_speakers: tuple[str, ...]
     valid_speakers: tuple[str, ...]
+
+    def apply(self, manifest: pd.DataFrame) -> pd.DataFrame:
+        """A copy of ``manifest`` (the one the fold was built from) with ``split`` set for this fold."""
+        if len(manifest) != len(self.split):
+            raise ValueError(f"fold {self.index} has {len(self.split)} rows, the manifest {len(manifest)}")
+        return manifest.assign(split=pd.array(self.split, dtype="string"))
 
 
 def _mode(s: pd.Series) -> str:
@@ -159,82 +167,110 @@ def speaker_split(
     return out
 
 
+def speaker_folds(
+    manifest: pd.DataFrame,
+    *,
+    protocol: str = "kfold",
+    k: int = 5,
+    n_valid: int = 1,
+    seed: int = 0,
+    stratify: str | None = "gender",
+    within: Sequence[str] = _DEFAULT_WITHIN,
+) -> list[SpeakerFold]:
+    """Speaker-grouped cross-validation folds; every speaker is tested in exactly one fold (METHODS.md §5).
+
+    ``protocol="kfold"``: the speakers are dealt into ``k`` test folds stratified by gender within each corpus
+    and language (:class:`sklearn.model_selection.StratifiedKFold` on one row per speaker, labelled by its
+    stratum, shuffled with ``seed``): each stratum's speakers spread over the folds as evenly as possible
+    (counts per fold differ by at most one), and so do the folds' sizes. ``protocol="loso"``: one fold per
+    speaker (leave one speaker out), in speaker order.
+
+    The validation speakers of a fold are drawn (with ``seed`` and the fold index) from that fold's training
+    speakers only, never from its test speakers: ``n_valid`` of each stratum (gender within corpus and
+    language), always leaving at least one speaker of the stratum to train. ``n_valid=0``: no validation split.
+    """
+    if protocol not in ("kfold", "loso"):
+        raise ValueError(f"protocol must be 'kfold' or 'loso', got {protocol!r}")
+    if n_valid < 0:
+        raise ValueError(f"n_valid must be >= 0, got {n_valid}")
+    spk = _speakers(manifest, stratify=stratify, within=within)
+    keys = spk["key"].to_numpy()
+    if protocol == "loso":
+        test_fold = np.arange(len(spk))
+    else:
+        if k < 2:
+            raise ValueError(f"k-fold needs k >= 2 folds, got {k}")
+        if len(spk) < k:
+            raise ValueError(f"{len(spk)} speakers cannot fill {k} folds; lower k")
+        counts = spk["stratum"].value_counts()
+        if (counts < k).all():
+            raise ValueError(
+                f"every stratum (gender within corpus and language) has fewer than {k} speakers "
+                f"({counts.to_dict()}): lower k, or use leave-one-speaker-out"
+            )
+        from sklearn.model_selection import StratifiedKFold
+
+        test_fold = np.empty(len(spk), dtype=int)
+        with warnings.catch_warnings():  # a stratum smaller than k is simply missing from some folds
+            warnings.filterwarnings("ignore", message="The least populated class", category=UserWarning)
+            cv = StratifiedKFold(n_splits=k, shuffle=True, random_state=seed)
+            for i, (_, test) in enumerate(cv.split(np.zeros(len(spk)), spk["stratum"].to_numpy())):
+                test_fold[test] = i
+    valid_strata = spk["stratum"] if stratify == "gender" else spk["stratum"] + "|" + spk["gender"]
+    row_keys = (manifest["corpus"].astype(str) + "/" + manifest["speaker"].astype(str)).to_numpy()
+    folds = []
+    for i in range(int(test_fold.max()) + 1):
+        rng = np.random.default_rng([seed, i])
+        test_keys = set(keys[test_fold == i])
+        valid_keys: list[str] = []
+        training = spk[test_fold != i]
+        for _, group in training.groupby(valid_strata[test_fold != i], sort=True):
+            cands = sorted(group["key"])
+            take = min(n_valid, len(cands) - 1)
+            if take > 0:
+                valid_keys += [str(x) for x in rng.choice(cands, size=take, replace=False)]
+        split = np.where(
+            np.isin(row_keys, list(test_keys)),
+            "test",
+            np.where(np.isin(row_keys, valid_keys), "valid", "train"),
+        )
+        folds.append(
+            SpeakerFold(
+                index=i,
+                split=split.astype(object),
+                test_speakers=tuple(sorted(test_keys)),
+                valid_speakers=tuple(sorted(valid_keys)),
+            )
+        )
+    return folds
+
+
 def speaker_kfold(
     manifest: pd.DataFrame,
     *,
     k: int = 5,
     seed: int = 0,
+    n_valid: int = 1,
     stratify: str | None = "gender",
     within: Sequence[str] = _DEFAULT_WITHIN,
-    valid: bool = True,
-) -> Iterator[SpeakerFold]:
-    """Speaker k-fold cross-validation, stratified by gender within each corpus and language.
-
-    Each stratum's shuffled speakers are dealt round-robin over the ``k`` folds (continuing where the last
-    stratum stopped, so fold sizes stay even). Fold ``i`` tests on fold ``i``'s speakers, validates on fold
-    ``i + 1``'s (if ``valid``) and trains on the rest. A stratum with fewer than ``k`` speakers is missing from
-    some test folds.
-    """
-    if k < (3 if valid else 2):
-        raise ValueError(f"k must be at least {3 if valid else 2} (valid={valid}), got {k}")
-    spk = _speakers(manifest, stratify=stratify, within=within)
-    if len(spk) < k:
-        raise ValueError(f"{len(spk)} speakers cannot fill {k} folds")
-    rng = np.random.default_rng(seed)
-    fold_of: dict[str, int] = {}
-    pos = 0
-    for _, group in spk.groupby("stratum", sort=True):
-        keys = list(group["key"])
-        rng.shuffle(keys)
-        for key in keys:
-            fold_of[key] = pos % k
-            pos += 1
-    keys = manifest["corpus"].astype(str) + "/" + manifest["speaker"].astype(str)
-    fold = keys.map(fold_of)
-    for i in range(k):
-        v = (i + 1) % k if valid else -1
-        out = manifest.copy()
-        out["split"] = np.where(fold == i, "test", np.where(fold == v, "valid", "train"))
-        out["split"] = out["split"].astype("string")
-        yield SpeakerFold(
-            index=i,
-            manifest=out,
-            test_speakers=tuple(sorted(s for s, f in fold_of.items() if f == i)),
-            valid_speakers=tuple(sorted(s for s, f in fold_of.items() if f == v)),
-        )
+) -> list[SpeakerFold]:
+    """Speaker k-fold cross-validation, gender-stratified within each corpus and language
+    (:func:`speaker_folds` with ``protocol="kfold"``)."""
+    return speaker_folds(
+        manifest, protocol="kfold", k=k, n_valid=n_valid, seed=seed, stratify=stratify, within=within
+    )
 
 
 def leave_one_speaker_out(
     manifest: pd.DataFrame,
     *,
     seed: int = 0,
-    n_valid_per_gender: int = 1,
+    n_valid: int = 1,
     within: Sequence[str] = _DEFAULT_WITHIN,
-) -> Iterator[SpeakerFold]:
-    """Leave-one-speaker-out folds: each speaker is the test set once.
-
-    The validation set of a fold holds ``n_valid_per_gender`` other speakers of each gender (male, female)
-    from the test speaker's own stratum (same corpus and language by default), drawn with ``seed``; the
-    remaining speakers train. ``n_valid_per_gender=0`` gives no validation split.
-    """
-    if n_valid_per_gender < 0:
-        raise ValueError(f"n_valid_per_gender must be >= 0, got {n_valid_per_gender}")
-    spk = _speakers(manifest, stratify=None, within=within)
-    keys = manifest["corpus"].astype(str) + "/" + manifest["speaker"].astype(str)
-    for i, row in enumerate(spk.itertuples(index=False)):
-        rng = np.random.default_rng([seed, i])
-        pool = spk[(spk["stratum"] == row.stratum) & (spk["key"] != row.key)]
-        valid_keys: list[str] = []
-        for gender in ("female", "male"):
-            cands = sorted(pool.loc[pool["gender"] == gender, "key"])
-            take = min(n_valid_per_gender, len(cands))
-            valid_keys += [str(x) for x in rng.choice(cands, size=take, replace=False)] if take else []
-        out = manifest.copy()
-        out["split"] = np.where(keys == row.key, "test", np.where(keys.isin(valid_keys), "valid", "train"))
-        out["split"] = out["split"].astype("string")
-        yield SpeakerFold(
-            index=i, manifest=out, test_speakers=(row.key,), valid_speakers=tuple(sorted(valid_keys))
-        )
+) -> list[SpeakerFold]:
+    """Leave-one-speaker-out folds (:func:`speaker_folds` with ``protocol="loso"``): each speaker is the test
+    set once; ``n_valid`` speakers of each gender (within the corpus and language) validate."""
+    return speaker_folds(manifest, protocol="loso", n_valid=n_valid, seed=seed, within=within)
 
 
 def _as_list(value: str | Iterable[str], name: str) -> list[str]:

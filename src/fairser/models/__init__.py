@@ -5,7 +5,7 @@ The backbones import transformers and PEFT only when first used, so ``import fai
 
 from importlib import import_module
 
-from fairser.models.heads import AudioHead, FusionHead, HeadOutput, build_head
+from fairser.models.heads import AudioHead, FusionHead, HeadOutput, LinearHead, build_head
 
 __all__ = [
     "DEFAULT_LORA",
@@ -20,6 +20,7 @@ __all__ = [
     "Qwen2AudioClassifier",
     "SSLClassifier",
     "SSLEncoder",
+    "LinearHead",
     "build_head",
     "extract_layer_embeddings",
     "format_plan_table",

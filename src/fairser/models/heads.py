@@ -3,7 +3,8 @@
 ``AudioHead`` classifies from audio features alone (the unimodal setting); ``FusionHead`` fuses audio and
 transcript embeddings (the multimodal setting of the ERM-MinMaxGAP paper). For audio-only samples in a joint
 model the transcript is masked: its branch output is replaced by a learned "no text" vector, so the model
-never sees a zero embedding it could mistake for a real one.
+never sees a zero embedding it could mistake for a real one. ``LinearHead`` is the classic baseline beside
+them: multinomial logistic regression, one linear layer on the features, trained by the same loop.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
-__all__ = ["AudioHead", "FusionHead", "HeadOutput", "build_head"]
+__all__ = ["AudioHead", "FusionHead", "HeadOutput", "LinearHead", "build_head"]
 
 
 @dataclass
@@ -74,10 +75,51 @@ class FusionHead(nn.Module):
         return HeadOutput(logits=self.classifier(z), embedding=z)
 
 
+class LinearHead(nn.Module):
+    """Multinomial logistic regression: one linear layer on the features (softmax in the cross-entropy).
+
+    With transcripts, the audio and transcript embeddings are concatenated; a masked transcript is replaced by
+    a learned vector (as in :class:`FusionHead`). The ``embedding`` the objectives see is this input: a linear
+    model learns no representation, so objectives acting on the embedding (adversarial, CFA) act only through
+    their effect on the classifier's loss.
+    """
+
+    def __init__(self, *, audio_dim: int, n_classes: int, text_dim: int = 0) -> None:
+        super().__init__()
+        self.text_dim = text_dim
+        self.no_text = nn.Parameter(torch.zeros(text_dim)) if text_dim else None
+        self.classifier = nn.Linear(audio_dim + text_dim, n_classes)
+
+    def forward(
+        self, audio: Tensor, text: Tensor | None = None, text_mask: Tensor | None = None
+    ) -> HeadOutput:
+        z = audio
+        if self.no_text is not None:
+            no_text = self.no_text.expand(len(audio), -1)
+            if text is None:
+                t = no_text
+            else:
+                t = text if text_mask is None else torch.where(text_mask[:, None], text, no_text)
+            z = torch.cat([audio, t], dim=1)
+        return HeadOutput(logits=self.classifier(z), embedding=z)
+
+
 def build_head(
-    *, use_text: bool, audio_dim: int, text_dim: int, n_classes: int, hidden: int = 128, dropout: float = 0.2
+    *,
+    use_text: bool,
+    audio_dim: int,
+    text_dim: int,
+    n_classes: int,
+    hidden: int = 128,
+    dropout: float = 0.2,
+    kind: str = "mlp",
 ) -> nn.Module:
-    """An :class:`AudioHead`, or a :class:`FusionHead` when any sample sees its transcript."""
+    """``kind="mlp"``: an :class:`AudioHead`, or a :class:`FusionHead` when any sample sees its transcript;
+    ``kind="linear"``: a :class:`LinearHead` (on the audio features, plus the transcript's with ``use_text``)."""
+    if kind == "linear":
+        return LinearHead(audio_dim=audio_dim, n_classes=n_classes, text_dim=text_dim if use_text else 0)
+    if kind != "mlp":
+        raise ValueError(f"head must be 'mlp' or 'linear', got {kind!r}")
     if use_text:
         return FusionHead(
             audio_dim=audio_dim, text_dim=text_dim, n_classes=n_classes, hidden=hidden, dropout=dropout

@@ -81,7 +81,9 @@ class HeadTrainer:
         from fairser.models import build_head
 
         torch.manual_seed(self.seed)
-        return build_head(**self._shape, hidden=self.config.hidden, dropout=self.config.dropout)
+        return build_head(
+            **self._shape, hidden=self.config.hidden, dropout=self.config.dropout, kind=self.config.head
+        )
 
     def fit(
         self,
@@ -147,6 +149,8 @@ class FeatureBackend:
         config = self.config.train
         if spec.objective.sampler is not None:
             config = config.model_copy(update={"sampler": spec.objective.sampler})
+        if spec.objective.head is not None:
+            config = config.model_copy(update={"head": spec.objective.head})
         return HeadTrainer(
             config=config,
             seed=spec.seed,

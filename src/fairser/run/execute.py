@@ -115,6 +115,8 @@ def execute_run(
     from fairser.objectives import build_objective
     from fairser.objectives.stages import RunData, StageContext, StagedObjective
 
+    if spec.fold is not None:  # kfold / loso: this fold's train / valid / test speakers
+        prepared = prepared.for_fold(spec.fold)
     backend = make_backend(prepared, config, progress=progress)
     backend.check(spec)
     t0 = time.perf_counter()
@@ -189,6 +191,13 @@ def execute_run(
         "notes": notes,
         **extras,
     }
+    if spec.fold is not None:  # (absent under holdout, so rows stay as they were)
+        fold = prepared.folds[spec.fold]
+        pred["fold"] = spec.fold
+        row.update(fold=spec.fold, pool_id=spec.pool_id)
+        row["fold_speakers"] = {"test": list(fold.test_speakers), "valid": list(fold.valid_speakers)}
+    if spec.objective.head is not None:
+        row["head"] = spec.objective.head
     if config.sensitive != ("gender",):  # (absent for gender, so rows stay as they were)
         row["sensitive"] = {"columns": list(config.sensitive), "values": list(grouper.values)}
     # method zoo extras (absent for plain objectives, so older rows and tables are unchanged)

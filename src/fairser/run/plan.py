@@ -2,7 +2,12 @@
 
 Run ids are hashes of everything a run depends on; fields added after the first release are left out of the
 hash while they hold their default (``sensitive: [gender]``, ``evaluation.gender_probe: false``, an
-objective's ``groups`` / ``sampler``), so existing results resume.
+objective's ``groups`` / ``sampler`` / ``head``, ``train.head: mlp``, ``protocol: holdout``), so existing
+results resume.
+
+Under a cross-validated protocol (``kfold``, ``loso``) every cell runs once per fold (the fold is in its run
+id, so an interrupted grid resumes fold by fold), and the folds of a cell share a ``pool_id``: the run id of
+the row pooling their out-of-fold predictions.
 """
 
 from __future__ import annotations
@@ -26,6 +31,10 @@ class RunSpec:
     objective: ObjectiveSpec
     seed: int
     run_id: str
+    #: The fold (``kfold``, ``loso``: 0 .. n_folds - 1), None under ``holdout``.
+    fold: int | None = None
+    #: Run id of the pooled row of this cell's folds (None under ``holdout``).
+    pool_id: str | None = None
 
 
 def _hash(obj: Any) -> str:
@@ -52,9 +61,18 @@ def check_objectives(config: BenchmarkConfig) -> None:
             raise ValueError(f"unknown objective {spec.name!r}; registered: {sorted(OBJECTIVES)}")
 
 
-def plan_runs(config: BenchmarkConfig) -> list[RunSpec]:
-    """Every (setting, objective, seed) of the grid, with a run id that changes when its inputs change."""
+def plan_runs(config: BenchmarkConfig, *, n_folds: int | None = None) -> list[RunSpec]:
+    """Every (setting, objective, seed) of the grid, with a run id that changes when its inputs change; under
+    ``kfold`` / ``loso`` one run per fold of each cell (``n_folds``: the number of folds the data gave,
+    needed for ``loso``; ``kfold`` defaults to ``config.folds``)."""
     check_objectives(config)
+    if config.protocol == "holdout":
+        folds: list[int | None] = [None]
+    else:
+        n_folds = n_folds if n_folds is not None else (config.folds if config.protocol == "kfold" else None)
+        if n_folds is None or n_folds < 1:
+            raise ValueError(f"protocol {config.protocol!r} needs the number of folds the data gives")
+        folds = list(range(n_folds))
     settings = ["joint"] if config.joint_modalities else list(config.modalities)
     corpus = config.corpus.model_dump(mode="json")
     if corpus.get("cross") and corpus["cross"].get("adapt_fraction") == 0.0:
@@ -64,22 +82,32 @@ def plan_runs(config: BenchmarkConfig) -> list[RunSpec]:
         "features": config.features.model_dump(mode="json", exclude={"n_jobs", "cache_dir", "on_error"}),
         "languages": list(config.languages),
         "modalities": list(config.modalities),
-        "train": config.train.model_dump(mode="json"),
+        "train": _dump(config.train, unless_default={"head": "mlp"}),
         "evaluation": _dump(config.evaluation, unless_default={"gender_probe": False}),
     }
     if config.sensitive != ("gender",):  # (absent for the default, so earlier run ids stay)
         shared["sensitive"] = list(config.sensitive)
+    if config.protocol != "holdout":  # (absent for holdout, so earlier run ids stay)
+        shared["protocol"] = {"name": config.protocol, "valid_speakers": config.valid_speakers}
+        if config.protocol == "kfold":
+            shared["protocol"]["folds"] = config.folds
     if config.backbone is not None:  # a changed backbone (model, LoRA, lr, ...) must not reuse old runs
         shared["backbone"] = config.backbone.model_dump(mode="json")
     runs = []
     for setting in settings:
         for spec in config.objectives:
             groups = effective_groups(spec, config)
-            obj = _dump(spec, unless_default={"groups": None, "sampler": None})
+            obj = _dump(spec, unless_default={"groups": None, "sampler": None, "head": None})
             if groups.inferred:
                 obj["groups"] = groups.model_dump(mode="json")
+            name = spec.display.replace(" ", "_").replace("/", "_")
             for seed in config.seeds:
-                key = _hash({**shared, "setting": setting, "objective": obj, "seed": seed})
-                name = spec.display.replace(" ", "_").replace("/", "_")
-                runs.append(RunSpec(setting, spec, seed, f"{setting}__{name}__seed{seed}__{key}"))
+                cell = {**shared, "setting": setting, "objective": obj, "seed": seed}
+                if folds == [None]:
+                    runs.append(RunSpec(setting, spec, seed, f"{setting}__{name}__seed{seed}__{_hash(cell)}"))
+                    continue
+                pool_id = f"{setting}__{name}__seed{seed}__pooled__{_hash(cell)}"
+                for fold in folds:
+                    run_id = f"{setting}__{name}__seed{seed}__fold{fold}__{_hash({**cell, 'fold': fold})}"
+                    runs.append(RunSpec(setting, spec, seed, run_id, fold=fold, pool_id=pool_id))
     return runs

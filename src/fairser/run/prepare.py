@@ -1,5 +1,6 @@
 """Corpus and feature preparation of a benchmark: the manifest of the configured languages, cached audio and
-transcript embeddings, their normalisation, and IDI's inferred genders (once per benchmark).
+transcript embeddings, their normalisation, IDI's inferred genders and the cross-validation folds (once per
+benchmark).
 
 :func:`prepare_data` runs once per benchmark; every run of the grid reads the :class:`PreparedData` it returns.
 A backbone run (``backbone:``) caches no features: the backbone reads the waveforms itself.
@@ -7,6 +8,7 @@ A backbone run (``backbone:``) caches no features: the backbone reads the wavefo
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -39,6 +41,12 @@ class PreparedData:
     paths: list[Path] = field(default_factory=list)
     #: Inferred genders (IDI) by :meth:`GroupsConfig.key`, for the ``groups`` settings the grid uses.
     inferred: dict[str, Any] = field(default_factory=dict)
+    #: ``protocol: kfold | loso``: the speaker folds of ``manifest`` (:class:`fairser.data.splits.SpeakerFold`).
+    folds: list[Any] = field(default_factory=list)
+
+    def for_fold(self, fold: int) -> PreparedData:
+        """The same data with ``manifest.split`` set for fold ``fold`` (the features are shared, not copied)."""
+        return dataclasses.replace(self, manifest=self.folds[fold].apply(self.manifest))
 
 
 def effective_groups(spec: ObjectiveSpec, config: BenchmarkConfig) -> GroupsConfig:
@@ -275,6 +283,11 @@ def prepare_data(
     audio_feats = np.asarray(audio.features, dtype=np.float32)[keep]
     kept_paths = [p for p, k in zip(paths, keep, strict=True) if k]
 
+    if config.train.normalise == "per_speaker":
+        notes.append(
+            "normalise per_speaker: each speaker's audio features are standardised with that speaker's own "
+            "mean and std over all its utterances, test speakers included (transductive on features, never labels)"
+        )
     if config.train.normalise == "per_corpus":
         for name, (ref, which) in _per_corpus_reference(manifest).items():
             if which != "train":
@@ -297,6 +310,11 @@ def prepare_data(
         timings=timings,
     )
 
+    folds = _speaker_folds(config, manifest, notes=notes, console=console)
+    if folds:  # the tables and the report say how the test predictions came about
+        scheme = "leave-one-speaker-out" if config.protocol == "loso" else f"{config.folds}-fold speaker"
+        source += f"; {scheme} cross-validation, out-of-fold predictions of {len(folds)} folds pooled"
+
     text_feats = None
     if "audio+text" in config.modalities:
         t0 = time.perf_counter()
@@ -318,7 +336,36 @@ def prepare_data(
         notes=notes,
         paths=kept_paths,
         inferred=inferred,
+        folds=folds,
     )
+
+
+def _speaker_folds(
+    config: BenchmarkConfig, manifest: pd.DataFrame, *, notes: list[str], console: Console
+) -> list:
+    """``protocol: kfold | loso``: the speaker folds of the prepared manifest ([] under ``holdout``)."""
+    if config.protocol == "holdout":
+        return []
+    from fairser.data.splits import speaker_folds
+
+    folds = speaker_folds(
+        manifest,
+        protocol=config.protocol,
+        k=config.folds,
+        n_valid=config.valid_speakers,
+        seed=config.corpus.split_seed,
+    )
+    n_speakers = sum(len(f.test_speakers) for f in folds)
+    scheme = "leave-one-speaker-out" if config.protocol == "loso" else f"{config.folds}-fold speaker"
+    note = (
+        f"protocol {config.protocol}: {scheme} cross-validation over {n_speakers} speakers ({len(folds)} folds, "
+        f"gender-stratified within corpus and language; {config.valid_speakers} validation speaker(s) per "
+        "gender drawn from each fold's training speakers); every speaker is tested once and the out-of-fold "
+        "predictions are pooled; the corpus's own train/valid/test split is not used"
+    )
+    notes.append(note)
+    console.print(note)
+    return folds
 
 
 def _per_corpus_reference(manifest: pd.DataFrame) -> dict[str, tuple[np.ndarray, str]]:
@@ -347,7 +394,8 @@ def _per_corpus_reference(manifest: pd.DataFrame) -> dict[str, tuple[np.ndarray,
 def normaliser(prepared: PreparedData, config: BenchmarkConfig):
     """``normalise(features, rows)``: audio features of manifest rows ``rows`` (or of files derived from them)
     standardised as ``train.normalise`` says: ``standard`` with the training rows' mean and std, ``per_corpus``
-    with each corpus's own reference rows (:func:`_per_corpus_reference`), ``none`` unchanged."""
+    with each corpus's own reference rows (:func:`_per_corpus_reference`), ``per_speaker`` with each speaker's
+    own rows (all of them, features only), ``none`` unchanged."""
     m = prepared.manifest
     train_rows = np.flatnonzero((m["split"] == "train").to_numpy())
     if len(train_rows) == 0:
@@ -358,14 +406,21 @@ def normaliser(prepared: PreparedData, config: BenchmarkConfig):
     if mode == "standard":
         mean, std = prepared.audio[train_rows].mean(0), prepared.audio[train_rows].std(0) + 1e-8
         return lambda x, rows: ((np.asarray(x) - mean) / std).astype(np.float32)
-    corpus = m["corpus"].astype(str).to_numpy()
+    if mode == "per_speaker":
+        unit = (m["corpus"].astype(str) + "/" + m["speaker"].astype(str)).to_numpy()
+        reference = {name: np.flatnonzero(unit == name) for name in pd.unique(unit)}
+    else:
+        unit = m["corpus"].astype(str).to_numpy()
+        reference = {name: ref for name, (ref, _) in _per_corpus_reference(m).items()}
+    # per speaker in float64: a feature nearly constant within one speaker must not turn rounding into signal
+    dtype = np.float64 if mode == "per_speaker" else prepared.audio.dtype
     stats = {
-        name: (prepared.audio[ref].mean(0), prepared.audio[ref].std(0) + 1e-8)
-        for name, (ref, _) in _per_corpus_reference(m).items()
+        name: (prepared.audio[ref].astype(dtype).mean(0), prepared.audio[ref].astype(dtype).std(0) + 1e-8)
+        for name, ref in reference.items()
     }
 
     def normalise(x, rows):
-        x, which = np.asarray(x, dtype=np.float64), corpus[np.asarray(rows)]
+        x, which = np.asarray(x, dtype=np.float64), unit[np.asarray(rows)]
         out = np.empty_like(x)
         for name, (mean, std) in stats.items():
             sel = which == name
