@@ -142,7 +142,9 @@ class Grouper:
         if len(self.values) < 1 or len(set(self.values)) != len(self.values):
             raise ValueError(f"Grouper.values must be distinct and non-empty; got {self.values}")
         if UNKNOWN in self.values:
-            raise ValueError(f"{UNKNOWN!r} cannot be a value of the sensitive attribute: it means 'not known'")
+            raise ValueError(
+                f"{UNKNOWN!r} cannot be a value of the sensitive attribute: it means 'not known'"
+            )
         for d in self.domains:
             if len(d) != len(self.domain_cols):
                 raise ValueError(f"domain {d} does not match the domain columns {self.domain_cols}")

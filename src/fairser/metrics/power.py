@@ -47,6 +47,7 @@ __all__ = [
     "POWER_COLUMNS",
     "MinimumDetectableGap",
     "PowerDesign",
+    "SpeakersNeeded",
     "design_from_predictions",
     "design_mdg",
     "design_power",
@@ -149,7 +150,9 @@ class PowerDesign:
         """Expected accuracy ``sum_c pi_c recall_c``."""
         return float(np.dot(self.class_prior, self.recall))
 
-    def with_speakers(self, speakers_per_group: int, *, utterances_per_speaker: int | None = None) -> PowerDesign:
+    def with_speakers(
+        self, speakers_per_group: int, *, utterances_per_speaker: int | None = None
+    ) -> PowerDesign:
         """The same model with ``speakers_per_group`` speakers per value, each with ``utterances_per_speaker``
         utterances (default: the rounded mean of this design)."""
         n = utterances_per_speaker or max(1, int(round(float(np.mean(self.utterances)))))
@@ -498,6 +501,17 @@ def _signed_gaps(design: PowerDesign, model: _Model, draws: _Draws, fn) -> np.nd
     return values[:, 0] - values[:, -1]
 
 
+@dataclass(frozen=True)
+class SpeakersNeeded:
+    """Result of :func:`speakers_needed`: ``speakers`` per value (``None`` with a ``reason`` if more than the
+    maximum), the simulated ``power`` there, and ``below`` the power one step (~10%) fewer would give."""
+
+    speakers: int | None
+    power: float
+    below: float
+    reason: str = ""
+
+
 def speakers_needed(
     design: PowerDesign,
     *,
@@ -508,19 +522,26 @@ def speakers_needed(
     n_sim: int = 1000,
     n_perm: int = 200,
     seed: int | None = 0,
-    max_speakers: int = 256,
+    max_speakers: int = 400,
     utterances_per_speaker: int | None = None,
-) -> tuple[int | None, str]:
-    """Fewest speakers per value (equal groups, ``utterances_per_speaker`` each, default this design's mean)
-    with which a true ``gap`` of ``metric`` is detected with ``power``; ``(None, reason)`` if more than
-    ``max_speakers`` are needed or the gap cannot be planted."""
+) -> SpeakersNeeded:
+    """Speakers per value (equal groups, ``utterances_per_speaker`` each, default this design's mean) with
+    which a true ``gap`` of ``metric`` is detected with ``power``.
+
+    The MDG of a between-speaker comparison shrinks like ``1/sqrt(speakers)``, so the search starts at
+    ``m (z * sd0 / gap)^2`` (``sd0`` the simulated null SD of the signed gap on this design with ``m``
+    speakers per value, ``z = z_{1-alpha/2} + z_power``) and then steps by ~10% until the simulated power
+    crosses ``power``: the answer is the first step with enough power, good to about 10%.
+    """
     _check_sim(power, alpha, n_sim, n_perm)
     if not gap > 0:
         raise ValueError(f"the target gap must be > 0; got {gap!r}")
     fn, model = _metric_fn(metric), _model(design)
     shift = _shift_for_gap(design, model, gap, fn)
     if shift is None:
-        return None, f"a {metric} gap of {gap:.3f} cannot arise at this accuracy and spread"
+        return SpeakersNeeded(
+            None, math.nan, math.nan, f"a {metric} gap of {gap:.3f} cannot arise at this accuracy"
+        )
     cache: dict[int, float] = {}
 
     def pw(m: int) -> float:
@@ -530,21 +551,32 @@ def speakers_needed(
                 cache[m] = 0.0
             else:
                 draws = _draws(d, model, n_sim=n_sim, seed=seed)
-                cache[m] = float(_detected(d, model, draws, shift=shift, fn=fn, alpha=alpha, n_perm=n_perm).mean())
+                hits = _detected(d, model, draws, shift=shift, fn=fn, alpha=alpha, n_perm=n_perm)
+                cache[m] = float(hits.mean())
         return cache[m]
 
-    lo, hi = 1, 2
-    while pw(hi) < power:
-        lo, hi = hi, 2 * hi
-        if hi > max_speakers:
-            if pw(max_speakers) >= power:
-                hi = max_speakers
-                break
-            return None, f"more than {max_speakers} speakers per value needed"
-    while hi - lo > 1:
-        mid = (lo + hi) // 2
-        lo, hi = (mid, hi) if pw(mid) < power else (lo, mid)
-    return hi, ""
+    m_now = max(2, int(design.speakers_per_group.min()))
+    start = design.with_speakers(m_now, utterances_per_speaker=utterances_per_speaker)
+    null_sd = float(np.nanstd(_signed_gaps(start, model, _draws(start, model, n_sim=400, seed=seed), fn)))
+    z = special.ndtri(1 - alpha / 2) + special.ndtri(power)
+    m = int(np.clip(math.ceil(m_now * (z * null_sd / gap) ** 2), 2, max_speakers))
+
+    def up(m: int) -> int:
+        return max(m + 1, int(math.ceil(1.1 * m)))
+
+    def down(m: int) -> int:
+        return min(m - 1, int(math.floor(m / 1.1)))
+
+    while pw(m) < power:
+        if m >= max_speakers:
+            return SpeakersNeeded(
+                None, pw(m), math.nan, f"more than {max_speakers} speakers per value needed"
+            )
+        m = min(up(m), max_speakers)
+    while m > 2 and pw(down(m)) >= power:
+        m = down(m)
+    below = pw(down(m)) if m > 2 else math.nan
+    return SpeakersNeeded(m, pw(m), below)
 
 
 # ----------------------------------------------------------------------------------------------- tables
@@ -607,14 +639,22 @@ def design_from_predictions(
         np.add.at(cm, (true_idx[in_d], pred_idx[in_d]), 1.0)
         eligible = [v for v in levels if int((in_d & (sens == v)).sum()) >= min_samples]
         if in_d.sum() < min_samples or len(eligible) < 2:
-            out.append((names, None, f"fewer than two values of {INTERSECTION_SEP.join(columns)} with "
-                        f">= {min_samples} rows: no gap to test"))
+            out.append(
+                (
+                    names,
+                    None,
+                    f"fewer than two values of {INTERSECTION_SEP.join(columns)} with "
+                    f">= {min_samples} rows: no gap to test",
+                )
+            )
             continue
         support = cm.sum(axis=1)
         recall = np.where(support > 0, np.diag(cm) / np.maximum(support, 1), np.trace(cm) / cm.sum())
         off = cm * (1 - np.eye(c))
         uniform = (1 - np.eye(c)) / (c - 1)
-        errors = np.where(off.sum(axis=1, keepdims=True) > 0, off / np.maximum(off.sum(axis=1, keepdims=True), 1), uniform)
+        errors = np.where(
+            off.sum(axis=1, keepdims=True) > 0, off / np.maximum(off.sum(axis=1, keepdims=True), 1), uniform
+        )
         counts, groups, resid = [], [], []
         for gi, v in enumerate(eligible):
             rows = in_d & (sens == v)
@@ -710,7 +750,9 @@ def minimum_detectable_gap(
             reason=reason,
         )
         if design is not None:
-            res = design_mdg(design, metric=metric, power=power, alpha=alpha, n_sim=n_sim, n_perm=n_perm, seed=seed)
+            res = design_mdg(
+                design, metric=metric, power=power, alpha=alpha, n_sim=n_sim, n_perm=n_perm, seed=seed
+            )
             row.update(
                 mdg=res.mdg,
                 mdg_se=res.mdg_se,
@@ -723,10 +765,10 @@ def minimum_detectable_gap(
             if target_gap is not None:
                 kw = dict(metric=metric, alpha=alpha, n_sim=n_sim, n_perm=n_perm, seed=seed)
                 row["power_at_target"] = design_power(design, gap=target_gap, **kw)[0]
-                needed, why = speakers_needed(design, gap=target_gap, power=power, **kw)
-                row["speakers_needed"] = needed if needed is not None else pd.NA
-                if why:
-                    row["reason"] = "; ".join(r for r in (row["reason"], why) if r)
+                needed = speakers_needed(design, gap=target_gap, power=power, **kw)
+                row["speakers_needed"] = needed.speakers if needed.speakers is not None else pd.NA
+                if needed.reason:
+                    row["reason"] = "; ".join(r for r in (row["reason"], needed.reason) if r)
         rows.append(row)
     out = pd.DataFrame(rows, columns=[*domain_cols, *POWER_COLUMNS])
     out["speakers_needed"] = out["speakers_needed"].astype("Int64")
