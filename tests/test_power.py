@@ -157,7 +157,19 @@ def test_audit_writes_and_reads_the_mdg_column(tmp_path):
 def test_cli_power_planned_design_and_errors():
     result = CliRunner().invoke(
         app,
-        ["power", "--speakers", "5", "--utterances", "12", "--spread", "0.08", "--classes", "4", "--sims", "100"]
+        [
+            "power",
+            "--speakers",
+            "5",
+            "--utterances",
+            "12",
+            "--spread",
+            "0.08",
+            "--classes",
+            "4",
+            "--sims",
+            "100",
+        ]
         + ["--perms", "50", "-q"],
         env={"COLUMNS": "200"},
     )
@@ -171,7 +183,9 @@ def test_cli_power_and_audit_on_a_table(tmp_path):
     path = tmp_path / "predictions.csv"
     _table(n_spk=5, utts=12, spread=0.05, domains=("en",)).to_csv(path, index=False)
     result = CliRunner().invoke(
-        app, ["power", str(path), "--gap", "40", "--sims", "100", "--perms", "50", "-q"], env={"COLUMNS": "250"}
+        app,
+        ["power", str(path), "--gap", "40", "--sims", "100", "--perms", "50", "-q"],
+        env={"COLUMNS": "250"},
     )
     assert result.exit_code == 0, result.output
     assert "en / audio" in result.output and "5/5" in result.output
