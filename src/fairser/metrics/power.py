@@ -350,7 +350,7 @@ def _detected(
     n_sim, c, g = unit_cm.shape[0], design.n_classes, design.n_groups
     observed = metric_gap_from_confusion(_group_cm(design, unit_cm), metric=fn)  # (S,)
     rng = np.random.default_rng(draws.perm_seed)  # the same permutations for every shift
-    chunk = max(1, _CHUNK_CELLS // (n_perm * g * c * c))
+    chunk = max(1, _CHUNK_CELLS // (n_perm * g * (unit_cm.shape[1] + c * c)))  # one-hot labels and products
     p = np.empty(n_sim)
     for start in range(0, n_sim, chunk):
         part = slice(start, start + chunk)
@@ -389,10 +389,10 @@ class MinimumDetectableGap:
     reason: str = ""
 
 
-def _check_sim(power: float, alpha: float, n_sim: int, n_perm: int) -> None:
+def _check_sim(power: float | None, alpha: float, n_sim: int, n_perm: int) -> None:
     if not 0 < alpha < 1:
         raise ValueError(f"alpha must be in (0, 1); got {alpha!r}")
-    if not alpha < power < 1:
+    if power is not None and not alpha < power < 1:
         raise ValueError(f"power must be in (alpha, 1); got {power!r}")
     for name, value, low in (("n_sim", n_sim, 20), ("n_perm", n_perm, 19)):
         if not isinstance(value, int | np.integer) or value < low:
@@ -412,7 +412,7 @@ def design_power(
     """Power (and its Monte-Carlo SE) of the between-speaker permutation test to find a true ``gap`` of
     ``metric`` (metric units) on ``design``: the share of ``n_sim`` simulated data sets with ``p < alpha``.
     ``NaN`` when ``gap`` cannot be planted (beyond what the accuracies allow)."""
-    _check_sim(0.5, alpha, n_sim, n_perm)
+    _check_sim(None, alpha, n_sim, n_perm)
     fn, model = _metric_fn(metric), _model(design)
     shift = _shift_for_gap(design, model, gap, fn)
     if shift is None:
@@ -671,7 +671,7 @@ def design_from_predictions(
         r = np.concatenate([x for x, _ in resid])
         noise = np.concatenate([b for _, b in resid])
         dof = r.size - len(eligible)
-        if dof > 0:
+        if dof > 0 and n_k.max() > 1:  # single-utterance clusters carry no between-speaker variance
             centred = np.concatenate([x - x.mean() for x, _ in resid])
             variance = float(centred @ centred / dof - noise.mean())
         else:
