@@ -179,7 +179,10 @@ def test_cli_power_planned_design_and_errors():
     assert bad.exit_code == 2 and "Traceback" not in bad.output and "--utterances" in bad.output
 
 
-def test_cli_power_and_audit_on_a_table(tmp_path):
+def test_cli_power_and_audit_on_a_table(tmp_path, monkeypatch):
+    from rich.console import Console
+
+    monkeypatch.setattr("fairser.cli.console", Console(width=250, force_terminal=False))  # no wrapped cells
     path = tmp_path / "predictions.csv"
     _table(n_spk=5, utts=12, spread=0.05, domains=("en",)).to_csv(path, index=False)
     result = CliRunner().invoke(
