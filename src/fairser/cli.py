@@ -8,6 +8,7 @@ Stages (each can be run alone; ``benchmark`` runs them all):
   fairser features         extract and cache audio / transcript embeddings for a config
   fairser train            train and evaluate every run of a config's grid (resumes)
   fairser table            print the paper-style table from a results folder
+  fairser power            minimum detectable gap of a predictions table or a planned design; speakers needed
   fairser benchmark        all of the above, end to end
 """
 
@@ -300,6 +301,17 @@ def audit(
         str, typer.Option(help="speaker (cluster bootstrap, default) or utterance.")
     ] = "speaker",
     seed: Annotated[int, typer.Option(help="Seed of the bootstrap and permutations.")] = 0,
+    power: Annotated[
+        bool,
+        typer.Option(help="Minimum detectable W-F1 gap (80% power, alpha 0.05) per domain, by simulation."),
+    ] = True,
+    power_sims: Annotated[
+        int, typer.Option(help="Simulated test sets per power evaluation (Monte-Carlo SE ~ 1/sqrt).")
+    ] = 300,
+    relevant_gap: Annotated[
+        float,
+        typer.Option(help="The W-F1 gap that matters, in points: the audit says where it is not detectable."),
+    ] = 5.0,
     out: Annotated[
         Path | None,
         typer.Option(
@@ -312,7 +324,8 @@ def audit(
 
     Per run, domain and value of the sensitive attribute (gender by default; any column, or an intersection),
     with per-class TPR/FPR gaps and confusion matrices per value. A gap is max - min over the values; the
-    signed gap exists only with two values (gender: female - male). Writes tidy CSVs, undefined.csv (every
+    signed gap exists only with two values (gender: female - male). Beside each domain's W-F1 gap: the
+    minimum detectable gap (MDG) of the between-speaker permutation test (`fairser power` for more). Writes tidy CSVs, undefined.csv (every
     NaN with its reason) and audit.json to --out; render them with `fairser report OUT`.
     """
     from fairser.audit import AuditInputError, audit_predictions, print_audit
@@ -334,9 +347,12 @@ def audit(
             min_samples=min_samples,
             resample=resample,
             seed=seed,
+            power=power,
+            power_sims=power_sims,
+            relevant_gap=relevant_gap / 100,
             progress=not quiet,
         )
-    except AuditInputError as e:
+    except (AuditInputError, ValueError) as e:
         from rich.markup import escape
 
         where = escape(", ".join(map(str, predictions)))
@@ -350,6 +366,212 @@ def audit(
     console.print(
         f"wrote the audit ({len(result)} run × attribute frame(s)) to {out}/: "
         + ", ".join(p.name for p in paths.values())
+    )
+
+
+@app.command("power")
+def power_cmd(
+    predictions: Annotated[
+        list[Path] | None,
+        typer.Argument(
+            help="One run's predictions CSV (as for `fairser audit`); omit it and give --speakers, "
+            "--utterances and --spread for a planned design."
+        ),
+    ] = None,
+    gap: Annotated[
+        float | None,
+        typer.Option(help="Target gap in points (3 = 3 W-F1 points): its power and the speakers needed."),
+    ] = None,
+    metric: Annotated[str, typer.Option(help="weighted_f1, accuracy, uar or macro_f1.")] = "weighted_f1",
+    speakers: Annotated[
+        int | None, typer.Option(help="Planned design: test speakers per value (e.g. per gender).")
+    ] = None,
+    utterances: Annotated[
+        int | None, typer.Option(help="Planned design: test utterances per speaker.")
+    ] = None,
+    spread: Annotated[
+        float | None,
+        typer.Option(help="Planned design: between-speaker SD of speaker-level accuracy (0-1, e.g. 0.08)."),
+    ] = None,
+    accuracy: Annotated[float, typer.Option(help="Planned design: mean accuracy (0-1).")] = 0.7,
+    classes: Annotated[int, typer.Option(help="Planned design: number of (balanced) classes.")] = 7,
+    sensitive: Annotated[
+        str, typer.Option(help="Sensitive column(s) of the table (COL or COL,COL for an intersection).")
+    ] = "gender",
+    domain_cols: Annotated[
+        str, typer.Option("--domain-cols", help="Columns whose combination is a domain ('' for none).")
+    ] = "language,modality",
+    labels: Annotated[str | None, typer.Option(help="Label set (default: inferred).")] = None,
+    target_power: Annotated[float, typer.Option("--power", help="Power to reach.")] = 0.8,
+    alpha: Annotated[float, typer.Option(help="Significance level of the permutation test.")] = 0.05,
+    sims: Annotated[int, typer.Option(help="Simulated test sets per power evaluation.")] = 500,
+    perms: Annotated[int, typer.Option(help="Permutations per simulated test.")] = 200,
+    seed: Annotated[int, typer.Option(help="Seed of the simulation.")] = 0,
+    quiet: QuietOpt = False,
+) -> None:
+    """Minimum detectable gap (MDG) of the between-speaker permutation test, and the speakers per value
+    needed to detect a target gap, by simulation from the speaker-level variance (METHODS.md §2, "Power").
+
+    `fairser power PREDICTIONS.csv --gap 3`: per domain, the MDG of the current test set and the speakers per
+    gender needed for a 3-point W-F1 gap (variance estimated from the table). `fairser power --speakers 6
+    --utterances 40 --spread 0.08 [--accuracy 0.7 --classes 7] --gap 3`: the same for a planned design.
+    """
+    from rich.markup import escape
+
+    from fairser.metrics.power import design_mdg, design_power, planned_design, speakers_needed
+
+    target = None if gap is None else gap / 100
+    kw = dict(metric=metric, alpha=alpha, n_sim=sims, n_perm=perms, seed=seed)
+    planned = [speakers, utterances, spread]
+    try:
+        if predictions and any(v is not None for v in planned):
+            raise ValueError("give either a predictions table or a planned design (--speakers ...), not both")
+        if not predictions:
+            if any(v is None for v in planned):
+                raise ValueError(
+                    "give a predictions CSV, or a planned design with all of --speakers, --utterances, --spread"
+                )
+            design = planned_design(
+                speakers_per_group=speakers,
+                utterances_per_speaker=utterances,
+                spread=spread,
+                accuracy=accuracy,
+                n_classes=classes,
+            )
+            from contextlib import nullcontext
+
+            busy = nullcontext() if quiet else console.status("simulating the permutation test")
+            with busy:
+                res = design_mdg(design, power=target_power, **kw)
+                at = design_power(design, gap=target, **kw)[0] if target else None
+                need = speakers_needed(design, gap=target, power=target_power, **kw) if target else None
+            _print_power_design(design, res, target=target, at=at, need=need)
+            return
+        _power_of_table(
+            predictions,
+            target=target,
+            sensitive=sensitive,
+            domain_cols=domain_cols,
+            labels=labels,
+            target_power=target_power,
+            quiet=quiet,
+            **kw,
+        )
+    except ValueError as e:
+        console.print(f"[red]cannot compute the power[/]: {escape(str(e))}", soft_wrap=True)
+        raise typer.Exit(2) from e
+
+
+def _points(x) -> str:
+    import math
+
+    return "–" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{100 * float(x):.1f}"
+
+
+def _print_power_design(design, res, *, target, at, need) -> None:
+    name = res.metric
+    console.print(
+        f"planned design: {design.speakers_per_group[0]} speakers per value × {int(design.utterances[0])} "
+        f"utterances, {design.n_classes} balanced classes, accuracy {design.accuracy:.2f}, between-speaker SD "
+        f"of accuracy {design.spread:.3f}"
+    )
+    if res.reason:
+        console.print(f"[yellow]MDG undefined[/]: {res.reason}")
+    else:
+        console.print(
+            f"minimum detectable {name} gap ({res.power:.0%} power, alpha {res.alpha:g}): "
+            f"[bold]{_points(res.mdg)} points[/] (± {_points(res.mdg_se)} Monte-Carlo SE; "
+            f"{res.n_sim} simulations × {res.n_perm} permutations)"
+        )
+    if target is not None:
+        console.print(f"power to detect a {_points(target)}-point gap with this design: {at:.0%}")
+        if need.speakers is None:
+            console.print(f"[yellow]speakers needed[/]: {need.reason}")
+        else:
+            console.print(
+                f"speakers per value needed for a {_points(target)}-point gap: [bold]{need.speakers}[/] "
+                f"(simulated power {need.power:.0%}; ~10% fewer give {need.below:.0%})"
+            )
+
+
+def _power_of_table(
+    predictions, *, target, sensitive, domain_cols, labels, target_power, quiet, **kw
+) -> None:
+    from rich.table import Table
+
+    from fairser.audit import AuditInputError, read_predictions, resolve_labels, run_label, split_runs
+    from fairser.audit.table import check_predictions
+    from fairser.metrics.power import minimum_detectable_gap
+
+    columns = [c.strip() for c in sensitive.split(",") if c.strip()]
+    domains = [c.strip() for c in domain_cols.split(",") if c.strip()]
+    try:
+        table = read_predictions(predictions)
+        df, label_list, _, _ = check_predictions(
+            table, labels=resolve_labels(labels), sensitive=columns, domain_cols=domains, by=[]
+        )
+        by, runs = split_runs(df)
+    except AuditInputError as e:
+        raise ValueError(str(e)) from None
+    if len(runs) > 1:
+        shown = "; ".join(run_label(r) for r, _ in runs[:3])
+        raise ValueError(
+            f"the table holds {len(runs)} runs (by {by}: {shown}, ...); the power analysis needs one run's "
+            "predictions (e.g. results/<benchmark>/runs/<run>/predictions.csv)"
+        )
+    out = minimum_detectable_gap(
+        df,
+        target_gap=target,
+        labels=label_list,
+        sensitive=columns,
+        domain_cols=domains,
+        power=target_power,
+        progress=not quiet,
+        **kw,
+    )
+    metric = kw["metric"]
+    t = Table(
+        title=f"Minimum detectable {metric} gap ({target_power:.0%} power, alpha {kw['alpha']:g}), in points"
+    )
+    cols = [
+        "domain",
+        "speakers per value",
+        "utt. per speaker",
+        "accuracy",
+        "speaker SD of accuracy",
+        "MDG (± MC SE)",
+    ]
+    if target is not None:
+        cols += [f"power for {_points(target)} points", f"speakers per value for {_points(target)} points"]
+    cols.append("note")
+    for c in cols:
+        t.add_column(c, overflow="fold")
+    for rec in out.to_dict(orient="records"):
+        cells = [
+            " / ".join(str(rec[c]) for c in domains) or "all",
+            rec["speakers_per_group"] or "–",
+            "–"
+            if rec["utterances_per_speaker"] != rec["utterances_per_speaker"]
+            else f"{rec['utterances_per_speaker']:.0f}",
+            "–" if rec["accuracy"] != rec["accuracy"] else f"{rec['accuracy']:.3f}",
+            "–" if rec["spread"] != rec["spread"] else f"{rec['spread']:.3f}",
+            f"{_points(rec['mdg'])} ± {_points(rec['mdg_se'])}",
+        ]
+        if target is not None:
+            p = rec["power_at_target"]
+            cells += [
+                "–" if p != p else f"{p:.0%}",
+                "–"
+                if rec["speakers_needed"] is None or str(rec["speakers_needed"]) == "<NA>"
+                else str(rec["speakers_needed"]),
+            ]
+        cells.append(str(rec["reason"] or ""))
+        t.add_row(*cells)
+    console.print(t)
+    console.print(
+        f"Simulated from each domain's speakers (utterance counts, per-class recall, errors, between-speaker "
+        f"spread estimated within values); {kw['n_sim']} simulated test sets × {kw['n_perm']} permutations per "
+        "evaluation. Speakers needed keep the mean utterances per speaker (METHODS.md §2, 'Power')."
     )
 
 

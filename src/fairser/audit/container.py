@@ -148,10 +148,9 @@ class Audit:
                 if name == "per_class":  # per-value columns of other attributes' values are all empty here
                     ours = {f"{k}_{g}" for g in settings["groups"] for k in _PER_GROUP}
                     part = part.drop(columns=[c for c in part.columns if _value_column(c) and c not in ours])
-                if "reason" in part.columns:
-                    part["reason"] = (
-                        part["reason"].astype(object).where(part["reason"].notna(), "").astype(str)
-                    )
+                for col in ("reason", "mdg_reason"):  # text columns: empty, never NaN
+                    if col in part.columns:
+                        part[col] = part[col].astype(object).where(part[col].notna(), "").astype(str)
                 parts[name] = part.reset_index(drop=True)
             frames.append(
                 MetricFrame(tables=parts, notes=list(fm["notes"]), settings=settings, run=dict(fm["run"]))

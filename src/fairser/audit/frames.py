@@ -22,6 +22,7 @@ from fairser.audit.table import (
     resolve_labels,
 )
 from fairser.metrics import MetricFrame, evaluate_predictions
+from fairser.metrics.power import minimum_detectable_gap
 from fairser.progress import progress_bar
 
 __all__ = ["attributes_of", "audit_predictions"]
@@ -55,6 +56,11 @@ def audit_predictions(
     resample: Literal["speaker", "utterance"] = "speaker",
     speaker_col: str = "speaker",
     seed: int = 0,
+    power: bool = False,
+    power_metric: str = "weighted_f1",
+    power_sims: int = 300,
+    power_perms: int = 200,
+    relevant_gap: float | None = None,
     progress: bool = False,
 ) -> Audit:
     """Audit a predictions table: every metric and gap of METHODS.md §2 per run, domain and value.
@@ -81,6 +87,13 @@ def audit_predictions(
     n_boot, n_perm, ci, min_samples, resample, speaker_col, seed
         Passed to :func:`fairser.metrics.evaluate_predictions` (speaker-level cluster bootstrap and
         between-speaker permutation test by default; same seed, same numbers).
+    power : bool
+        Also the minimum detectable gap (MDG, 80% power, alpha 0.05) of ``power_metric`` per domain, by
+        :func:`fairser.metrics.power.minimum_detectable_gap` (``power_sims`` simulated test sets,
+        ``power_perms`` permutations each): columns ``mdg``, ``mdg_se`` and ``mdg_reason`` of the ``gaps``
+        table, filled on the rows of ``power_metric`` (``NaN`` on the others).
+    relevant_gap : float, optional
+        The gap that matters (metric units, 0.05 = 5 points); the printed audit says where the MDG exceeds it.
     progress : bool
         Show a progress bar over runs × attributes.
 
@@ -139,6 +152,21 @@ def audit_predictions(
                         speaker_col=speaker_col,
                         seed=seed,
                     )
+                    if power:
+                        frame = _with_mdg(
+                            frame,
+                            rows.drop(columns=[SOURCE_ROW], errors="ignore"),
+                            metric=power_metric,
+                            labels=label_list,
+                            attribute=attribute,
+                            domain_cols=domain_cols,
+                            speaker_col=speaker_col,
+                            min_samples=min_samples,
+                            n_sim=power_sims,
+                            n_perm=power_perms,
+                            seed=seed,
+                            relevant_gap=relevant_gap,
+                        )
                 except ValueError as err:
                     prefix = f"run {run_label(run)}: " if run_cols else ""
                     raise AuditInputError(f"{prefix}{err}") from None
@@ -166,6 +194,18 @@ def audit_predictions(
         "resample": resample,
         "speaker_col": speaker_col,
         "seed": seed,
+        "power": (
+            {
+                "metric": power_metric,
+                "power": 0.8,
+                "alpha": 0.05,
+                "n_sim": power_sims,
+                "n_perm": power_perms,
+                "relevant_gap": relevant_gap,
+            }
+            if power
+            else None
+        ),
         "n_rows": len(df),
         "n_runs": len(runs),
     }
@@ -177,4 +217,42 @@ def audit_predictions(
         settings=settings,
         source=source,
         synthetic=synthetic,
+    )
+
+
+def _with_mdg(
+    frame: MetricFrame,
+    rows: pd.DataFrame,
+    *,
+    metric: str,
+    attribute: list[str],
+    relevant_gap: float | None,
+    **kwargs,
+) -> MetricFrame:
+    """``frame`` with ``mdg``, ``mdg_se``, ``mdg_reason`` in its gaps table (on the rows of ``metric``) and
+    the power analysis's settings in ``settings["power"]``."""
+    power = minimum_detectable_gap(rows, metric=metric, sensitive=attribute, **kwargs)
+    domain_cols = frame.domain_cols
+    gaps = frame.gaps.copy()
+    keyed = power.set_index(domain_cols) if domain_cols else power
+    for col, src in (("mdg", "mdg"), ("mdg_se", "mdg_se"), ("mdg_reason", "reason")):
+        values = []
+        for rec in gaps[[*domain_cols, "metric"]].to_dict(orient="records"):
+            if rec["metric"] != metric:
+                values.append("" if col == "mdg_reason" else float("nan"))
+                continue
+            key = tuple(str(rec[c]) for c in domain_cols)
+            hit = keyed.loc[key if len(key) > 1 else key[0]] if domain_cols else keyed.iloc[0]
+            values.append(hit[src])
+        gaps[col] = values
+    settings = {
+        "metric": metric,
+        "power": 0.8,
+        "alpha": 0.05,
+        "n_sim": kwargs["n_sim"],
+        "n_perm": kwargs["n_perm"],
+        "relevant_gap": relevant_gap,
+    }
+    return replace(
+        frame, tables={**frame.tables, "gaps": gaps}, settings={**frame.settings, "power": settings}
     )

@@ -13,6 +13,8 @@ from fairser.metrics import MetricFrame
 
 __all__ = ["print_audit"]
 
+_METRIC_NAMES = {"weighted_f1": "W-F1", "accuracy": "accuracy", "uar": "UAR", "macro_f1": "macro-F1"}
+
 
 def _isnan(x: Any) -> bool:
     return bool(pd.isna(x)) if np.ndim(x) == 0 else False
@@ -60,6 +62,7 @@ def print_audit(audit: Audit, *, console=None, max_detailed: int = 4) -> None:
             "worst W-F1 gap (domain)",
             "p",
             "ΔEO mean",
+            "MDG (min–max over domains)",
             "undefined",
         ):
             table.add_column(col)
@@ -75,9 +78,20 @@ def print_audit(audit: Audit, *, console=None, max_detailed: int = 4) -> None:
                 f"{_with_ci(w['worst_gap'], w['worst_gap_ci_low'], w['worst_gap_ci_high'])} ({w['worst_domain']})",
                 _p(w["worst_gap_p_value"]),
                 _num(deo["mean_gap"]),
+                _mdg_range(f),
                 str(len(f.undefined())),
             )
         console.print(table)
+        power = next((f.settings["power"] for f in audit.frames if f.settings.get("power")), None)
+        if power and power.get("relevant_gap") is not None:
+            blind = sum(
+                int(((g["metric"] == power["metric"]) & ~(g["mdg"] <= power["relevant_gap"])).sum())
+                for g in (f.gaps for f in audit.frames if "mdg" in f.gaps.columns)
+            )
+            console.print(
+                f"power: in {blind} (run, domain) pair(s) a {power['metric']} gap of {power['relevant_gap']:.3f} "
+                "(the size that matters here) cannot be detected with 80% power (MDG above it or undefined)."
+            )
     notes = list(dict.fromkeys([*audit.notes, *(n for f in audit.frames for n in f.notes)]))
     for note in notes:
         console.print(f"[dim]note:[/] {note}")
@@ -100,12 +114,18 @@ def _print_frame(f: MetricFrame, *, console, ci: int) -> None:
     ]
     if signed:
         columns.append(f"signed ({groups[1]} − {groups[0]})")
+    power = f.settings.get("power") or {}
+    has_mdg = "mdg" in f.gaps.columns
+    pm = power.get("metric", "weighted_f1")
+    if has_mdg:
+        columns.append(f"MDG {_METRIC_NAMES.get(pm, pm)} (80%)")
     columns += ["p", "ΔSP max", "ΔEO max", "undefined because"]
     for col in columns:
         table.add_column(col, overflow="fold")
     by_domain = f.table("by_domain")
     dom = by_domain[by_domain["metric"] == "weighted_f1"].reset_index(drop=True)
     gaps = f.gaps.set_index([*f.domain_cols, "metric"]) if f.domain_cols else f.gaps.set_index("metric")
+    power_rows: list[tuple[str, Any]] = []
     for rec in dom.to_dict(orient="records"):
         key = tuple(rec[c] for c in f.domain_cols)
 
@@ -122,9 +142,15 @@ def _print_frame(f: MetricFrame, *, console, ci: int) -> None:
         ]
         if signed:
             cells.append(_with_ci(w["signed_gap"], w["signed_ci_low"], w["signed_ci_high"]))
+        if has_mdg:
+            m = g(pm)
+            cells.append(_num(m["mdg"]) + ("" if _isnan(m["mdg_se"]) else f" ± {_num(m['mdg_se'])}"))
+            power_rows.append((cells[0], m))
         cells += [_p(w["p_value"]), _num(dsp["gap"]), _num(deo["gap"]), str(w["reason"] or "")]
         table.add_row(*cells)
     console.print(table)
+    if has_mdg:
+        _print_power(power_rows, power=power, metric=pm, console=console)
     s = f.summary.set_index("metric").loc["weighted_f1"]
     console.print(
         f"W-F1 overall {_with_ci(f.overall['weighted_f1'], *(c['weighted_f1'] for c in f.overall_ci))}; "
@@ -143,3 +169,37 @@ def _print_frame(f: MetricFrame, *, console, ci: int) -> None:
                 f" ({rates})"
             )
         console.print("largest per-class TPR (recall) gaps: " + "; ".join(parts))
+
+
+def _print_power(rows: list[tuple[str, Any]], *, power: dict, metric: str, console) -> None:
+    """What the minimum detectable gaps mean, and where the data cannot detect the gap that matters."""
+    name = _METRIC_NAMES.get(metric, metric)
+    console.print(
+        f"MDG: the smallest true {name} gap the between-speaker permutation test finds with 80% power at "
+        f"alpha 0.05 (simulated from these speakers, ± Monte-Carlo SE; METHODS.md §2 'Power'); a smaller gap, "
+        "or a non-significant one, is no evidence of fairness."
+    )
+    for where, m in rows:
+        if _isnan(m["mdg"]) and m.get("mdg_reason"):
+            console.print(f"[yellow]power:[/] {where}: {m['mdg_reason']}")
+    relevant = power.get("relevant_gap")
+    if relevant is None:
+        return
+    blind = [(w, m) for w, m in rows if _isnan(m["mdg"]) or float(m["mdg"]) > relevant]
+    if blind:
+        shown = ", ".join(f"{w} (MDG {_num(m['mdg'])})" for w, m in blind)
+        console.print(
+            f"[yellow]power:[/] a {name} gap of {relevant:.3f} (the size that matters here) cannot be detected "
+            f"reliably in {shown}: more test speakers per value are needed (`fairser power FILE --gap "
+            f"{100 * relevant:g}` says how many)."
+        )
+    else:
+        console.print(f"power: a {name} gap of {relevant:.3f} is detectable (80% power) in every domain.")
+
+
+def _mdg_range(f: MetricFrame) -> str:
+    if "mdg" not in f.gaps.columns:
+        return "–"
+    metric = (f.settings.get("power") or {}).get("metric", "weighted_f1")
+    mdg = f.gaps.loc[f.gaps["metric"] == metric, "mdg"].dropna()
+    return "–" if mdg.empty else f"{mdg.min():.3f}–{mdg.max():.3f}"

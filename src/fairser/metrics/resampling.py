@@ -94,8 +94,10 @@ def permutation_confusion(
 
     Parameters
     ----------
-    unit_cm : array (K, C, C)
-        Per-unit (speaker or utterance) confusion matrices of one domain.
+    unit_cm : array (..., K, C, C)
+        Per-unit (speaker or utterance) confusion matrices of one domain. Leading axes, if any, are independent
+        data sets whose units have the same groups (the simulated test sets of :mod:`fairser.metrics.power`);
+        each gets its own permutations.
     unit_group : int array (K,)
         Group index in ``[0, n_groups)`` of each unit (e.g. 0 = male, 1 = female).
     n_groups : int
@@ -106,18 +108,19 @@ def permutation_confusion(
 
     Returns
     -------
-    array (P, G, C, C)
+    array (..., P, G, C, C)
         Group sizes (in units) are kept; which unit belongs to which group is shuffled.
     """
     unit_cm = np.asarray(unit_cm, dtype=float)
-    k, c = unit_cm.shape[0], unit_cm.shape[-1]
+    batch, k, c = unit_cm.shape[:-3], unit_cm.shape[-3], unit_cm.shape[-1]
     labels = np.asarray(unit_group, dtype=np.int64)
     if labels.shape != (k,):
         raise ValueError(f"unit_group must have shape ({k},); got {labels.shape}")
-    permuted = rng.permuted(np.tile(labels, (n_perm, 1)), axis=1)  # (P, K)
-    flat = unit_cm.reshape(k, c * c)
-    out = np.stack([(permuted == g).astype(float) @ flat for g in range(n_groups)], axis=1)
-    return out.reshape(n_perm, n_groups, c, c)
+    permuted = rng.permuted(np.tile(labels, (*batch, n_perm, 1)), axis=-1)  # (..., P, K)
+    onehot = permuted[..., None, :] == np.arange(n_groups)[:, None]  # (..., P, G, K)
+    onehot = onehot.reshape(*batch, n_perm * n_groups, k).astype(float)
+    out = onehot @ unit_cm.reshape(*batch, k, c * c)  # one product per data set: (..., P*G, C*C)
+    return out.reshape(*batch, n_perm, n_groups, c, c)
 
 
 def percentile_ci(samples: np.ndarray, *, ci: float = 0.95, axis: int = 0) -> tuple[np.ndarray, np.ndarray]:
