@@ -87,12 +87,14 @@ def run_benchmark(
     """Run (or resume) the whole grid; returns the paper-style table and writes everything to ``output_dir``.
 
     Writes ``results.jsonl`` (one row per run, appended as each finishes), ``runs/<run_id>/predictions.csv``
-    (the public predictions table, also the input of ``fairser audit``), ``table.md`` / ``table.csv``,
+    (the public predictions table, also the input of ``fairser audit``), ``table.md`` / ``table.csv`` (the
+    paper-style table, then the gaps with their CI, p-value and minimum detectable gap), ``gaps.csv`` (those
+    gaps, tidy), ``mdg.csv`` (the minimum detectable gap per setting and domain),
     ``data_risk.csv`` (the training data's bias risk, :mod:`fairser.data.risk`) and ``benchmark.json``
     (config, data source, stage timings). Cross-validated cells add a pooled row and
     ``runs/<pool_id>/predictions.csv`` (every speaker once).
     """
-    from fairser.results import paper_table, render_table
+    from fairser.results import gaps_table, paper_table, render_table
 
     console = console or Console()
     out_dir = Path(config.output_dir)
@@ -158,12 +160,23 @@ def run_benchmark(
         key=lambda r: planned[r["run_id"]],
     )
     t0 = time.perf_counter()
-    table = paper_table(rows, baseline=config.objectives[0].display)
+    baseline = config.objectives[0].display
+    table = paper_table(rows, baseline=baseline)
+    mdg = _minimum_detectable_gaps(rows, out_dir=out_dir, config=config, prepared=prepared)
+    timings["power"] = time.perf_counter() - t0
+    gaps = gaps_table(rows, baseline=baseline, mdg=mdg)
     text = render_table(
-        table, synthetic=prepared.synthetic, source=prepared.source, n_seeds=len(config.seeds)
+        table,
+        synthetic=prepared.synthetic,
+        source=prepared.source,
+        n_seeds=len(config.seeds),
+        gaps=gaps,
+        ci=config.evaluation.ci,
     )
     (out_dir / "table.md").write_text(text)
     table.to_csv(out_dir / "table.csv", index=False)
+    gaps.to_csv(out_dir / "gaps.csv", index=False)
+    mdg.to_csv(out_dir / "mdg.csv", index=False)
     if len(config.objectives) > 1 and rows:
         _write_comparison(rows, out_dir=out_dir, config=config, prepared=prepared)
     timings["report"] = time.perf_counter() - t0
@@ -186,6 +199,38 @@ def run_benchmark(
     if failures:
         console.print(f"[red]{len(failures)} run(s) failed[/]: " + "; ".join(failures))
     return table
+
+
+def _minimum_detectable_gaps(
+    rows: list[dict[str, Any]], *, out_dir: Path, config: BenchmarkConfig, prepared: PreparedData
+) -> pd.DataFrame:
+    """The minimum detectable W-F1 gap per (setting, language x modality) at 80% power and alpha = 0.05
+    (:func:`fairser.metrics.power.minimum_detectable_gap`, METHODS.md §2.1), from the predictions of the
+    baseline objective's first finished seed (the pooled predictions of a cross-validated cell): the design
+    (speakers, utterances, between-speaker spread) is the test set's, the same for every objective."""
+    from fairser.metrics.power import minimum_detectable_gap
+
+    baseline = config.objectives[0].display
+    frames = []
+    for setting in dict.fromkeys(r["setting"] for r in rows):
+        first = next((r for r in rows if r["setting"] == setting and r["objective_label"] == baseline), None)
+        path = None if first is None else out_dir / "runs" / first["run_id"] / "predictions.csv"
+        if path is None or not path.exists():
+            continue
+        mdg = minimum_detectable_gap(
+            read_fold_predictions(path),
+            labels=prepared.labels,
+            sensitive=config.sensitive,
+            domain_cols=("language", "modality"),
+            min_samples=config.evaluation.min_samples,
+            n_sim=300,
+            n_perm=200,
+            seed=0,
+        )
+        mdg.insert(0, "setting", setting)
+        mdg.insert(1, "run_id", first["run_id"])
+        frames.append(mdg)
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
 
 
 def _write_comparison(

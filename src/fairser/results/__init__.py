@@ -19,9 +19,11 @@ from fairser.results.tables import (
     comparison_table,
     fmt_delta,
     fmt_pm,
+    gaps_table,
     long_results,
     paper_table,
     render_comparison,
+    render_gaps,
     render_table,
 )
 
@@ -33,6 +35,7 @@ __all__ = [
     "evaluate_run",
     "fmt_delta",
     "fmt_pm",
+    "gaps_table",
     "headline_rows",
     "jsonable",
     "long_results",
@@ -42,6 +45,7 @@ __all__ = [
     "predictions_table",
     "read_fold_predictions",
     "render_comparison",
+    "render_gaps",
     "render_table",
     "run_fields",
     "seed_stats",

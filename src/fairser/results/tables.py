@@ -6,6 +6,11 @@ rows carry none), and rows of different attributes are refused.
 Mean ± std over seeds (:func:`fairser.results.aggregate.seed_stats`), the change of each objective against
 the baseline (ERM), an overall row (W-F1 over all test utterances of a run; gap = mean over domains of
 gap_d, METHODS.md §2) and a worst-domain row (max_d gap_d), like the ERM-MinMaxGAP paper's table.
+
+Beneath it, the gaps with their uncertainty (:func:`gaps_table`, :func:`render_gaps`): every run's W-F1 gap
+per domain with its speaker-level CI and permutation p-value, the minimum detectable gap of the domain
+(:func:`fairser.metrics.power.minimum_detectable_gap`, METHODS.md §2.1), the undefined domains with their
+reasons and the domains the Overall row covers.
 """
 
 from __future__ import annotations
@@ -22,9 +27,11 @@ __all__ = [
     "comparison_table",
     "fmt_delta",
     "fmt_pm",
+    "gaps_table",
     "long_results",
     "paper_table",
     "render_comparison",
+    "render_gaps",
     "render_table",
 ]
 
@@ -143,9 +150,18 @@ def paper_table(rows: list[dict[str, Any]], *, baseline: str) -> pd.DataFrame:
     return table
 
 
-def render_table(table: pd.DataFrame, *, synthetic: bool, source: str, n_seeds: int) -> str:
+def render_table(
+    table: pd.DataFrame,
+    *,
+    synthetic: bool,
+    source: str,
+    n_seeds: int,
+    gaps: pd.DataFrame | None = None,
+    ci: float = 0.95,
+) -> str:
     """Markdown rendering (values in %, mean ± std over seeds); states the data source, 'synthetic' and the
-    gap of the table's sensitive attribute."""
+    gap of the table's sensitive attribute. With ``gaps`` (:func:`gaps_table`) the gaps with their
+    uncertainty follow beneath (:func:`render_gaps`)."""
     labels: SensitiveLabels = table.attrs.get("sensitive", GENDER)
     objectives = table.attrs.get("objectives", [])
     baseline = table.attrs.get("baseline")
@@ -176,7 +192,236 @@ def render_table(table: pd.DataFrame, *, synthetic: bool, source: str, n_seeds: 
             if obj != baseline and baseline in objectives:
                 cells += [fmt_delta(r.get(f"{obj} Δ W-F1")), fmt_delta(r.get(f"{obj} Δ gap"))]
         lines.append("| " + " | ".join(cells) + " |")
-    return "\n".join(lines) + "\n"
+    text = "\n".join(lines) + "\n"
+    if gaps is not None:
+        text += "\n" + render_gaps(gaps, ci=ci)
+    return text
+
+
+# ------------------------------------------------------------------------------ gaps with uncertainty
+
+#: Columns of :func:`gaps_table`.
+GAP_COLUMNS = (
+    "setting",
+    "language",
+    "modality",
+    "objective",
+    "seed",
+    "gap",
+    "signed_gap",
+    "ci_low",
+    "ci_high",
+    "p_value",
+    "significant",
+    "mdg",
+    "mdg_se",
+    "below_mdg",
+    "speakers_per_group",
+    "reason",
+)
+_ALPHA = 0.05
+
+
+def _num(x: Any) -> float:
+    """A row value as a float (``None`` and missing -> NaN)."""
+    try:
+        return np.nan if x is None else float(x)
+    except (TypeError, ValueError):
+        return np.nan
+
+
+def gaps_table(
+    rows: list[dict[str, Any]], *, baseline: str | None = None, mdg: pd.DataFrame | None = None
+) -> pd.DataFrame:
+    """Every run's W-F1 gap per domain with its uncertainty, tidy: one line per (setting, language,
+    modality, objective, seed), in the rows' order (objectives: ``baseline`` first).
+
+    Columns :data:`GAP_COLUMNS` (fractions): the gap and signed gap, the speaker-level CI (``ci_low``,
+    ``ci_high``) and permutation ``p_value`` from the rows (``domains[*].weighted_f1_gap*``; for a
+    cross-validated benchmark the rows are the pooled ones), ``significant`` (p < 0.05), the domain's
+    minimum detectable gap ``mdg`` / ``mdg_se`` / ``speakers_per_group`` from ``mdg`` (a frame with
+    ``setting, language, modality, mdg, mdg_se, speakers_per_group``, e.g. from
+    :func:`fairser.metrics.power.minimum_detectable_gap`; NaN without it), ``below_mdg`` (the measured gap
+    is smaller than the MDG; ``<NA>`` when either is undefined) and ``reason`` (why the gap or its CI is
+    undefined, from the row).
+
+    ``attrs``: ``sensitive`` (:class:`SensitiveLabels`), ``undefined`` (one line per undefined domain gap of
+    any metric: ``setting, language, modality, metric, reason, runs``) and ``overall`` (per setting: the
+    domains of its runs and those whose gap enters the Overall mean, ``setting, domains, gap_domains,
+    left_out``).
+    """
+    labels = sensitive_labels(rows)
+    recs, undefined, overall = [], {}, {}
+    for r in rows:
+        run = f"{r['objective_label']} seed {r['seed']}"
+        cover = overall.setdefault(r["setting"], {"domains": {}, "missing": {}})
+        for d in r["domains"]:
+            dom = (r["setting"], str(d["language"]), str(d["modality"]))
+            name = f"{dom[1]}/{dom[2]}"
+            cover["domains"].setdefault(name, None)
+            gap = _num(d.get(_GAP))
+            if not np.isfinite(gap):
+                cover["missing"].setdefault(name, []).append(run)
+            p = _num(d.get("weighted_f1_p_value"))
+            recs.append(
+                {
+                    "setting": dom[0],
+                    "language": dom[1],
+                    "modality": dom[2],
+                    "objective": r["objective_label"],
+                    "seed": r["seed"],
+                    "gap": gap,
+                    "signed_gap": _num(d.get("weighted_f1_signed_gap")),
+                    "ci_low": _num(d.get("weighted_f1_ci_low")),
+                    "ci_high": _num(d.get("weighted_f1_ci_high")),
+                    "p_value": p,
+                    "significant": bool(np.isfinite(p) and p < _ALPHA),
+                    "reason": d.get("weighted_f1_reason") or "",
+                }
+            )
+            for key, value in d.items():  # every metric's undefined gap, with the row's reason
+                if key.endswith("_gap") and not key.endswith("_signed_gap") and not np.isfinite(_num(value)):
+                    metric = key[: -len("_gap")]
+                    reason = d.get(f"{metric}_reason") or "no reason recorded"
+                    undefined.setdefault((*dom, metric, reason), []).append(run)
+    gaps = pd.DataFrame(recs, columns=[c for c in GAP_COLUMNS if c not in _MDG_COLUMNS])
+    if mdg is not None and len(mdg):
+        m = mdg[["setting", "language", "modality", "mdg", "mdg_se", "speakers_per_group"]].copy()
+        for c in ("setting", "language", "modality"):
+            m[c] = m[c].astype(str)
+        gaps = gaps.merge(m, on=["setting", "language", "modality"], how="left")
+    else:
+        gaps["mdg"], gaps["mdg_se"], gaps["speakers_per_group"] = np.nan, np.nan, ""
+    gaps["speakers_per_group"] = gaps["speakers_per_group"].fillna("")
+    known = np.isfinite(gaps["gap"].astype(float)) & np.isfinite(gaps["mdg"].astype(float))
+    gaps["below_mdg"] = pd.array(
+        [bool(b) if k else pd.NA for b, k in zip(gaps["gap"] < gaps["mdg"], known, strict=True)],
+        dtype="boolean",
+    )
+    order = list(dict.fromkeys([*([baseline] if baseline else []), *gaps["objective"]]))
+    gaps["_o"] = gaps["objective"].map(
+        {o: i for i, o in enumerate(order)}
+    )  # baseline first, else rows' order
+    gaps = gaps.sort_values(["setting", "modality", "language", "_o"], kind="stable").reset_index(drop=True)
+    gaps = gaps[list(GAP_COLUMNS)]
+    gaps.attrs["sensitive"] = labels
+    gaps.attrs["undefined"] = pd.DataFrame(
+        [
+            {
+                "setting": k[0],
+                "language": k[1],
+                "modality": k[2],
+                "metric": k[3],
+                "reason": k[4],
+                "runs": ", ".join(v),
+            }
+            for k, v in undefined.items()
+        ],
+        columns=["setting", "language", "modality", "metric", "reason", "runs"],
+    )
+    gaps.attrs["overall"] = pd.DataFrame(
+        [
+            {
+                "setting": s,
+                "domains": ", ".join(c["domains"]),
+                "gap_domains": ", ".join(n for n in c["domains"] if n not in c["missing"]),
+                "left_out": "; ".join(f"{n} in {', '.join(v)}" for n, v in c["missing"].items()),
+            }
+            for s, c in overall.items()
+        ],
+        columns=["setting", "domains", "gap_domains", "left_out"],
+    )
+    return gaps
+
+
+_MDG_COLUMNS = ("mdg", "mdg_se", "below_mdg", "speakers_per_group")
+
+
+def _fmt_ci(r: dict[str, Any]) -> str:
+    gap = fmt_pm(r["gap"], None)
+    if gap == "–":
+        return "–"
+    lo, hi = r["ci_low"], r["ci_high"]
+    ci = f" [{100 * lo:.1f}, {100 * hi:.1f}]" if np.isfinite(lo) and np.isfinite(hi) else " [–]"
+    return gap + ci + ("*" if r["significant"] else "") + ("†" if r["below_mdg"] is True else "")
+
+
+def _fmt_p(p: float) -> str:
+    return "–" if not np.isfinite(p) else f"{p:.3f}"
+
+
+def _fmt_mdg(r: dict[str, Any]) -> str:
+    if not np.isfinite(r["mdg"]):
+        return "–"
+    se = f" ± {100 * r['mdg_se']:.1f}" if np.isfinite(r["mdg_se"]) else ""
+    spk = f" ({r['speakers_per_group']})" if r["speakers_per_group"] else ""
+    return f"{100 * r['mdg']:.1f}{se}{spk}"
+
+
+def render_gaps(gaps: pd.DataFrame, *, ci: float = 0.95) -> str:
+    """Markdown of :func:`gaps_table`: "Gaps with their uncertainty", one line per language × modality ×
+    objective × seed (gap [CI], p, MDG), then how the MDG was computed, the gaps below it, the undefined
+    domains with their reasons and the domains Overall covers."""
+    labels: SensitiveLabels = gaps.attrs.get("sensitive", GENDER)
+    level = f"{100 * ci:g}%"
+    has_mdg = bool(np.isfinite(gaps["mdg"].astype(float)).any())
+    lines = [
+        "### Gaps with their uncertainty\n",
+        f"W-F1 {labels.description} in %, per run (objective × seed), with its {level} CI (speaker-level "
+        "bootstrap) and the p-value of the between-speaker permutation test (METHODS.md §2); "
+        "* = p < 0.05. Cross-validated benchmarks: computed on the pooled out-of-fold predictions. "
+        "MDG = minimum detectable gap of the domain (± its Monte-Carlo SE; speakers per group).\n",
+        "| Language | Modality | Objective | Seed | W-F1 gap [CI] | p | MDG |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for r in gaps.to_dict(orient="records"):
+        cells = [
+            r["language"],
+            r["modality"],
+            r["objective"],
+            str(r["seed"]),
+            _fmt_ci(r),
+            _fmt_p(r["p_value"]),
+        ]
+        lines.append("| " + " | ".join([*map(str, cells), _fmt_mdg(r)]) + " |")
+    lines.append("")
+    if has_mdg:
+        lines.append(
+            "MDG: the smallest true W-F1 gap that the speaker-level permutation test detects with 80% power at "
+            "α = 0.05, by simulation from this domain's speakers, utterances and between-speaker spread, "
+            "estimated from the baseline's first seed's predictions (METHODS.md §2.1). "
+            "† = the measured gap is below the MDG: the data cannot detect a gap this small (a true gap of "
+            "this size is found with less than 80% power).\n"
+        )
+        below = gaps[gaps["below_mdg"].fillna(False).astype(bool)]
+        known = int(gaps["below_mdg"].notna().sum())
+        if known:
+            lines.append(
+                f"{len(below)} of {known} gaps are below their domain's MDG"
+                + (": for these the data cannot detect a gap this small." if len(below) else ".")
+                + "\n"
+            )
+    else:
+        lines.append("MDG: not computed (–).\n")
+    und: pd.DataFrame = gaps.attrs.get("undefined", pd.DataFrame())
+    if len(und):
+        lines.append("Undefined gaps (left out of the means above):\n")
+        for u in und.to_dict(orient="records"):
+            lines.append(
+                f"- {u['language']}/{u['modality']} ({u['setting']}), {u['metric']}: {u['reason']} — {u['runs']}"
+            )
+        lines.append("")
+    else:
+        lines.append("Undefined gaps: none.\n")
+    cover: pd.DataFrame = gaps.attrs.get("overall", pd.DataFrame())
+    for c in cover.to_dict(orient="records"):
+        text = (
+            f"Overall ({c['setting']}): W-F1 on all test utterances of {c['domains']}; gap = mean over "
+            f"{c['gap_domains'] or 'no domain'}"
+        )
+        text += f" (left out where undefined: {c['left_out']})." if c["left_out"] else "."
+        lines.append(text)
+    return "\n".join(lines).rstrip() + "\n"
 
 
 # -------------------------------------------------------------------------------------- comparison table
