@@ -55,6 +55,19 @@ def test_benchmark_writes_table_and_resumes(tmp_path, capsys):
         for modality in ("audio", "audio+text"):
             assert f"| {lang} | {modality} |" in text
     assert {"ERM W-F1", "ERM-MinMaxGAP W-F1", "ERM-MinMaxGAP Δ gap"} <= set(table.columns)
+    # beneath the paper table: every run's gap with CI, p and the domain's minimum detectable gap
+    assert "### Gaps with their uncertainty" in text and "| Language | Modality | Objective | Seed |" in text
+    gaps = pd.read_csv(out / "gaps.csv")
+    assert len(gaps) == 8 and set(gaps["objective"]) == {"ERM", "ERM-MinMaxGAP"}  # 4 runs x 2 languages
+    mdg = pd.read_csv(out / "mdg.csv", keep_default_na=False)
+    assert len(mdg) == 4 and set(mdg["setting"]) == {"audio", "audio+text"}  # per setting x domain
+    assert set(mdg["run_id"]) == {r.run_id for r in runs if r.objective.display == "ERM"}  # the baseline's
+    # 1 test speaker per gender: no MDG (and no CI), each with its reason beneath the table
+    assert (mdg["speakers_per_group"] == "1/1").all() and (mdg["mdg"] == "").all()
+    assert (
+        "- de/audio (audio): with 1/1 speakers per value the permutation test cannot reach p < 0.05" in text
+    )
+    assert "- en/audio+text (audio+text): CI undefined: male has 1 speaker, female has 1 speaker" in text
     meta = json.loads((out / "benchmark.json").read_text())
     assert meta["synthetic"] is True and meta["n_finished"] == 4
     # the training-data bias risk of the prepared manifest: de's training females have no anger (the skew)

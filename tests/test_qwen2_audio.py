@@ -89,7 +89,12 @@ def test_lora_steps_train_adapters_only(tiny_dir, mode, objective, modality):
         out = clf(audios=AUDIOS, texts=_texts(modality), labels=Y)
         assert out.losses.shape == (4,) and out.logits.shape == (4, 4) and out.embedding.shape == (4, 64)
         batch = GroupBatch(
-            losses=out.losses, domain=domain, sensitive=gender, logits=out.logits, y=Y, embedding=out.embedding
+            losses=out.losses,
+            domain=domain,
+            sensitive=gender,
+            logits=out.logits,
+            y=Y,
+            embedding=out.embedding,
         )
         loss = obj(batch).loss
         assert torch.isfinite(loss)

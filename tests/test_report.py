@@ -26,7 +26,7 @@ from fairser.report import (
     plot_weight_dynamics,
     tradeoff_points,
 )
-from fairser.results import ResultsStore, paper_table, render_table
+from fairser.results import ResultsStore, gaps_table, paper_table, render_gaps, render_table
 
 LABELS = ["neutral", "joy", "sadness", "anger"]
 OBJECTIVES = (("erm", "ERM"), ("minmaxgap", "ERM-MinMaxGAP"))
@@ -209,7 +209,21 @@ def test_report_from_benchmark_folder(bench_report, bench_dir):
     expected = render_table(
         paper_table(rows, baseline="ERM"), synthetic=True, source=bench_report.data.source, n_seeds=2
     )
-    assert bench_report.table.read_text() == expected
+    # beneath it, the gaps with their CI and p-value (no mdg.csv in this folder: no MDG, shown as "–")
+    gaps = render_gaps(gaps_table(rows, baseline="ERM"))
+    assert bench_report.table.read_text() == expected + "\n" + gaps
+    assert "### Gaps with their uncertainty" in gaps and "MDG: not computed (–)." in gaps
+    assert list(pd.read_csv(bench_report.out_dir / "gaps.csv").columns)[:5] == [
+        "setting",
+        "language",
+        "modality",
+        "objective",
+        "seed",
+    ]
+    assert (
+        "<h3>Gaps with their uncertainty</h3>" in page
+        and "Undefined gaps (left out of the means above)" in page
+    )
     assert page.count("<tr>") > 10 and "ERM-MinMaxGAP" in page
     # Undefined numbers with their reason: Japanese has female speakers only.
     und = pd.read_csv(bench_report.undefined)
@@ -218,7 +232,13 @@ def test_report_from_benchmark_folder(bench_report, bench_dir):
     assert "one gender only (female): no gap" in page
     assert "run broken failed: RuntimeError: boom" in page  # the failed run is a visible warning
     md = bench_report.markdown.read_text()
-    assert "SYNTHETIC DATA" in md and "![" in md and "figures/tradeoff.png" in md and expected in md
+    assert (
+        "SYNTHETIC DATA" in md
+        and "![" in md
+        and "figures/tradeoff.png" in md
+        and expected in md
+        and gaps in md
+    )
     # gender (rows without "sensitive"): the wording of before any attribute could be chosen
     assert md.startswith("# fairser report: gender gaps in speech emotion recognition\n")
     assert "Gap = |W-F1(male) − W-F1(female)| within a domain (METHODS.md §2)" in md

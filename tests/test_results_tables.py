@@ -18,14 +18,17 @@ from fairser.results import (
     evaluate_run,
     fmt_delta,
     fmt_pm,
+    gaps_table,
     jsonable,
     paper_table,
     predictions_table,
     render_comparison,
+    render_gaps,
     render_table,
     seed_stats,
     sensitive_labels,
 )
+from fairser.results.tables import GAP_COLUMNS
 
 ASSETS = Path(__file__).parent / "assets" / "results_tables"
 
@@ -470,3 +473,133 @@ def test_evaluate_run_two_valued_intersection_keeps_gender_as_the_reference():
     assert math.isclose(domain[f"weighted_f1_male × {corpus}"], male)
     assert math.isclose(domain[f"weighted_f1_female × {corpus}"], female)
     assert math.isclose(domain["weighted_f1_signed_gap"], female - male)
+
+
+# ------------------------------------------------------------------------ gaps with their uncertainty
+
+
+def _uncertain_row(obj, seed, en, de):
+    """A run with an en domain (gap, ci_low, ci_high, p) and a de domain whose gap is ``de`` (None:
+    undefined, with the evaluation's reason)."""
+    row = _row(obj, seed, gaps=[en[0], de], wf1s=[0.5, 0.75])
+    d_en, d_de = row["domains"]
+    d_en.update(weighted_f1_ci_low=en[1], weighted_f1_ci_high=en[2], weighted_f1_p_value=en[3])
+    if de is None:
+        d_de.update(
+            weighted_f1_ci_low=None,
+            weighted_f1_ci_high=None,
+            weighted_f1_p_value=None,
+            weighted_f1_reason="one gender only (female): no gap",
+            dsp_mean_gap=None,
+            dsp_mean_reason="one gender only (female): no gap",
+        )
+    else:
+        d_de.update(weighted_f1_ci_low=None, weighted_f1_ci_high=None, weighted_f1_p_value=0.5)
+        d_de["weighted_f1_reason"] = "too few speakers for a CI"
+    return row
+
+
+def _uncertain_rows():
+    return [
+        _uncertain_row("MMG", 0, en=(0.0625, 0.0, 0.125, 0.5), de=0.25),  # given first: ERM still leads
+        _uncertain_row("ERM", 0, en=(0.125, 0.02, 0.25, 0.01), de=None),
+        _uncertain_row("ERM", 1, en=(0.25, 0.125, 0.375, 0.04999), de=0.125),
+    ]
+
+
+_MDG = pd.DataFrame(
+    {
+        "setting": ["audio", "audio"],
+        "language": ["en", "de"],
+        "modality": ["audio", "audio"],
+        "mdg": [0.2, 0.1],
+        "mdg_se": [0.01, 0.005],
+        "speakers_per_group": ["6/6", "4/4"],
+        "reason": ["", ""],
+    }
+)
+
+
+def test_gaps_table_carries_ci_p_mark_and_mdg():
+    gaps = gaps_table(_uncertain_rows(), baseline="ERM", mdg=_MDG)
+    assert list(gaps.columns) == list(GAP_COLUMNS)
+    # baseline first within each domain, seeds in the rows' order; de (modality audio) before en
+    assert list(zip(gaps.language, gaps.objective, gaps.seed, strict=True)) == [
+        ("de", "ERM", 0), ("de", "ERM", 1), ("de", "MMG", 0),
+        ("en", "ERM", 0), ("en", "ERM", 1), ("en", "MMG", 0),
+    ]  # fmt: skip
+    en = gaps[gaps.language == "en"].set_index(["objective", "seed"])
+    assert en.loc[("ERM", 0), "significant"] and en.loc[("ERM", 1), "significant"]
+    assert not en.loc[("MMG", 0), "significant"]  # p = 0.5
+    assert list(en["below_mdg"]) == [True, False, True]  # 12.5 < 20, 25 >= 20, 6.25 < 20
+    de = gaps[gaps.language == "de"].set_index(["objective", "seed"])
+    assert math.isnan(de.loc[("ERM", 0), "gap"]) and de.loc[("ERM", 0), "below_mdg"] is pd.NA
+    assert de.loc[("ERM", 0), "reason"] == "one gender only (female): no gap"
+    assert not de.loc[("ERM", 1), "below_mdg"] and (de["mdg"] == 0.1).all()
+
+    text = render_gaps(gaps)
+    lines = text.splitlines()
+    assert lines[0] == "### Gaps with their uncertainty"
+    assert "| en | audio | ERM | 0 | 12.5 [2.0, 25.0]*† | 0.010 | 20.0 ± 1.0 (6/6) |" in lines
+    assert "| en | audio | ERM | 1 | 25.0 [12.5, 37.5]* | 0.050 | 20.0 ± 1.0 (6/6) |" in lines
+    assert "| en | audio | MMG | 0 | 6.2 [0.0, 12.5]† | 0.500 | 20.0 ± 1.0 (6/6) |" in lines
+    assert "| de | audio | ERM | 0 | – | – | 10.0 ± 0.5 (4/4) |" in lines
+    assert "| de | audio | ERM | 1 | 12.5 [–] | 0.500 | 10.0 ± 0.5 (4/4) |" in lines  # CI undefined
+    assert "80% power at α = 0.05" in text and "METHODS.md §2.1" in text
+    assert (
+        "2 of 5 gaps are below their domain's MDG: for these the data cannot detect a gap this small." in text
+    )
+    # undefined domains with their reasons (every metric), and what Overall covers
+    assert (
+        "- de/audio (audio), weighted_f1: one gender only (female): no gap — ERM seed 0" in lines
+        and "- de/audio (audio), dsp_mean: one gender only (female): no gap — ERM seed 0" in lines
+    )
+    assert lines[-1] == (
+        "Overall (audio): W-F1 on all test utterances of en/audio, de/audio; gap = mean over en/audio, "
+        "de/audio (left out where undefined: de/audio in ERM seed 0)."
+    )
+    # beneath the paper table, whose text is unchanged
+    plain = render_table(
+        paper_table(_uncertain_rows(), baseline="ERM"), synthetic=False, source="x", n_seeds=2
+    )
+    both = render_table(
+        paper_table(_uncertain_rows(), baseline="ERM"), synthetic=False, source="x", n_seeds=2, gaps=gaps
+    )
+    assert both == plain + "\n" + text
+
+
+def test_gaps_table_without_mdg_and_as_csv(tmp_path):
+    gaps = gaps_table(_uncertain_rows(), baseline="ERM")
+    assert gaps["mdg"].isna().all() and gaps["below_mdg"].isna().all()
+    text = render_gaps(gaps, ci=0.9)
+    assert "| en | audio | ERM | 0 | 12.5 [2.0, 25.0]* | 0.010 | – |" in text  # no † without an MDG
+    assert "with its 90% CI" in text and "MDG: not computed (–)." in text and "below their" not in text
+    # the CSV holds the same numbers, tidy
+    gaps.to_csv(tmp_path / "gaps.csv", index=False)
+    back = pd.read_csv(tmp_path / "gaps.csv")
+    assert list(back.columns) == list(GAP_COLUMNS) and len(back) == 6
+    e0 = back[(back.language == "en") & (back.objective == "ERM") & (back.seed == 0)].iloc[0]
+    assert (e0.gap, e0.ci_low, e0.ci_high, e0.p_value, bool(e0.significant)) == (
+        0.125,
+        0.02,
+        0.25,
+        0.01,
+        True,
+    )
+    # a domain whose MDG is undefined: "–" and the reason beneath
+    no_mdg = _MDG.assign(mdg=[0.2, np.nan], mdg_se=[0.01, np.nan], reason=["", "too few speakers"])
+    text = render_gaps(gaps_table(_uncertain_rows(), baseline="ERM", mdg=no_mdg))
+    assert "| de | audio | ERM | 1 | 12.5 [–] | 0.500 | – |" in text and "MDG: not computed" not in text
+    assert "MDG undefined (–):\n\n- de/audio (audio): too few speakers\n" in text
+    assert (
+        "W-F1 gaps without a CI ([–]):\n\n- de/audio (audio): too few speakers for a CI — ERM seed 1, MMG seed 0"
+        in text
+    )
+    # rows without any undefined gap
+    clean = [_uncertain_row("ERM", 0, en=(0.125, 0.02, 0.25, 0.01), de=0.125)]
+    clean_text = render_gaps(gaps_table(clean, mdg=_MDG))
+    assert (
+        "Undefined gaps: none." in clean_text
+        and "1 of 2 gaps are below their domain's MDG: for these" in clean_text
+    )
+    assert clean_text.splitlines()[-1].endswith("gap = mean over en/audio, de/audio.")

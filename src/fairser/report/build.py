@@ -23,7 +23,7 @@ from fairser.report.markdown import render_markdown
 from fairser.report.risk import risk_section
 from fairser.results.aggregate import seed_stats
 from fairser.results.labels import SensitiveLabels, sensitive_labels
-from fairser.results.tables import fmt_pm, long_results, paper_table, render_table
+from fairser.results.tables import fmt_pm, gaps_table, long_results, paper_table, render_gaps, render_table
 
 __all__ = ["Report", "build_report", "headline_table"]
 
@@ -90,7 +90,7 @@ def build_report(
     out_dir : path, optional
         Where to write; default ``<source>/report``. Writes ``report.html`` (self-contained: figures
         embedded as base64 PNG, CSS inline, no network needed), ``report.md``, ``table.md`` / ``table.csv``
-        (the paper-style table), ``undefined.csv`` and ``figures/gap_heatmap.png``, ``figures/tradeoff.png``,
+        (the paper-style table, then the gaps with their uncertainty), ``gaps.csv``, ``undefined.csv`` and ``figures/gap_heatmap.png``, ``figures/tradeoff.png``,
         ``figures/per_class_tpr_gaps.png``, and the training-data bias risk section with
         ``figures/data_risk.png`` when a benchmark folder holds ``data_risk.csv``.
     n_boot : int
@@ -192,8 +192,12 @@ def build_report(
     table_md = render_table(table, synthetic=data.synthetic, source=src_text, n_seeds=max(1, data.n_seeds))
     if data.kind == "audit" and data.axis_names != ("language", "modality"):
         table_md += f"\nLanguage = {row_name or 'all'}, Modality = {col_name or 'all'} (the audit's domain columns).\n"
-    (out / "table.md").write_text(table_md)
+    # the gaps with their CI, p-value and minimum detectable gap (the benchmark's mdg.csv, when there is one)
+    gaps = gaps_table(data.rows, baseline=data.baseline, mdg=_read_mdg(data))
+    gaps_md = render_gaps(gaps, ci=data.ci)
+    (out / "table.md").write_text(table_md + "\n" + gaps_md)
     table.to_csv(out / "table.csv", index=False)
+    gaps.to_csv(out / "gaps.csv", index=False)
     undefined_path = out / "undefined.csv"
     data.undefined.to_csv(undefined_path, index=False)
 
@@ -215,6 +219,7 @@ def build_report(
             out / "report.md",
             out / "table.md",
             out / "table.csv",
+            out / "gaps.csv",
             undefined_path,
             *paths.values(),
         )
@@ -225,6 +230,7 @@ def build_report(
         synthetic=data.synthetic,
         meta_lines=meta_lines,
         headline=headline,
+        headline_markdown=gaps_md,
         figures=figures,
         table_markdown=table_md,
         undefined=data.undefined,
@@ -240,6 +246,7 @@ def build_report(
         synthetic=data.synthetic,
         meta_lines=meta_lines,
         headline=headline,
+        headline_markdown=gaps_md,
         figures=[(f.filename, f.caption) for f in figures],
         table_markdown=table_md,
         undefined=data.undefined,
@@ -257,6 +264,16 @@ def build_report(
         undefined=undefined_path,
         figures=paths,
         data=data,
+    )
+
+
+def _read_mdg(data: ReportData) -> pd.DataFrame | None:
+    """A benchmark folder's minimum detectable gaps (``mdg.csv``, written by ``fairser benchmark``)."""
+    path = data.path / "mdg.csv"
+    if data.kind != "benchmark" or not path.is_file() or path.stat().st_size == 0:
+        return None
+    return pd.read_csv(
+        path, dtype={"setting": str, "language": str, "modality": str, "speakers_per_group": str}
     )
 
 

@@ -113,6 +113,7 @@ def render_html(
     synthetic: bool,
     meta_lines: Sequence[str],
     headline: pd.DataFrame | None,
+    headline_markdown: str | None = None,
     figures: Sequence[ReportFigure],
     table_markdown: str | None,
     undefined: pd.DataFrame,
@@ -145,6 +146,9 @@ def render_html(
     if headline is not None and len(headline):
         out.append('<h2 id="headline">Headline numbers</h2>')
         out.append(frame_to_html(headline, css_class="headline"))
+    if headline_markdown:  # the gaps with their uncertainty (fairser.results.tables.render_gaps)
+        title, _, body = headline_markdown.partition("\n")
+        out.append(f"<h3>{e(title.removeprefix('### '))}</h3>" + markdown_table_to_html(body))
     out.append('<h2 id="figures">Figures</h2>')
     for fig in figures:
         data = base64.b64encode(fig.png).decode("ascii")

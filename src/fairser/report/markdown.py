@@ -31,6 +31,7 @@ def render_markdown(
     synthetic: bool,
     meta_lines: Sequence[str],
     headline: pd.DataFrame | None,
+    headline_markdown: str | None = None,
     figures: Sequence[tuple[str, str]],
     table_markdown: str | None,
     undefined: pd.DataFrame,
@@ -55,6 +56,8 @@ def render_markdown(
     if headline is not None and len(headline):
         out.append("## Headline numbers\n")
         out.append(frame_to_markdown(headline))
+    if headline_markdown:  # the gaps with their uncertainty (fairser.results.tables.render_gaps)
+        out.append(headline_markdown)
     out.append("## Paper-style table\n")
     out.append(table_markdown or "No table: no finished run.\n")
     out.append("## Figures\n")

@@ -217,6 +217,7 @@ GAP_COLUMNS = (
     "mdg_se",
     "below_mdg",
     "speakers_per_group",
+    "mdg_reason",
     "reason",
 )
 _ALPHA = 0.05
@@ -240,21 +241,22 @@ def gaps_table(
     ``ci_high``) and permutation ``p_value`` from the rows (``domains[*].weighted_f1_gap*``; for a
     cross-validated benchmark the rows are the pooled ones), ``significant`` (p < 0.05), the domain's
     minimum detectable gap ``mdg`` / ``mdg_se`` / ``speakers_per_group`` from ``mdg`` (a frame with
-    ``setting, language, modality, mdg, mdg_se, speakers_per_group``, e.g. from
-    :func:`fairser.metrics.power.minimum_detectable_gap`; NaN without it), ``below_mdg`` (the measured gap
+    ``setting, language, modality, mdg, mdg_se, speakers_per_group, reason``, e.g. from
+    :func:`fairser.metrics.power.minimum_detectable_gap`; NaN without it) with ``mdg_reason`` (why it is
+    undefined, from its ``reason`` column), ``below_mdg`` (the measured gap
     is smaller than the MDG; ``<NA>`` when either is undefined) and ``reason`` (why the gap or its CI is
     undefined, from the row).
 
     ``attrs``: ``sensitive`` (:class:`SensitiveLabels`), ``undefined`` (one line per undefined domain gap of
     any metric: ``setting, language, modality, metric, reason, runs``) and ``overall`` (per setting: the
-    domains of its runs and those whose gap enters the Overall mean, ``setting, domains, gap_domains,
-    left_out``).
+    domains of its runs, those whose gap enters the Overall mean in some run and the runs that leave a domain
+    out, ``setting, domains, gap_domains, left_out``).
     """
     labels = sensitive_labels(rows)
     recs, undefined, overall = [], {}, {}
     for r in rows:
         run = f"{r['objective_label']} seed {r['seed']}"
-        cover = overall.setdefault(r["setting"], {"domains": {}, "missing": {}})
+        cover = overall.setdefault(r["setting"], {"domains": {}, "missing": {}, "defined": set()})
         for d in r["domains"]:
             dom = (r["setting"], str(d["language"]), str(d["modality"]))
             name = f"{dom[1]}/{dom[2]}"
@@ -262,6 +264,8 @@ def gaps_table(
             gap = _num(d.get(_GAP))
             if not np.isfinite(gap):
                 cover["missing"].setdefault(name, []).append(run)
+            else:
+                cover["defined"].add(name)
             p = _num(d.get("weighted_f1_p_value"))
             recs.append(
                 {
@@ -286,13 +290,15 @@ def gaps_table(
                     undefined.setdefault((*dom, metric, reason), []).append(run)
     gaps = pd.DataFrame(recs, columns=[c for c in GAP_COLUMNS if c not in _MDG_COLUMNS])
     if mdg is not None and len(mdg):
-        m = mdg[["setting", "language", "modality", "mdg", "mdg_se", "speakers_per_group"]].copy()
+        m = mdg[["setting", "language", "modality", "mdg", "mdg_se", "speakers_per_group", "reason"]]
+        m = m.rename(columns={"reason": "mdg_reason"}).astype({"mdg": float, "mdg_se": float})
         for c in ("setting", "language", "modality"):
             m[c] = m[c].astype(str)
         gaps = gaps.merge(m, on=["setting", "language", "modality"], how="left")
     else:
-        gaps["mdg"], gaps["mdg_se"], gaps["speakers_per_group"] = np.nan, np.nan, ""
-    gaps["speakers_per_group"] = gaps["speakers_per_group"].fillna("")
+        gaps["mdg"], gaps["mdg_se"], gaps["speakers_per_group"], gaps["mdg_reason"] = np.nan, np.nan, "", ""
+    for c in ("speakers_per_group", "mdg_reason"):
+        gaps[c] = gaps[c].fillna("").astype(str)
     known = np.isfinite(gaps["gap"].astype(float)) & np.isfinite(gaps["mdg"].astype(float))
     gaps["below_mdg"] = pd.array(
         [bool(b) if k else pd.NA for b, k in zip(gaps["gap"] < gaps["mdg"], known, strict=True)],
@@ -324,7 +330,7 @@ def gaps_table(
             {
                 "setting": s,
                 "domains": ", ".join(c["domains"]),
-                "gap_domains": ", ".join(n for n in c["domains"] if n not in c["missing"]),
+                "gap_domains": ", ".join(n for n in c["domains"] if n in c["defined"]),
                 "left_out": "; ".join(f"{n} in {', '.join(v)}" for n, v in c["missing"].items()),
             }
             for s, c in overall.items()
@@ -334,7 +340,7 @@ def gaps_table(
     return gaps
 
 
-_MDG_COLUMNS = ("mdg", "mdg_se", "below_mdg", "speakers_per_group")
+_MDG_COLUMNS = ("mdg", "mdg_se", "below_mdg", "speakers_per_group", "mdg_reason")
 
 
 def _fmt_ci(r: dict[str, Any]) -> str:
@@ -401,7 +407,16 @@ def render_gaps(gaps: pd.DataFrame, *, ci: float = 0.95) -> str:
                 + (": for these the data cannot detect a gap this small." if len(below) else ".")
                 + "\n"
             )
-    else:
+    no_mdg = gaps[~np.isfinite(gaps["mdg"].astype(float)) & (gaps["mdg_reason"] != "")]
+    no_mdg = no_mdg.drop_duplicates(["setting", "language", "modality"])
+    if len(no_mdg):
+        lines.append("MDG undefined (–):\n")
+        lines += [
+            f"- {r['language']}/{r['modality']} ({r['setting']}): {r['mdg_reason']}"
+            for r in no_mdg.to_dict(orient="records")
+        ]
+        lines.append("")
+    elif not has_mdg:
         lines.append("MDG: not computed (–).\n")
     und: pd.DataFrame = gaps.attrs.get("undefined", pd.DataFrame())
     if len(und):
@@ -413,6 +428,15 @@ def render_gaps(gaps: pd.DataFrame, *, ci: float = 0.95) -> str:
         lines.append("")
     else:
         lines.append("Undefined gaps: none.\n")
+    no_ci = gaps[np.isfinite(gaps["gap"].astype(float)) & ~np.isfinite(gaps["ci_low"].astype(float))]
+    if len(no_ci):  # a defined gap without its CI ("[–]"): why
+        lines.append("W-F1 gaps without a CI ([–]):\n")
+        for (setting, lang, mod, reason), sub in no_ci.groupby(
+            ["setting", "language", "modality", "reason"], sort=False
+        ):
+            runs = ", ".join(f"{o} seed {s}" for o, s in zip(sub["objective"], sub["seed"], strict=True))
+            lines.append(f"- {lang}/{mod} ({setting}): {reason or 'no reason recorded'} — {runs}")
+        lines.append("")
     cover: pd.DataFrame = gaps.attrs.get("overall", pd.DataFrame())
     for c in cover.to_dict(orient="records"):
         text = (
