@@ -68,7 +68,10 @@ def corpora(tmp_path_factory) -> dict[str, Path]:
     generate_corpus(config=small_config(), out_dir=dirs["b"], progress=False, n_jobs=1)
     generate_corpus(config=small_config(seed=1), out_dir=dirs["seed1"], progress=False, n_jobs=2)
     generate_corpus(
-        config=small_config(skew={}, under_representation={}), out_dir=dirs["noskew"], progress=False, n_jobs=2
+        config=small_config(skew={}, under_representation={}),
+        out_dir=dirs["noskew"],
+        progress=False,
+        n_jobs=2,
     )
     return dirs
 
@@ -141,7 +144,9 @@ def test_apply_skew_counts(fraction):
     )
 
 
-@pytest.mark.parametrize(("fraction", "n_kept"), [(0.01, 1), (0.25, 1), (0.3, 2), (0.5, 3), (0.6, 3), (1.0, 5)])
+@pytest.mark.parametrize(
+    ("fraction", "n_kept"), [(0.01, 1), (0.25, 1), (0.3, 2), (0.5, 3), (0.6, 3), (1.0, 5)]
+)
 def test_apply_under_representation_keeps_exactly_the_configured_speakers(fraction, n_kept):
     """(b): of n = 5 training speakers, max(1, floor(f * n + 0.5)) are kept whole; nothing else moves."""
     config = small_config(
@@ -157,7 +162,9 @@ def test_apply_under_representation_keeps_exactly_the_configured_speakers(fracti
     assert (kept_cell.groupby("speaker").size() == 7 * config.utterances_per_emotion).all()
     assert set(plan.index) - set(kept.index) <= set(plan.index[cell])
     assert dropped == {
-        "en": {"female": {"speakers": 5 - n_kept, "utterances": (5 - n_kept) * 7 * config.utterances_per_emotion}}
+        "en": {
+            "female": {"speakers": 5 - n_kept, "utterances": (5 - n_kept) * 7 * config.utterances_per_emotion}
+        }
     }
     # seeded: the same seed keeps the same speakers
     again, _ = apply_under_representation(plan, under_representation={"en": rule}, seed=4)
@@ -168,7 +175,7 @@ def test_apply_under_representation_keeps_exactly_the_configured_speakers(fracti
 def test_weak_cues_scale_the_emotion_prosody_exactly_and_nothing_else(scale):
     """(c): one gender's emotion offsets x scale (pitch, range), factors ** scale (rate, loudness); same draws."""
     plain = plan_corpus(config=small_config())
-    weak = plan_corpus(config=small_config(weak_cues={"ja": {"gender": "male", "scale": scale}}))
+    weak = plan_corpus(config=small_config(weak_cues={"ja": WeakCues(gender="male", scale=scale)}))
     cell = (plain["language"] == "ja") & (plain["gender"] == "male")
     prosody_cols = ["espeak_pitch", "espeak_range", "espeak_rate", "level_dbfs", "cue_scale"]
     others = [c for c in plain.columns if c not in prosody_cols]
@@ -405,7 +412,9 @@ def test_default_config_plan_biases_and_control_language():
     assert train.groupby(["language", "gender", "emotion"]).size().min() > 0
     scales = plan.groupby(["language", "gender"])["cue_scale"].unique()
     assert {k: list(v) for k, v in scales.items() if list(v) != [1.0]} == {("ja", "male"): [0.5]}
-    assert "de" not in config.skew and "de" not in config.under_representation and "de" not in config.weak_cues
+    assert (
+        "de" not in config.skew and "de" not in config.under_representation and "de" not in config.weak_cues
+    )
 
 
 def test_age_band_is_metadata_spread_evenly_over_each_split():

@@ -34,7 +34,8 @@ __all__ = [
 ]
 
 #: Bumped whenever the generator's output for a given config changes (invalidates cached corpora).
-GENERATOR_VERSION = 3  # 2: manifest gains `age_band`; 3: issue 12's plan (sizes, under-representation, weak cues)
+# 2: manifest gains `age_band`; 3: issue 12's plan (sizes, under-representation, weak cues, `cue_scale`)
+GENERATOR_VERSION = 3
 SYNTH_LANGUAGES: tuple[str, ...] = ("en", "de", "ja")
 SYNTH_GENDERS: tuple[str, ...] = ("female", "male")
 #: Age bands of the synthetic speakers: a label only (it changes nothing in the voice), so a model's age-band

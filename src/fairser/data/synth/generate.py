@@ -227,7 +227,9 @@ def apply_under_representation(
     dropped: dict[str, dict[str, dict[str, int]]] = {}
     for lang, rule in under_representation.items():
         cell = (
-            (manifest["language"] == lang) & (manifest["split"] == "train") & (manifest["gender"] == rule.gender)
+            (manifest["language"] == lang)
+            & (manifest["split"] == "train")
+            & (manifest["gender"] == rule.gender)
         )
         speakers = sorted(manifest.loc[cell, "speaker"].unique())
         n_keep = max(1, _round_half_up(rule.keep_fraction * len(speakers))) if speakers else 0
