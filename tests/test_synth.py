@@ -394,7 +394,7 @@ def test_config_rejects_bad_values(overrides, message):
 
 def test_default_config_plan_biases_and_control_language():
     """The default corpus (docs/synthetic.md): 52 speakers per gender and language (12/4/36), 3 utterances per
-    emotion; en: (a) + (b) against women, ja: (c) against men, de: no bias (the control)."""
+    emotion; en: (a) + (b) against women (female anger, joy, surprise), ja: (c) against men, de: no bias (the control)."""
     config = SynthConfig()
     plan = plan_corpus(config=config)
     assert len(plan) == 3 * 2 * 52 * 7 * 3
@@ -403,8 +403,9 @@ def test_default_config_plan_biases_and_control_language():
     )
     kept, dropped = apply_skew(kept, skew=config.skew, seed=config.seed)
     assert under == {"en": {"female": {"speakers": 9, "utterances": 9 * 21}}}
-    assert dropped == {"en": {"female": {"anger": 8, "joy": 8}}}  # 90 % of the 3 kept speakers' 9
-    assert len(kept) == len(plan) - 9 * 21 - 16
+    # 90 % of the 3 kept speakers' 9 per cell
+    assert dropped == {"en": {"female": {"anger": 8, "joy": 8, "surprise": 8}}}
+    assert len(kept) == len(plan) - 9 * 21 - 24
     speakers = kept.groupby(["language", "split", "gender"])["speaker"].nunique()
     assert (speakers.xs("test", level="split") == 36).all()
     assert speakers[("en", "train", "female")] == 3 and speakers[("de", "train", "female")] == 12

@@ -160,9 +160,10 @@ DEFAULT_VOICES: dict[str, list[str]] = {
 
 # The default biases (docs/synthetic.md, "Injected bias"): de is the bias-free control; en carries the
 # training-data mechanisms (a) and (b) against women; ja the expression mechanism (c) against men.
-# (a) one-sided label skew: female anger/joy rare in en training (no cell emptied: reweighting stays defined)
+# (a) one-sided label skew: the female high-arousal emotions anger, joy, surprise rare in en training (no cell
+# emptied: reweighting stays defined). Surprise added after the first calibration (docs/synthetic.md).
 DEFAULT_SKEW: dict[str, list[SkewRule]] = {
-    "en": [SkewRule(gender="female", emotions=["anger", "joy"], drop_fraction=0.9)],
+    "en": [SkewRule(gender="female", emotions=["anger", "joy", "surprise"], drop_fraction=0.9)],
 }
 # (b) under-representation: a quarter of the female training speakers in en
 DEFAULT_UNDER_REPRESENTATION: dict[str, UnderRepresentation] = {
