@@ -1,4 +1,5 @@
-"""Tests of the built-in synthetic corpus (fairser.data.synth): determinism, skew, splits, audio, prosody, config."""
+"""Tests of the built-in synthetic corpus (fairser.data.synth): determinism, bias knobs, splits, audio, prosody,
+config."""
 
 from __future__ import annotations
 
@@ -19,7 +20,10 @@ from fairser.data.manifest import read_manifest, resolve_audio_paths
 from fairser.data.synth import (
     SkewRule,
     SynthConfig,
+    UnderRepresentation,
+    WeakCues,
     apply_skew,
+    apply_under_representation,
     generate_corpus,
     is_kana,
     is_synthetic,
@@ -31,16 +35,20 @@ from fairser.data.synth import (
 from fairser.data.synth.espeak import EspeakError, ProsodySettings
 
 SKEW = {"en": {"gender": "female", "emotions": ["anger", "joy"], "drop_fraction": 0.75}}
+UNDER = {"ja": {"gender": "male", "keep_fraction": 0.5}}
 
 
 def small_config(**overrides) -> SynthConfig:
-    """2 languages x 4 speakers per gender (2 train / 1 valid / 1 test) x 2 utterances per emotion."""
+    """2 languages x 4 speakers per gender (2 train / 1 valid / 1 test) x 2 utterances per emotion; skew (a) in
+    en, under-representation (b) in ja (1 of 2 male training speakers kept), no weak cues (c)."""
     settings = {
         "languages": ["en", "ja"],
         "speakers_per_gender": 4,
         "split_speakers": {"train": 2, "valid": 1, "test": 1},
         "utterances_per_emotion": 2,
         "skew": SKEW,
+        "under_representation": UNDER,
+        "weak_cues": {},
     }
     return SynthConfig(**{**settings, **overrides})
 
@@ -59,7 +67,12 @@ def corpora(tmp_path_factory) -> dict[str, Path]:
     generate_corpus(config=small_config(), out_dir=dirs["a"], progress=False, n_jobs=2)
     generate_corpus(config=small_config(), out_dir=dirs["b"], progress=False, n_jobs=1)
     generate_corpus(config=small_config(seed=1), out_dir=dirs["seed1"], progress=False, n_jobs=2)
-    generate_corpus(config=small_config(skew={}), out_dir=dirs["noskew"], progress=False, n_jobs=2)
+    generate_corpus(
+        config=small_config(skew={}, under_representation={}),
+        out_dir=dirs["noskew"],
+        progress=False,
+        n_jobs=2,
+    )
     return dirs
 
 
@@ -81,7 +94,7 @@ def test_other_seed_differs(corpora):
     assert sum(ha[k] == ho[k] for k in shared) == 0
 
 
-def test_skew_is_honoured_exactly_and_only_in_train(corpora):
+def test_skew_and_under_representation_are_honoured_exactly_and_only_in_train(corpora):
     config = small_config()
     plan = plan_corpus(config=config)
     manifest = read_manifest(corpora["a"] / "manifest.csv")
@@ -94,12 +107,18 @@ def test_skew_is_honoured_exactly_and_only_in_train(corpora):
     for (lang, split, gender, emotion), n in planned.items():
         expected = n
         if (lang, split, gender) == ("en", "train", "female") and emotion in ("anger", "joy"):
-            expected = n - int(np.floor(0.75 * n + 0.5))
+            expected = n - int(np.floor(0.75 * n + 0.5))  # (a): 75 % of the cell dropped
+        if (lang, split, gender) == ("ja", "train", "male"):
+            expected = n // 2  # (b): 1 of the 2 male training speakers kept, with all their utterances
         assert kept[(lang, split, gender, emotion)] == expected, (lang, split, gender, emotion)
     info = read_corpus_info(corpora["a"])
     n_cell = planned[("en", "train", "female", "anger")]
     assert info["counts"]["dropped_by_skew"] == {
         "en": {"female": {"anger": round(0.75 * n_cell), "joy": round(0.75 * n_cell)}}
+    }
+    per_speaker = 7 * config.utterances_per_emotion
+    assert info["counts"]["dropped_by_under_representation"] == {
+        "ja": {"male": {"speakers": 1, "utterances": per_speaker}}
     }
 
 
@@ -125,6 +144,60 @@ def test_apply_skew_counts(fraction):
     )
 
 
+@pytest.mark.parametrize(
+    ("fraction", "n_kept"), [(0.01, 1), (0.25, 1), (0.3, 2), (0.5, 3), (0.6, 3), (1.0, 5)]
+)
+def test_apply_under_representation_keeps_exactly_the_configured_speakers(fraction, n_kept):
+    """(b): of n = 5 training speakers, max(1, floor(f * n + 0.5)) are kept whole; nothing else moves."""
+    config = small_config(
+        speakers_per_gender=7, split_speakers={"train": 5, "valid": 1, "test": 1}, under_representation={}
+    )
+    plan = plan_corpus(config=config)
+    rule = UnderRepresentation(gender="female", keep_fraction=fraction)
+    kept, dropped = apply_under_representation(plan, under_representation={"en": rule}, seed=4)
+    cell = (plan["language"] == "en") & (plan["split"] == "train") & (plan["gender"] == "female")
+    kept_cell = kept[kept.index.isin(plan.index[cell])]
+    assert kept_cell["speaker"].nunique() == n_kept
+    # whole speakers: each kept speaker keeps every planned utterance
+    assert (kept_cell.groupby("speaker").size() == 7 * config.utterances_per_emotion).all()
+    assert set(plan.index) - set(kept.index) <= set(plan.index[cell])
+    assert dropped == {
+        "en": {
+            "female": {"speakers": 5 - n_kept, "utterances": (5 - n_kept) * 7 * config.utterances_per_emotion}
+        }
+    }
+    # seeded: the same seed keeps the same speakers
+    again, _ = apply_under_representation(plan, under_representation={"en": rule}, seed=4)
+    pd.testing.assert_frame_equal(kept, again)
+
+
+@pytest.mark.parametrize("scale", [0.0, 0.5])
+def test_weak_cues_scale_the_emotion_prosody_exactly_and_nothing_else(scale):
+    """(c): one gender's emotion offsets x scale (pitch, range), factors ** scale (rate, loudness); same draws."""
+    plain = plan_corpus(config=small_config())
+    weak = plan_corpus(config=small_config(weak_cues={"ja": WeakCues(gender="male", scale=scale)}))
+    cell = (plain["language"] == "ja") & (plain["gender"] == "male")
+    prosody_cols = ["espeak_pitch", "espeak_range", "espeak_rate", "level_dbfs", "cue_scale"]
+    others = [c for c in plain.columns if c not in prosody_cols]
+    pd.testing.assert_frame_equal(plain[others], weak[others])  # same script, splits, seeds: no extra draw
+    pd.testing.assert_frame_equal(plain.loc[~cell], weak.loc[~cell])
+    assert (weak.loc[cell, "cue_scale"] == scale).all() and (plain["cue_scale"] == 1.0).all()
+    table = SynthConfig().prosody
+    p, w = plain.loc[cell], weak.loc[cell]
+    pitch = np.array([table[e].pitch for e in p["emotion"]])
+    rng_ = np.array([table[e].range for e in p["emotion"]])
+    rate = np.array([table[e].rate for e in p["emotion"]])
+    volume = np.array([table[e].volume for e in p["emotion"]])
+    # exact up to the plan's rounding (2 decimals for eSpeak units, 3 for the level in dB)
+    np.testing.assert_allclose(w["espeak_pitch"] - p["espeak_pitch"], (scale - 1) * pitch, atol=0.0101)
+    np.testing.assert_allclose(w["espeak_range"] - p["espeak_range"], (scale - 1) * rng_, atol=0.0101)
+    factor = rate ** (scale - 1)  # both rates rounded to 0.01: the plain one's error is multiplied by factor
+    assert (np.abs(w["espeak_rate"] - p["espeak_rate"] * factor) <= 0.005 * (1 + factor) + 1e-9).all()
+    np.testing.assert_allclose(
+        w["level_dbfs"] - p["level_dbfs"], (scale - 1) * 20 * np.log10(volume), atol=0.00101
+    )
+
+
 def test_skewed_corpus_is_the_unskewed_one_minus_dropped_rows(corpora):
     skewed = read_manifest(corpora["a"] / "manifest.csv")
     full = read_manifest(corpora["noskew"] / "manifest.csv")
@@ -142,7 +215,13 @@ def test_splits_are_speaker_disjoint_and_hold_both_genders(corpora):
     for (lang, split), group in manifest.groupby(["language", "split"]):
         assert set(group["gender"]) == {"female", "male"}, (lang, split)
     sizes = manifest.groupby(["language", "gender", "split"])["speaker"].nunique()
-    assert (sizes.xs("train", level="split") == 2).all() and (sizes.xs("test", level="split") == 1).all()
+    assert sizes.xs("train", level="split").to_dict() == {
+        ("en", "female"): 2,
+        ("en", "male"): 2,
+        ("ja", "female"): 2,
+        ("ja", "male"): 1,  # under-representation
+    }
+    assert (sizes.xs("test", level="split") == 1).all()
 
 
 def test_manifest_columns_and_corpus_info(corpora):
@@ -297,6 +376,11 @@ def test_foreign_files_are_not_overwritten_without_consent(tmp_path):
             {"skew": {"de": {"gender": "female", "emotions": ["anger"], "drop_fraction": 0.5}}},
             "not generated",
         ),
+        ({"under_representation": {"de": {"gender": "male", "keep_fraction": 0.5}}}, "not generated"),
+        ({"under_representation": {"en": {"gender": "male", "keep_fraction": 0.0}}}, "keep_fraction"),
+        ({"weak_cues": {"de": {"gender": "male", "scale": 0.5}}}, "not generated"),
+        ({"weak_cues": {"ja": {"gender": "male", "scale": 1.5}}}, "scale"),
+        ({"weak_cues": {"ja": {"gender": "other", "scale": 0.5}}}, "gender"),
         ({"voice_variants": {"female": ["f9"], "male": ["m1"]}}, "unknown eSpeak NG variant"),
         ({"languages": ["en", "fr"]}, "languages"),
         ({"prosody": {"anger": {"pitch": 10, "range": 10, "rate": 1.1, "volume": 1.5}}}, "missing"),
@@ -308,14 +392,30 @@ def test_config_rejects_bad_values(overrides, message):
         small_config(**overrides)
 
 
-def test_default_config_size_and_skew_cells_stay_non_empty():
+def test_default_config_plan_biases_and_control_language():
+    """The default corpus (docs/synthetic.md): 52 speakers per gender and language (12/4/36), 3 utterances per
+    emotion; en: (a) + (b) against women (female anger, joy, surprise), ja: (c) against men, de: no bias (the control)."""
     config = SynthConfig()
     plan = plan_corpus(config=config)
-    kept, dropped = apply_skew(plan, skew=config.skew, seed=config.seed)
-    assert 3000 <= len(kept) <= 4000
+    assert len(plan) == 3 * 2 * 52 * 7 * 3
+    kept, under = apply_under_representation(
+        plan, under_representation=config.under_representation, seed=config.seed
+    )
+    kept, dropped = apply_skew(kept, skew=config.skew, seed=config.seed)
+    assert under == {"en": {"female": {"speakers": 9, "utterances": 9 * 21}}}
+    # 90 % of the 3 kept speakers' 9 per cell
+    assert dropped == {"en": {"female": {"anger": 8, "joy": 8, "surprise": 8}}}
+    assert len(kept) == len(plan) - 9 * 21 - 24
+    speakers = kept.groupby(["language", "split", "gender"])["speaker"].nunique()
+    assert (speakers.xs("test", level="split") == 36).all()
+    assert speakers[("en", "train", "female")] == 3 and speakers[("de", "train", "female")] == 12
     train = kept[kept["split"] == "train"]
     assert train.groupby(["language", "gender", "emotion"]).size().min() > 0
-    assert set(dropped) == set(config.languages)
+    scales = plan.groupby(["language", "gender"])["cue_scale"].unique()
+    assert {k: list(v) for k, v in scales.items() if list(v) != [1.0]} == {("ja", "male"): [0.5]}
+    assert (
+        "de" not in config.skew and "de" not in config.under_representation and "de" not in config.weak_cues
+    )
 
 
 def test_age_band_is_metadata_spread_evenly_over_each_split():
@@ -332,8 +432,15 @@ def test_age_band_is_metadata_spread_evenly_over_each_split():
     assert list(per_cell.columns) == list(AGE_BANDS)
     assert (per_cell.max(axis=1) - per_cell.min(axis=1) <= 1).all()  # as even as the cell's size allows
     assert (plan.groupby("speaker")["age_band"].nunique() == 1).all()  # one band per speaker
-    # without the column, the plan is byte for byte that of generator version 1 (hash recorded from it)
-    csv = plan.drop(columns="age_band").to_csv(index=False).encode()
+    # without the metadata columns, the plan of version 1's default config is byte for byte that of generator
+    # version 1 (hash recorded from it): age_band and cue_scale draw nothing from the random streams
+    v1 = SynthConfig(
+        speakers_per_gender=16,
+        split_speakers={"train": 7, "valid": 3, "test": 6},
+        utterances_per_emotion=5,
+        weak_cues={},
+    )
+    csv = plan_corpus(config=v1).drop(columns=["age_band", "cue_scale"]).to_csv(index=False).encode()
     assert (
         hashlib.sha256(csv).hexdigest() == "2b6c3e9eae10978a836058a4ece7f76e37ada93f12a85a72be2a9466f022d925"
     )

@@ -2,7 +2,8 @@
 
 eSpeak NG voices (en / de / ja) speak parallel dialogue lines with emotion conveyed by prosody, a
 transcript that carries the emotion with a set reliability, speaker-disjoint splits, and a configurable
-gender-emotion skew in the training split. See ``docs/synthetic.md``.
+set of documented bias mechanisms per language (label skew and under-representation in training,
+weaker emotion cues for one gender). See ``docs/synthetic.md``.
 """
 
 from fairser.data.synth.config import (
@@ -13,6 +14,8 @@ from fairser.data.synth.config import (
     SpeakerSpread,
     SplitSizes,
     SynthConfig,
+    UnderRepresentation,
+    WeakCues,
     config_hash,
 )
 from fairser.data.synth.espeak import ProsodySettings, espeak_version, synthesize
@@ -20,6 +23,7 @@ from fairser.data.synth.generate import (
     CORPUS_INFO,
     CORPUS_NAME,
     apply_skew,
+    apply_under_representation,
     generate_corpus,
     is_synthetic,
     plan_corpus,
@@ -39,7 +43,10 @@ __all__ = [
     "SpeakerSpread",
     "SplitSizes",
     "SynthConfig",
+    "UnderRepresentation",
+    "WeakCues",
     "apply_skew",
+    "apply_under_representation",
     "config_hash",
     "espeak_version",
     "generate_corpus",

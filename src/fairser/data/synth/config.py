@@ -27,12 +27,15 @@ __all__ = [
     "SkewRule",
     "SpeakerSpread",
     "SplitSizes",
+    "UnderRepresentation",
+    "WeakCues",
     "SynthConfig",
     "config_hash",
 ]
 
 #: Bumped whenever the generator's output for a given config changes (invalidates cached corpora).
-GENERATOR_VERSION = 2  # 2: manifest gains `age_band` (metadata only; audio unchanged)
+# 2: manifest gains `age_band`; 3: issue 12's plan (sizes, under-representation, weak cues, `cue_scale`)
+GENERATOR_VERSION = 3
 SYNTH_LANGUAGES: tuple[str, ...] = ("en", "de", "ja")
 SYNTH_GENDERS: tuple[str, ...] = ("female", "male")
 #: Age bands of the synthetic speakers: a label only (it changes nothing in the voice), so a model's age-band
@@ -94,9 +97,9 @@ class BaseProsody(_Model):
 class SplitSizes(_Model):
     """Speakers per gender and language in each split (speaker-disjoint)."""
 
-    train: int = Field(default=7, ge=1)
-    valid: int = Field(default=3, ge=1)
-    test: int = Field(default=6, ge=1)
+    train: int = Field(default=12, ge=1)
+    valid: int = Field(default=4, ge=1)
+    test: int = Field(default=36, ge=1)
 
 
 class SkewRule(_Model):
@@ -117,6 +120,29 @@ class SkewRule(_Model):
         return value
 
 
+class UnderRepresentation(_Model):
+    """Bias mechanism (b): keep only ``keep_fraction`` of ``gender``'s TRAIN speakers in one language.
+
+    Exactly ``max(1, floor(keep_fraction * n + 0.5))`` of the ``n`` training speakers are kept (chosen at random,
+    seeded per language and gender); every utterance of the others is dropped. Validation and test untouched.
+    """
+
+    gender: Gender
+    keep_fraction: float = Field(gt=0, le=1)
+
+
+class WeakCues(_Model):
+    """Bias mechanism (c): ``gender``'s emotion prosody in one language, scaled toward neutral by ``scale``.
+
+    The emotion's pitch and range offsets are multiplied by ``scale``, its rate and loudness factors raised to
+    the power ``scale`` (loudness in dB and log-rate scale linearly); jitter and speaker offsets are unchanged.
+    Applies to every split (it is how that gender speaks in that language).
+    """
+
+    gender: Gender
+    scale: float = Field(ge=0, le=1)
+
+
 DEFAULT_PROSODY: dict[str, EmotionProsody] = {
     "neutral": EmotionProsody(pitch=0, range=0, rate=1.00, volume=1.00),
     "joy": EmotionProsody(pitch=14, range=40, rate=1.06, volume=1.20),
@@ -132,13 +158,20 @@ DEFAULT_VOICES: dict[str, list[str]] = {
     "male": ["m1", "m3", "m5", "m6", "m7"],
 }
 
-# One-sided (only female anger/joy), strongest in German, lightest in Japanese; no cell is emptied, so
-# reweighting stays defined. Chosen so that the skew moves the female-male W-F1 gap of a shared
-# multilingual model and not only per-class recall (docs/synthetic.md, "Skew").
+# The default biases (docs/synthetic.md, "Injected bias"): de is the bias-free control; en carries the
+# training-data mechanisms (a) and (b) against women; ja the expression mechanism (c) against men.
+# (a) one-sided label skew: the female high-arousal emotions anger, joy, surprise rare in en training (no cell
+# emptied: reweighting stays defined). Surprise added after the first calibration (docs/synthetic.md).
 DEFAULT_SKEW: dict[str, list[SkewRule]] = {
-    "en": [SkewRule(gender="female", emotions=["anger", "joy"], drop_fraction=0.9)],
-    "de": [SkewRule(gender="female", emotions=["anger", "joy"], drop_fraction=0.95)],
-    "ja": [SkewRule(gender="female", emotions=["anger", "joy"], drop_fraction=0.5)],
+    "en": [SkewRule(gender="female", emotions=["anger", "joy", "surprise"], drop_fraction=0.9)],
+}
+# (b) under-representation: a quarter of the female training speakers in en
+DEFAULT_UNDER_REPRESENTATION: dict[str, UnderRepresentation] = {
+    "en": UnderRepresentation(gender="female", keep_fraction=0.25),
+}
+# (c) weaker emotion cues: male emotion prosody at half strength in ja
+DEFAULT_WEAK_CUES: dict[str, WeakCues] = {
+    "ja": WeakCues(gender="male", scale=0.5),
 }
 
 
@@ -150,9 +183,9 @@ class SynthConfig(_Model):
 
     seed: int = Field(default=0, ge=0, le=2**32 - 1)
     languages: list[Language] = Field(default_factory=lambda: list(SYNTH_LANGUAGES), min_length=1)
-    speakers_per_gender: int = Field(default=16, ge=3, le=200, description="per language")
+    speakers_per_gender: int = Field(default=52, ge=3, le=200, description="per language")
     split_speakers: SplitSizes = Field(default_factory=SplitSizes)
-    utterances_per_emotion: int = Field(default=5, ge=1, le=200, description="per speaker and emotion")
+    utterances_per_emotion: int = Field(default=3, ge=1, le=200, description="per speaker and emotion")
     text_reliability: float = Field(
         default=0.6,
         ge=0,
@@ -175,6 +208,10 @@ class SynthConfig(_Model):
     skew: dict[Language, list[SkewRule]] = Field(
         default_factory=lambda: {k: list(v) for k, v in DEFAULT_SKEW.items()}
     )
+    under_representation: dict[Language, UnderRepresentation] = Field(
+        default_factory=lambda: dict(DEFAULT_UNDER_REPRESENTATION)
+    )
+    weak_cues: dict[Language, WeakCues] = Field(default_factory=lambda: dict(DEFAULT_WEAK_CUES))
     sample_rate: int = Field(default=16000, ge=8000, le=48000)
 
     @field_validator("languages")
@@ -233,14 +270,16 @@ class SynthConfig(_Model):
                 f"split_speakers train+valid+test = {s.train}+{s.valid}+{s.test} = {s.train + s.valid + s.test} "
                 f"must equal speakers_per_gender = {self.speakers_per_gender}"
             )
-        absent = [lang for lang in self.skew if lang not in self.languages]
-        if absent:
-            if "skew" in self.model_fields_set:
-                raise ValueError(
-                    f"skew names language(s) {absent} that are not generated (languages = {self.languages})"
-                )
-            # the default skew only applies to the languages actually generated
-            object.__setattr__(self, "skew", {k: v for k, v in self.skew.items() if k in self.languages})
+        for knob in ("skew", "under_representation", "weak_cues"):
+            value = getattr(self, knob)
+            absent = [lang for lang in value if lang not in self.languages]
+            if absent:
+                if knob in self.model_fields_set:
+                    raise ValueError(
+                        f"{knob} names language(s) {absent} that are not generated (languages = {self.languages})"
+                    )
+                # a default bias only applies to the languages actually generated
+                object.__setattr__(self, knob, {k: v for k, v in value.items() if k in self.languages})
         for lang, rules in self.skew.items():
             cells = [(r.gender, e) for r in rules for e in r.emotions]
             if len(set(cells)) != len(cells):

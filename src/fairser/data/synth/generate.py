@@ -10,9 +10,13 @@ Design (see ``docs/synthetic.md`` for the calibration behind every default):
 * **Speakers** = an eSpeak NG voice variant + fixed per-speaker offsets (pitch, range, rate, gain).
 * **Emotion through prosody**: a per-emotion table of pitch/range offsets and rate/loudness factors plus
   per-utterance Gaussian jitter.
-* **Speaker-disjoint splits** per language and gender, then a **gender-emotion skew** that drops an exact
-  number of TRAIN utterances of the named cells. The skew is drawn after the plan, so a skewed corpus is
-  exactly the unskewed corpus minus the dropped rows (same ids, byte-identical audio).
+* **Speaker-disjoint splits** per language and gender.
+* **Bias mechanisms per language** (each a :class:`SynthConfig` knob): (a) a gender-emotion **label skew**
+  that drops an exact number of TRAIN utterances of the named cells, (b) **under-representation** that keeps
+  an exact number of one gender's TRAIN speakers, (c) **weaker emotion cues**: one gender's emotion prosody
+  scaled toward neutral. (a) and (b) are drawn after the plan, so such a corpus is exactly the unbiased corpus
+  minus the dropped rows (same ids, byte-identical audio); (c) changes the plan's prosody and nothing else
+  (no extra random draw).
 """
 
 from __future__ import annotations
@@ -43,6 +47,7 @@ from fairser.data.synth.config import (
     SYNTH_GENDERS,
     SkewRule,
     SynthConfig,
+    UnderRepresentation,
     config_hash,
 )
 from fairser.data.synth.espeak import espeak_version
@@ -52,6 +57,7 @@ __all__ = [
     "CORPUS_INFO",
     "CORPUS_NAME",
     "apply_skew",
+    "apply_under_representation",
     "generate_corpus",
     "is_synthetic",
     "plan_corpus",
@@ -100,8 +106,10 @@ def plan_corpus(*, config: SynthConfig) -> pd.DataFrame:
     """Every utterance of the corpus before the skew, with its speaker, split, text and prosody.
 
     Returns a table with the manifest columns (``audio_path`` relative to the corpus folder) plus
-    ``parallel_id``, ``line_id``, ``text_emotion``, ``voice``, ``espeak_pitch``, ``espeak_range``,
-    ``espeak_rate``, ``level_dbfs`` and ``synth_seed``. Deterministic in ``config``.
+    ``parallel_id``, ``line_id``, ``text_emotion``, ``cue_scale``, ``voice``, ``espeak_pitch``,
+    ``espeak_range``, ``espeak_rate``, ``level_dbfs`` and ``synth_seed``. Deterministic in ``config``.
+    ``cue_scale`` is the weak-cue scale (:class:`~fairser.data.synth.config.WeakCues`) applied to the
+    utterance's emotion prosody (1 = full strength); it draws nothing from the random streams.
     """
     lines = {line.line_id: line for group in load_lines().values() for line in group}
     scripts = {
@@ -115,7 +123,10 @@ def plan_corpus(*, config: SynthConfig) -> pd.DataFrame:
     spread, base, jit = config.speaker_spread, config.base, config.jitter
     rows = []
     for lang in config.languages:
+        weak = config.weak_cues.get(lang)
         for gender in SYNTH_GENDERS:
+            scale = weak.scale if weak is not None and weak.gender == gender else 1.0
+            prosody = {e: _scaled(p, scale) for e, p in config.prosody.items()}
             rng = _rng(config.seed, "speakers", lang, gender)
             variants = list(config.voice_variants[gender])
             # spread speakers evenly over the variants, in a seeded order
@@ -139,7 +150,7 @@ def plan_corpus(*, config: SynthConfig) -> pd.DataFrame:
                 age_band = AGE_BANDS[(ranks[k] - split_start[split]) % len(AGE_BANDS)]
                 urng = _rng(config.seed, "utterances", lang, gender, k)
                 for j, (emotion, wording, line_id) in enumerate(scripts[(gender, k)]):
-                    table = config.prosody[emotion]
+                    table = prosody[emotion]
                     z = urng.standard_normal(4)
                     volume = max(0.05, table.volume * (1 + jit.volume * z[3]))
                     utt_id = f"{speaker}_{j:03d}"
@@ -158,6 +169,7 @@ def plan_corpus(*, config: SynthConfig) -> pd.DataFrame:
                             "parallel_id": f"{gender[0]}{k:02d}_{j:03d}",
                             "line_id": line_id,
                             "text_emotion": wording,
+                            "cue_scale": scale,
                             "voice": f"{lang}+{variant}",
                             "espeak_pitch": round(
                                 base.pitch
@@ -178,8 +190,60 @@ def plan_corpus(*, config: SynthConfig) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def _scaled(prosody, scale: float):
+    """An emotion's prosody scaled toward neutral: offsets times ``scale``, factors to the power ``scale``."""
+    if scale == 1.0:
+        return prosody
+    return prosody.model_copy(
+        update={
+            "pitch": prosody.pitch * scale,
+            "range": prosody.range * scale,
+            "rate": prosody.rate**scale,
+            "volume": prosody.volume**scale,
+        }
+    )
+
+
 def _round_half_up(x: float) -> int:
     return int(math.floor(x + 0.5))
+
+
+def apply_under_representation(
+    manifest: pd.DataFrame,
+    *,
+    under_representation: Mapping[str, UnderRepresentation],
+    seed: int,
+) -> tuple[pd.DataFrame, dict[str, dict[str, dict[str, int]]]]:
+    """Drop whole TRAIN speakers to under-represent one gender in a language (bias mechanism (b)).
+
+    For each language, of the ``n`` training speakers of ``rule.gender`` exactly
+    ``max(1, floor(keep_fraction * n + 0.5))`` are kept, chosen at random (seeded per language and gender);
+    every utterance of the others is dropped. Validation and test splits are never touched.
+
+    Returns the kept rows (original order) and ``{language: {gender: {"speakers": dropped speakers,
+    "utterances": dropped utterances}}}``.
+    """
+    drop = pd.Series(False, index=manifest.index)
+    dropped: dict[str, dict[str, dict[str, int]]] = {}
+    for lang, rule in under_representation.items():
+        cell = (
+            (manifest["language"] == lang)
+            & (manifest["split"] == "train")
+            & (manifest["gender"] == rule.gender)
+        )
+        speakers = sorted(manifest.loc[cell, "speaker"].unique())
+        n_keep = max(1, _round_half_up(rule.keep_fraction * len(speakers))) if speakers else 0
+        chosen = _rng(seed, "under_representation", lang, rule.gender).choice(
+            len(speakers), size=n_keep, replace=False
+        )
+        kept_speakers = {speakers[i] for i in chosen}
+        gone = cell & ~manifest["speaker"].isin(kept_speakers)
+        drop |= gone
+        dropped.setdefault(lang, {})[rule.gender] = {
+            "speakers": len(speakers) - n_keep,
+            "utterances": int(gone.sum()),
+        }
+    return manifest.loc[~drop].copy(), dropped
 
 
 def apply_skew(
@@ -304,6 +368,8 @@ def _synthesise(
     """
     tasks, index = [], []
     for _, group in plan.groupby("speaker", sort=True):
+        if not keep[group.index].any():
+            continue  # a speaker dropped whole (under-representation): its batch changes no one else's audio
         items = [
             {
                 "text": row.transcript,
@@ -473,11 +539,19 @@ def generate_corpus(
     _write_info(info_path, info)
 
     plan = plan_corpus(config=config)
-    kept, dropped = apply_skew(plan, skew=config.skew, seed=config.seed)
+    kept, under = apply_under_representation(
+        plan, under_representation=config.under_representation, seed=config.seed
+    )
+    kept, dropped = apply_skew(kept, skew=config.skew, seed=config.seed)
     keep = pd.Series(plan.index.isin(kept.index), index=plan.index)
     manifest = _synthesise(plan, keep=keep, config=config, out_dir=out_dir, n_jobs=n_jobs, progress=progress)
     write_manifest(manifest, manifest_path)
-    info["counts"] = {**_counts(manifest), "planned": int(len(plan)), "dropped_by_skew": dropped}
+    info["counts"] = {
+        **_counts(manifest),
+        "planned": int(len(plan)),
+        "dropped_by_under_representation": under,
+        "dropped_by_skew": dropped,
+    }
     info["complete"] = True
     _write_info(info_path, info)
     return read_manifest(manifest_path, labels=MELD_EMOTIONS)
