@@ -527,3 +527,35 @@ def test_report_of_an_audit_of_another_attribute_names_it(tmp_path):
     md = report.markdown.read_text()
     assert md.startswith("# fairser report: age_band gaps in speech emotion recognition\n")
     assert "Gap = age_band gap (max − min of W-F1 over its 3 values: 18-34, 35-59, 60+)" in md
+
+
+def test_report_headline_shows_the_benchmarks_minimum_detectable_gaps(bench_dir, tmp_path):
+    """A benchmark folder with ``mdg.csv`` (written by fairser benchmark): the headline's gaps carry the MDG."""
+    import shutil
+
+    folder = tmp_path / "bench"
+    shutil.copytree(bench_dir, folder)
+    rows = [r for r in ResultsStore(folder / "results.jsonl").rows() if r["status"] == "ok"]
+    domains = {(r["setting"], d["language"], d["modality"]) for r in rows for d in r["domains"]}
+    mdg = pd.DataFrame(
+        [
+            {
+                "setting": s,
+                "language": lang,
+                "modality": m,
+                "mdg": 0.5,
+                "mdg_se": 0.01,
+                "speakers_per_group": "3/3",
+            }
+            | {"reason": ""}
+            for s, lang, m in sorted(domains)
+        ]
+    )
+    mdg.to_csv(folder / "mdg.csv", index=False)
+    report = build_report(folder, out_dir=tmp_path / "report", n_boot=20)
+    md = report.markdown.read_text()
+    headline = md[md.index("## Headline numbers") : md.index("## Paper-style table")]
+    assert "### Gaps with their uncertainty" in headline and "| 50.0 ± 1.0 (3/3) |" in headline
+    assert "80% power at α = 0.05" in headline and "MDG: not computed" not in headline
+    gaps = pd.read_csv(report.out_dir / "gaps.csv")
+    assert (gaps["mdg"] == 0.5).all() and gaps["below_mdg"].dropna().all()

@@ -547,7 +547,8 @@ def test_gaps_table_carries_ci_p_mark_and_mdg():
     assert "| de | audio | ERM | 1 | 12.5 [–] | 0.500 | 10.0 ± 0.5 (4/4) |" in lines  # CI undefined
     assert "80% power at α = 0.05" in text and "METHODS.md §2.1" in text
     assert (
-        "2 of 5 gaps are below their domain's MDG: for these the data cannot detect a gap this small." in text
+        "2 of 5 gaps are below their domain's MDG (1 of them significant): for these the data cannot "
+        "detect a gap this small reliably." in text
     )
     # undefined domains with their reasons (every metric), and what Overall covers
     assert (
@@ -600,6 +601,6 @@ def test_gaps_table_without_mdg_and_as_csv(tmp_path):
     clean_text = render_gaps(gaps_table(clean, mdg=_MDG))
     assert (
         "Undefined gaps: none." in clean_text
-        and "1 of 2 gaps are below their domain's MDG: for these" in clean_text
+        and "1 of 2 gaps are below their domain's MDG (1 of them significant)" in clean_text
     )
     assert clean_text.splitlines()[-1].endswith("gap = mean over en/audio, de/audio.")

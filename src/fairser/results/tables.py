@@ -298,7 +298,7 @@ def gaps_table(
     else:
         gaps["mdg"], gaps["mdg_se"], gaps["speakers_per_group"], gaps["mdg_reason"] = np.nan, np.nan, "", ""
     for c in ("speakers_per_group", "mdg_reason"):
-        gaps[c] = gaps[c].fillna("").astype(str)
+        gaps[c] = [x if isinstance(x, str) else "" for x in gaps[c]]  # missing (NaN, None) -> ""
     known = np.isfinite(gaps["gap"].astype(float)) & np.isfinite(gaps["mdg"].astype(float))
     gaps["below_mdg"] = pd.array(
         [bool(b) if k else pd.NA for b, k in zip(gaps["gap"] < gaps["mdg"], known, strict=True)],
@@ -396,15 +396,20 @@ def render_gaps(gaps: pd.DataFrame, *, ci: float = 0.95) -> str:
             "MDG: the smallest true W-F1 gap that the speaker-level permutation test detects with 80% power at "
             "α = 0.05, by simulation from this domain's speakers, utterances and between-speaker spread, "
             "estimated from the baseline's first seed's predictions (METHODS.md §2.1). "
-            "† = the measured gap is below the MDG: the data cannot detect a gap this small (a true gap of "
-            "this size is found with less than 80% power).\n"
+            "† = the measured gap is below the MDG: the data cannot detect a gap this small reliably (a true "
+            "gap of this size reaches p < 0.05 in less than 80% of repeats; *† = significant nonetheless).\n"
         )
         below = gaps[gaps["below_mdg"].fillna(False).astype(bool)]
         known = int(gaps["below_mdg"].notna().sum())
         if known:
             lines.append(
                 f"{len(below)} of {known} gaps are below their domain's MDG"
-                + (": for these the data cannot detect a gap this small." if len(below) else ".")
+                + (
+                    f" ({int(below['significant'].sum())} of them significant): for these the data cannot "
+                    "detect a gap this small reliably."
+                    if len(below)
+                    else "."
+                )
                 + "\n"
             )
     no_mdg = gaps[~np.isfinite(gaps["mdg"].astype(float)) & (gaps["mdg_reason"] != "")]
