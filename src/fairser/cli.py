@@ -205,10 +205,11 @@ def train(config: ConfigOpt = None, quiet: QuietOpt = False) -> None:
 def table(
     results: Annotated[Path, typer.Argument(help="A benchmark output folder (holds results.jsonl).")],
 ) -> None:
-    """Print the paper-style table from a results folder."""
+    """Print the paper-style table from a results folder, then the gaps with their CI, p-value and minimum
+    detectable gap (from the folder's mdg.csv)."""
     import json
 
-    from fairser.results import ResultsStore, headline_rows, paper_table, render_table
+    from fairser.results import ResultsStore, gaps_table, headline_rows, paper_table, read_mdg, render_table
 
     rows = [
         r for r in headline_rows(ResultsStore(results / "results.jsonl").rows()) if r.get("status") == "ok"
@@ -231,6 +232,7 @@ def table(
             synthetic=meta.get("synthetic", False),
             source=meta.get("source", str(results)),
             n_seeds=len({r["seed"] for r in rows}),
+            gaps=gaps_table(rows, baseline=baseline, mdg=read_mdg(results)),
         )
     )
 

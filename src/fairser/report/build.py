@@ -23,7 +23,15 @@ from fairser.report.markdown import render_markdown
 from fairser.report.risk import risk_section
 from fairser.results.aggregate import seed_stats
 from fairser.results.labels import SensitiveLabels, sensitive_labels
-from fairser.results.tables import fmt_pm, gaps_table, long_results, paper_table, render_gaps, render_table
+from fairser.results.tables import (
+    fmt_pm,
+    gaps_table,
+    long_results,
+    paper_table,
+    read_mdg,
+    render_gaps,
+    render_table,
+)
 
 __all__ = ["Report", "build_report", "headline_table"]
 
@@ -193,7 +201,9 @@ def build_report(
     if data.kind == "audit" and data.axis_names != ("language", "modality"):
         table_md += f"\nLanguage = {row_name or 'all'}, Modality = {col_name or 'all'} (the audit's domain columns).\n"
     # the gaps with their CI, p-value and minimum detectable gap (the benchmark's mdg.csv, when there is one)
-    gaps = gaps_table(data.rows, baseline=data.baseline, mdg=_read_mdg(data))
+    gaps = gaps_table(
+        data.rows, baseline=data.baseline, mdg=read_mdg(data.path) if data.kind == "benchmark" else None
+    )
     gaps_md = render_gaps(gaps, ci=data.ci)
     (out / "table.md").write_text(table_md + "\n" + gaps_md)
     table.to_csv(out / "table.csv", index=False)
@@ -264,16 +274,6 @@ def build_report(
         undefined=undefined_path,
         figures=paths,
         data=data,
-    )
-
-
-def _read_mdg(data: ReportData) -> pd.DataFrame | None:
-    """A benchmark folder's minimum detectable gaps (``mdg.csv``, written by ``fairser benchmark``)."""
-    path = data.path / "mdg.csv"
-    if data.kind != "benchmark" or not path.is_file() or path.stat().st_size == 0:
-        return None
-    return pd.read_csv(
-        path, dtype={"setting": str, "language": str, "modality": str, "speakers_per_group": str}
     )
 
 

@@ -15,6 +15,7 @@ reasons and the domains the Overall row covers.
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -30,6 +31,7 @@ __all__ = [
     "gaps_table",
     "long_results",
     "paper_table",
+    "read_mdg",
     "render_comparison",
     "render_gaps",
     "render_table",
@@ -235,7 +237,8 @@ def gaps_table(
     rows: list[dict[str, Any]], *, baseline: str | None = None, mdg: pd.DataFrame | None = None
 ) -> pd.DataFrame:
     """Every run's W-F1 gap per domain with its uncertainty, tidy: one line per (setting, language,
-    modality, objective, seed), in the rows' order (objectives: ``baseline`` first).
+    modality, objective, seed), sorted by setting, modality, language, objective (``baseline`` first, then
+    in the rows' order) and seed.
 
     Columns :data:`GAP_COLUMNS` (fractions): the gap and signed gap, the speaker-level CI (``ci_low``,
     ``ci_high``) and permutation ``p_value`` from the rows (``domains[*].weighted_f1_gap*``; for a
@@ -308,7 +311,9 @@ def gaps_table(
     gaps["_o"] = gaps["objective"].map(
         {o: i for i, o in enumerate(order)}
     )  # baseline first, else rows' order
-    gaps = gaps.sort_values(["setting", "modality", "language", "_o"], kind="stable").reset_index(drop=True)
+    gaps = gaps.sort_values(["setting", "modality", "language", "_o", "seed"], kind="stable").reset_index(
+        drop=True
+    )
     gaps = gaps[list(GAP_COLUMNS)]
     gaps.attrs["sensitive"] = labels
     gaps.attrs["undefined"] = pd.DataFrame(
@@ -338,6 +343,16 @@ def gaps_table(
         columns=["setting", "domains", "gap_domains", "left_out"],
     )
     return gaps
+
+
+def read_mdg(folder: str | Path) -> pd.DataFrame | None:
+    """A benchmark folder's minimum detectable gaps (``mdg.csv``, written by ``fairser benchmark``), or
+    ``None`` when it has none."""
+    path = Path(folder) / "mdg.csv"
+    if not path.is_file() or path.stat().st_size <= 1:
+        return None
+    text = {c: str for c in ("setting", "language", "modality", "speakers_per_group", "reason")}
+    return pd.read_csv(path, dtype=text, keep_default_na=False, na_values={"mdg": [""], "mdg_se": [""]})
 
 
 _MDG_COLUMNS = ("mdg", "mdg_se", "below_mdg", "speakers_per_group", "mdg_reason")
