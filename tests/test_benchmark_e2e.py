@@ -4,8 +4,10 @@ import json
 
 import pandas as pd
 import pytest
+from typer.testing import CliRunner
 
 from fairser.bench.runner import plan_runs, run_benchmark
+from fairser.cli import app
 from fairser.config import BenchmarkConfig
 from fairser.data.risk import read_data_risk
 from fairser.results import ResultsStore
@@ -68,6 +70,9 @@ def test_benchmark_writes_table_and_resumes(tmp_path, capsys):
         "- de/audio (audio): with 1/1 speakers per value the permutation test cannot reach p < 0.05" in text
     )
     assert "- en/audio+text (audio+text): CI undefined: male has 1 speaker, female has 1 speaker" in text
+    # `fairser table` prints the same text from the folder (rows and mdg.csv)
+    res = CliRunner().invoke(app, ["table", str(out)])
+    assert res.exit_code == 0 and res.output == text + "\n"
     meta = json.loads((out / "benchmark.json").read_text())
     assert meta["synthetic"] is True and meta["n_finished"] == 4
     # the training-data bias risk of the prepared manifest: de's training females have no anger (the skew)
