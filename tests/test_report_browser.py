@@ -69,7 +69,10 @@ def report(tmp_path_factory):
 def test_report_renders_in_headless_chromium(report, tmp_path):
     page = report.html.read_text()
     assert_self_contained(page)
-    n_rows = len(re.findall(r"<tr>", page.split('<table class="paper">', 1)[1].split("</table>", 1)[0]))
+    # the Markdown tables: the gaps with their uncertainty (headline) and the paper-style table
+    tables = [t.split("</table>", 1)[0] for t in page.split('<table class="paper">')[1:]]
+    assert len(tables) == 2
+    n_body = sum(len(re.findall(r"<tr>", t)) - 1 for t in tables)  # one header row per table
 
     probe = tmp_path / "probe.html"
     probe.write_text(page.replace("</body>", _PROBE + "</body>"), encoding="utf-8")
@@ -82,7 +85,7 @@ def test_report_renders_in_headless_chromium(report, tmp_path):
     sizes = [tuple(map(int, s.split("x"))) for s in attrs["sizes"].split(",")]
     expected = [Image.open(p).size for p in report.figures.values()]
     assert sizes == expected  # the browser decoded exactly the PNGs written to figures/
-    assert int(attrs["table-rows"]) == n_rows - 1 >= 10  # header row excluded
+    assert int(attrs["table-rows"]) == n_body >= 10  # header rows excluded
     assert attrs["banner"] == "yes"
 
     shot = tmp_path / "report.png"
