@@ -138,9 +138,10 @@ def audit_predictions(
                     min_samples=min_samples,
                 ):
                     per_run.setdefault(w, []).append(run_label(run))
+                data = rows.drop(columns=[SOURCE_ROW], errors="ignore")  # (file:line is for messages only)
                 try:
                     frame = evaluate_predictions(
-                        rows.drop(columns=[SOURCE_ROW], errors="ignore"),
+                        data,
                         labels=label_list,
                         sensitive=attribute,
                         domain_cols=domain_cols,
@@ -155,7 +156,7 @@ def audit_predictions(
                     if power:
                         frame = _with_mdg(
                             frame,
-                            rows.drop(columns=[SOURCE_ROW], errors="ignore"),
+                            data,
                             metric=power_metric,
                             labels=label_list,
                             attribute=attribute,
