@@ -24,6 +24,8 @@ from pathlib import Path
 
 import pandas as pd
 
+from fairser.errors import UserError
+
 __all__ = [
     "GENDERS",
     "MANIFEST_COLUMNS",
@@ -61,7 +63,7 @@ SPLITS: tuple[str, ...] = ("train", "valid", "test")
 _MAX_LISTED = 10
 
 
-class ManifestError(ValueError):
+class ManifestError(UserError):
     """A manifest is malformed; the message names the offending rows, values or files."""
 
 
