@@ -14,17 +14,69 @@ Stages (each can be run alone; ``benchmark`` runs them all):
 
 from __future__ import annotations
 
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated
 
 import typer
 from rich.console import Console
+from typer.core import TyperGroup
+
+from fairser.errors import UserError
+
+#: Exit codes (README, ``fairser --help``): 0 done; 1 some runs failed (a table names them) or an unexpected
+#: error (a bug: traceback shown); 2 a user error (one message: what, where, fix); 130 interrupted (Ctrl-C).
+EXIT_RUNS_FAILED = 1
+EXIT_USER_ERROR = 2
+
+
+def user_error(exc: BaseException) -> UserError | None:
+    """``exc`` as a :class:`UserError` when it is one a user caused (a bad file, path, value), else None.
+
+    Besides :class:`UserError` itself (``ManifestError``, config errors, ...): an unreadable or corrupt audio
+    file (:class:`fairser.features.audio.AudioError`) and a missing path (``FileNotFoundError`` and kin
+    naming a file)."""
+    if isinstance(exc, UserError):
+        return exc
+    from fairser.features.audio import AudioError
+
+    if isinstance(exc, AudioError):
+        return UserError(
+            exc.reason, where=str(exc.path), fix="replace or remove that file (or its manifest row)"
+        )
+    if isinstance(exc, FileNotFoundError | IsADirectoryError | NotADirectoryError) and exc.filename:
+        what = {
+            FileNotFoundError: "no such file or folder",
+            IsADirectoryError: "is a folder where a file is expected",
+            NotADirectoryError: "is not a folder",
+        }[type(exc)]
+        return UserError(what, where=str(exc.filename), fix="check the path")
+    return None
+
+
+class _Fairser(TyperGroup):
+    """The ``fairser`` group: every user error of any command is one message on stderr and exit code 2,
+    without a traceback (``fairser --debug`` re-raises it, traceback and all)."""
+
+    def invoke(self, ctx):
+        try:
+            return super().invoke(ctx)
+        except Exception as exc:
+            error = user_error(exc)
+            if error is None or ctx.meta.get("fairser.debug"):
+                raise
+            print_user_error(error)
+            raise typer.Exit(EXIT_USER_ERROR) from None
+
 
 app = typer.Typer(
+    cls=_Fairser,
     help=(
         "fairser: measure and reduce gender bias in speech emotion recognition across languages and "
-        "modalities (the ERM-MinMaxGAP benchmark, Pang et al. 2026). Start with `fairser benchmark`."
+        "modalities (the ERM-MinMaxGAP benchmark, Pang et al. 2026). Start with `fairser benchmark`.\n\n"
+        "Errors: a mistake in your input (config, manifest, paths, audio) is one message naming what is "
+        "wrong, where (file:line, row id, config key) and the fix. Exit codes: 0 done; 1 some runs failed (a "
+        "table names them) or an unexpected error (a bug: traceback shown); 2 a user error; 130 interrupted. "
+        "`fairser --debug COMMAND` shows the traceback of a user error too."
     ),
     no_args_is_help=True,
     pretty_exceptions_enable=False,
@@ -32,6 +84,25 @@ app = typer.Typer(
 data_app = typer.Typer(help="Corpora and manifests: synthesise, import, validate.", no_args_is_help=True)
 app.add_typer(data_app, name="data")
 console = Console()
+err_console = Console(stderr=True)
+
+
+@app.callback()
+def _main(
+    ctx: typer.Context,
+    debug: Annotated[
+        bool, typer.Option("--debug", help="Show the traceback of a user error (exit code 2 otherwise).")
+    ] = False,
+) -> None:
+    ctx.meta["fairser.debug"] = debug
+
+
+def print_user_error(error: UserError) -> None:
+    """One user error on stderr: ``error: where: what`` and its fix, markup-safe."""
+    from rich.markup import escape
+
+    err_console.print(f"[red]error[/]: {escape(error.message)}", soft_wrap=True, highlight=False)
+
 
 ConfigOpt = Annotated[
     Path | None,
@@ -42,33 +113,13 @@ ConfigOpt = Annotated[
 QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")]
 
 
-@contextmanager
-def _manifest_errors():
-    """A malformed corpus manifest is a user error: one plain message and exit code 2, no traceback."""
-    from rich.markup import escape
-
-    from fairser.data.manifest import ManifestError
-
-    try:
-        yield
-    except ManifestError as e:
-        console.print(f"[red]cannot use the corpus[/]: {escape(str(e))}", soft_wrap=True)
-        raise typer.Exit(2) from e
-
-
 def _config(path: Path | None, **overrides):
     from fairser.config import load_config
     from fairser.run.plan import check_objectives
 
-    try:
-        config = load_config(path, **overrides)
-        check_objectives(config)  # (the config layer sits below the objectives' registry)
-        return config
-    except Exception as e:  # validation errors are user errors: show them plainly
-        from rich.markup import escape
-
-        console.print(f"[red]invalid config[/] {escape(str(path or '(defaults)'))}:\n{escape(str(e))}")
-        raise typer.Exit(2) from e
+    config = load_config(path, **overrides)
+    check_objectives(config)  # (the config layer sits below the objectives' registry)
+    return config
 
 
 @data_app.command("synth")
@@ -142,13 +193,9 @@ def data_validate(
     """Validate a manifest (columns, values, files), print utterances per language x gender x emotion and the
     training-data bias risk: per language, each gender's emotion distribution in the training split and their
     Jensen-Shannon divergence (METHODS.md §5)."""
-    from fairser.data.manifest import ManifestError, read_manifest
+    from fairser.data.manifest import read_manifest
 
-    try:
-        df = read_manifest(manifest, check_files=check_files)
-    except ManifestError as e:
-        console.print(f"[red]invalid manifest[/]: {e}")
-        raise typer.Exit(1) from e
+    df = read_manifest(manifest, check_files=check_files)
     _print_summary(df)
     columns = [c.strip() for v in sensitive or ["gender"] for c in v.split(",") if c.strip()]
     if not _print_risk(df, sensitive=columns):
@@ -187,8 +234,7 @@ def features(config: ConfigOpt = None, quiet: QuietOpt = False) -> None:
     from fairser.bench.runner import prepare_data
 
     cfg = _config(config)
-    with _manifest_errors():
-        prepared = prepare_data(cfg, progress=not quiet, console=console)
+    prepared = prepare_data(cfg, progress=not quiet, console=console)
     console.print(
         f"{len(prepared.manifest)} utterances; audio features {prepared.audio.shape}; text features "
         f"{None if prepared.text is None else prepared.text.shape}; timings {prepared.timings}"
@@ -197,7 +243,9 @@ def features(config: ConfigOpt = None, quiet: QuietOpt = False) -> None:
 
 @app.command("train")
 def train(config: ConfigOpt = None, quiet: QuietOpt = False) -> None:
-    """Train and evaluate every run of the grid (finished runs are skipped), then print the table."""
+    """Train and evaluate every run of the grid (finished runs are skipped), then print the table.
+
+    Exits with code 1 and a table of the failed runs (run id, error) when any run failed."""
     benchmark(config=config, quiet=quiet)
 
 
@@ -249,13 +297,35 @@ def benchmark(
 
     Defaults: the built-in synthetic corpus; languages en, de, ja; modalities audio and audio+text; ERM and
     ERM-MinMaxGAP; 3 seeds. Results go to the config's output_dir (results.jsonl, runs/*/predictions.csv,
-    table.md); re-running resumes and skips finished runs.
+    table.md); re-running resumes and skips finished runs. Before any training the grid is checked (every
+    split of every language trained has rows; group objectives see both values of the sensitive attribute in
+    every training domain): a problem is one message and exit code 2. Exits with code 1 and a table of the
+    failed runs (run id, error) when any run failed.
     """
     from fairser.bench.runner import run_benchmark
 
     cfg = _config(config, output_dir=str(output_dir) if output_dir else None)
-    with _manifest_errors():
-        run_benchmark(cfg, progress=not quiet, console=console)
+    table = run_benchmark(cfg, progress=not quiet, console=console)
+    _exit_on_failures(table.attrs.get("failures", []), out_dir=cfg.output_dir)
+
+
+def _exit_on_failures(failures: list[tuple[str, str]], *, out_dir) -> None:
+    """Some runs failed: a table of them (run id, error) on stderr and exit code 1."""
+    if not failures:
+        return
+    from rich.table import Table
+
+    t = Table(title=f"{len(failures)} run(s) failed (their rows in {out_dir}/results.jsonl say why)")
+    t.add_column("run id", overflow="fold")
+    t.add_column("error", overflow="fold")
+    for run_id, error in failures:
+        t.add_row(run_id, error)
+    err_console.print(t)
+    err_console.print(
+        "[red]the table above leaves these runs out[/]; fix the cause and re-run the same command: finished "
+        "runs are kept, failed ones are retried"
+    )
+    raise typer.Exit(EXIT_RUNS_FAILED)
 
 
 @app.command("audit")

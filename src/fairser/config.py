@@ -10,9 +10,10 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from fairser.data.labels import MELD_EMOTIONS
+from fairser.errors import UserError
 
 __all__ = [
     "BackboneConfig",
@@ -394,15 +395,158 @@ class BenchmarkConfig(_Strict):
 def load_config(path: str | Path | None = None, **overrides: Any) -> BenchmarkConfig:
     """Load a YAML config (or the defaults when ``path`` is None) and apply top-level overrides.
 
-    Relative paths in the file are relative to the current working directory.
+    Relative paths in the file are relative to the current working directory. Every mistake is a
+    :class:`~fairser.errors.UserError` naming the file, line and key: a missing file, an empty file (a config
+    states at least one field; run without ``--config`` for the defaults), a YAML syntax error, a key given
+    twice in one mapping (YAML would silently keep the last) and every validation error (unknown key, bad
+    value), one line each as ``key (file:line): what — fix``.
     """
     data: dict[str, Any] = {}
+    root = None
     if path is not None:
         path = Path(path)
+        if path.is_dir():
+            raise UserError(
+                "is a folder, not a config file", where=str(path), fix="give a YAML file (see configs/)"
+            )
         if not path.is_file():
-            raise FileNotFoundError(f"config not found: {path}")
-        data = yaml.safe_load(path.read_text()) or {}
-        if not isinstance(data, dict):
-            raise ValueError(f"{path}: a config must be a mapping of fields, got {type(data).__name__}")
+            raise UserError(
+                "config not found", where=str(path), fix="check the path (shipped configs are in configs/)"
+            )
+        data, root = _read_yaml(path)
     data.update({k: v for k, v in overrides.items() if v is not None})
-    return BenchmarkConfig.model_validate(data)
+    try:
+        return BenchmarkConfig.model_validate(data)
+    except ValidationError as e:
+        raise _config_error(e, path=path, root=root) from None
+
+
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """``yaml.SafeLoader`` that refuses a key given twice in one mapping (YAML keeps the last silently)."""
+
+    def construct_mapping(self, node, deep=False):
+        seen: dict[Any, int] = {}
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=True)
+            line = key_node.start_mark.line + 1
+            if isinstance(key, str | int | float | bool) and key in seen:
+                raise UserError(
+                    f"key {key!r} is given twice (lines {seen[key]} and {line}); YAML would keep only the last",
+                    where=f"{key_node.start_mark.name}:{line}",
+                    fix=f"keep one {key!r} (merge their contents)",
+                )
+            seen.setdefault(key, line)
+        return super().construct_mapping(node, deep=deep)
+
+
+def _read_yaml(path: Path) -> tuple[dict[str, Any], Any]:
+    """The config file as a mapping, and its YAML node tree (for line numbers of keys)."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as e:
+        raise UserError(
+            f"not UTF-8 text ({e.reason} at byte {e.start})", where=str(path), fix="save the config as UTF-8"
+        ) from None
+    try:
+        loader = _UniqueKeyLoader(text)
+        loader.name = str(path)
+        try:
+            root = loader.get_single_node()
+            data = loader.construct_document(root) if root is not None else None
+        finally:
+            loader.dispose()
+    except yaml.MarkedYAMLError as e:
+        mark = e.problem_mark or e.context_mark
+        where = f"{path}:{mark.line + 1}" if mark is not None else str(path)
+        raise UserError(
+            f"not valid YAML: {e.problem or e}", where=where, fix="correct the YAML syntax at that line"
+        ) from None
+    except yaml.YAMLError as e:
+        raise UserError(f"not valid YAML: {e}", where=str(path), fix="correct the YAML syntax") from None
+    if data is None:
+        raise UserError(
+            "the config file is empty (it states no field)",
+            where=str(path),
+            fix="state the fields you change (see configs/*.yaml), or run without --config for the defaults",
+        )
+    if not isinstance(data, dict):
+        raise UserError(
+            f"a config must be a mapping of fields (key: value), got a {type(data).__name__}",
+            where=str(path),
+            fix="write one `key: value` per line (see configs/*.yaml)",
+        )
+    return data, root
+
+
+def _key_line(root: Any, loc: tuple[Any, ...]) -> int | None:
+    """The 1-based line of the deepest key of ``loc`` found in the YAML node tree ``root``."""
+    node, line = root, None
+    for part in loc:
+        if isinstance(node, yaml.MappingNode):
+            match = next((v for k, v in node.value if k.value == str(part)), None)
+            if match is None:
+                key = next((k for k, _ in node.value if k.value == str(part)), None)
+                return line if key is None else key.start_mark.line + 1
+            key = next(k for k, _ in node.value if k.value == str(part))
+            node, line = match, key.start_mark.line + 1
+        elif isinstance(node, yaml.SequenceNode) and isinstance(part, int) and part < len(node.value):
+            node = node.value[part]
+            line = node.start_mark.line + 1
+        else:
+            break
+    return line
+
+
+def _allowed_keys(loc: tuple[Any, ...]) -> list[str]:
+    """The field names of the model holding the last key of ``loc`` (for a misspelt key's fix)."""
+    import typing
+
+    model: Any = BenchmarkConfig
+    for part in loc[:-1]:
+        if isinstance(part, int):
+            continue
+        if not (isinstance(model, type) and issubclass(model, BaseModel)) or part not in model.model_fields:
+            return []
+        ann = model.model_fields[part].annotation
+        while typing.get_origin(ann) is not None:  # X | None, tuple[X, ...], list[X]
+            args = [a for a in typing.get_args(ann) if a is not type(None) and a is not Ellipsis]
+            models = [a for a in args if isinstance(a, type) and issubclass(a, BaseModel)]
+            ann = models[0] if models else (args[0] if args else None)
+        model = ann
+    if isinstance(model, type) and issubclass(model, BaseModel):
+        return list(model.model_fields)
+    return []
+
+
+def _config_error(error: ValidationError, *, path: Path | None, root: Any) -> UserError:
+    """One :class:`UserError` listing every validation error as ``key (file:line): what — fix``."""
+    import difflib
+
+    lines = []
+    for err in error.errors():
+        loc = tuple(err["loc"])
+        key = ".".join(str(p) for p in loc) or "(the config as a whole)"
+        line = _key_line(root, loc) if root is not None else None
+        place = f" ({path}:{line})" if path is not None and line else ""
+        msg = str(err["msg"]).removeprefix("Value error, ")
+        if err["type"] == "extra_forbidden":
+            allowed = _allowed_keys(loc)
+            close = difflib.get_close_matches(str(loc[-1]), allowed, n=1)
+            fix = (
+                f"did you mean {close[0]!r}?"
+                if close
+                else "remove it" + (f" (allowed here: {', '.join(allowed)})" if allowed else "")
+            )
+            msg = "unknown key"
+        elif err["type"] == "missing":
+            fix = "add it"
+        elif "input" in err and err["type"] not in ("value_error", "assertion_error"):
+            fix = f"got {err['input']!r}; give a valid value"
+        else:
+            fix = "change the value"
+        lines.append(f"  {key}{place}: {msg} — {fix}")
+    return UserError(
+        f"invalid config ({len(lines)} error(s)):\n" + "\n".join(lines),
+        where=str(path) if path is not None else "config",
+        fix="correct the key(s) above (every field and its default: src/fairser/config.py, configs/*.yaml)",
+    )

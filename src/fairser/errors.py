@@ -3,6 +3,10 @@
 Every mistake a user can make (a bad manifest row, a config key, an unreadable file) is raised as a
 :class:`UserError`. The command line prints it as one message and exits with code 2, without a traceback
 (``fairser --debug`` shows it). Library callers catch it like any ``ValueError``.
+
+Exit codes of the command line: 0 done; 1 some runs of a grid failed (a summary table names each run and its
+error), or an unexpected error (a bug: its traceback is shown); 2 a user error (this module); 130 interrupted
+(Ctrl-C).
 """
 
 from __future__ import annotations
@@ -27,3 +31,12 @@ class UserError(ValueError):
         if self.fix:
             text += f"\n  fix: {self.fix}"
         return text
+
+    def __reduce__(self):  # keep what / where / fix across process-pool boundaries
+        return (_rebuild, (type(self), self.what, self.where, self.fix), self.__dict__)
+
+
+def _rebuild(cls: type[UserError], what: str, where: str | None, fix: str | None) -> UserError:
+    error = cls.__new__(cls)
+    UserError.__init__(error, what, where=where, fix=fix)
+    return error

@@ -25,6 +25,7 @@ from typing import Any
 
 import pandas as pd
 from rich.console import Console
+from rich.markup import escape
 
 from fairser.config import BenchmarkConfig
 from fairser.data.risk import training_data_risk
@@ -40,6 +41,7 @@ from fairser.results import (
     sensitive_labels,
 )
 from fairser.run import PreparedData, RunSpec, execute_run, plan_runs, prepare_data
+from fairser.run.preflight import check_grid
 
 __all__ = [
     "PreparedData",
@@ -93,6 +95,11 @@ def run_benchmark(
     ``data_risk.csv`` (the training data's bias risk, :mod:`fairser.data.risk`) and ``benchmark.json``
     (config, data source, stage timings). Cross-validated cells add a pooled row and
     ``runs/<pool_id>/predictions.csv`` (every speaker once).
+
+    Before any training the grid is checked (:func:`fairser.run.preflight.check_grid`: empty splits, group
+    objectives with one value in a training domain; a :class:`~fairser.errors.UserError`). A failed run is
+    recorded (a ``status: failed`` row) and the others go on; ``table.attrs["failures"]`` lists them as
+    ``(run_id, error)`` (also in ``benchmark.json``).
     """
     from fairser.results import gaps_table, paper_table, render_table
 
@@ -118,8 +125,9 @@ def run_benchmark(
         console.print(
             f"resuming: {len(runs) - len(todo)} of {len(runs)} runs already finished in {store.path}"
         )
+    check_grid(todo, prepared, config)  # empty splits, one-valued group objectives: refused before training
     t0 = time.perf_counter()
-    failures: list[str] = []
+    failures: list[tuple[str, str]] = []  # (run id, error)
     with progress_bar(enabled=progress, console=console) as bar:
         task = bar.add_task("training runs", total=len(todo))
         if config.n_jobs > 1 and len(todo) > 1:
@@ -190,14 +198,13 @@ def run_benchmark(
         "n_folds": len(prepared.folds) or None,
         "n_runs": len(runs),
         "n_finished": len(rows),
-        "failures": failures,
+        "failures": [{"run_id": run_id, "error": error} for run_id, error in failures],
         "notes": prepared.notes,
         "timings_s": timings,
     }
     (out_dir / "benchmark.json").write_text(json.dumps(meta, indent=2, default=str))
     print(text)  # plain print: a Markdown table must not be re-wrapped to the terminal width
-    if failures:
-        console.print(f"[red]{len(failures)} run(s) failed[/]: " + "; ".join(failures))
+    table.attrs["failures"] = failures  # the command line lists them and exits with code 1
     return table
 
 
@@ -316,12 +323,13 @@ def _pool_folds(
 
 
 def _finish(
-    spec, exc, out, store: ResultsStore, out_dir: Path, failures: list[str], console: Console
+    spec, exc, out, store: ResultsStore, out_dir: Path, failures: list[tuple[str, str]], console: Console
 ) -> None:
     if exc is not None:
-        failures.append(f"{spec.run_id}: {type(exc).__name__}: {exc}")
-        store.append({"run_id": spec.run_id, "status": "failed", "error": f"{type(exc).__name__}: {exc}"})
-        console.print(f"[red]run failed[/] {spec.run_id}: {type(exc).__name__}: {exc}")
+        error = f"{type(exc).__name__}: {exc}"
+        failures.append((spec.run_id, error))
+        store.append({"run_id": spec.run_id, "status": "failed", "error": error})
+        console.print(f"[red]run failed[/] {spec.run_id}: {escape(error)}", highlight=False)
         return
     row, pred, step_logs = out
     _save_run(out_dir, spec, row, pred, step_logs)

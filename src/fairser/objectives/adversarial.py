@@ -116,6 +116,7 @@ class SensitiveAdversary(Objective):
     """
 
     name = "adversarial"
+    compares_values = True
     requires = ("embed_dim",)
 
     def __init__(

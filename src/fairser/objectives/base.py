@@ -104,10 +104,15 @@ class Objective(nn.Module):
     ``requires`` names the constructor arguments a run must supply because only the run knows them (today
     only ``"embed_dim"``, the width of the model's shared embedding); every other hyperparameter has a
     default or comes from the config.
+
+    ``compares_values``: the objective compares the values of the sensitive attribute within a domain (gap,
+    worst group, adversary, parity, variance); with one value in a training domain its group term is void
+    and it silently trains as ERM there, so the run pipeline refuses such a training split before training.
     """
 
     name: ClassVar[str] = ""
     requires: ClassVar[tuple[str, ...]] = ()
+    compares_values: ClassVar[bool] = False
 
     def __init__(self, *, n_domains: int, n_classes: int, n_values: int = 2) -> None:
         super().__init__()

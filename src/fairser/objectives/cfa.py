@@ -98,6 +98,7 @@ class CombinedFairnessAdaptation(StagedObjective):
     """
 
     name = "cfa"
+    compares_values = True
     requires = ("embed_dim",)
 
     def __init__(

@@ -47,6 +47,7 @@ class GroupDRO(Objective):
     """
 
     name = "groupdro"
+    compares_values = True
 
     def __init__(
         self,

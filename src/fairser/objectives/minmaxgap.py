@@ -143,6 +143,7 @@ class MinMaxGap(Objective):
     """
 
     name = "minmaxgap"
+    compares_values = True
 
     def __init__(
         self,

@@ -84,6 +84,7 @@ class Reweighting(Objective):
     """
 
     name = "reweighting"
+    compares_values = True
 
     def __init__(
         self,

@@ -39,6 +39,7 @@ class _SoftParity(Objective):
     """
 
     needs_y: ClassVar[bool] = False
+    compares_values = True
 
     def __init__(
         self, *, n_domains: int, n_classes: int, n_values: int = 2, beta: float = 1.0, reduce: str = "mean"

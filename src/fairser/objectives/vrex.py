@@ -28,6 +28,7 @@ class VREx(Objective):
     """
 
     name = "vrex"
+    compares_values = True
 
     def __init__(self, *, n_domains: int, n_classes: int, n_values: int = 2, beta: float = 1.0) -> None:
         super().__init__(n_domains=n_domains, n_classes=n_classes, n_values=n_values)

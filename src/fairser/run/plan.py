@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from fairser.config import BenchmarkConfig, ObjectiveSpec
+from fairser.errors import UserError
 from fairser.run.prepare import effective_groups
 
 __all__ = ["RunSpec", "check_objectives", "plan_runs"]
@@ -53,12 +54,16 @@ def _dump(model, *, unless_default: dict[str, Any]) -> dict[str, Any]:
 
 def check_objectives(config: BenchmarkConfig) -> None:
     """Every objective of ``config`` must be registered (the config layer cannot check: it sits below the
-    objectives). Raises ``ValueError`` naming the unknown one and the registered ones."""
+    objectives). Raises a :class:`~fairser.errors.UserError` naming the unknown one and the registered ones."""
     from fairser.objectives import OBJECTIVES
 
-    for spec in config.objectives:
+    for i, spec in enumerate(config.objectives):
         if spec.name not in OBJECTIVES:
-            raise ValueError(f"unknown objective {spec.name!r}; registered: {sorted(OBJECTIVES)}")
+            raise UserError(
+                f"unknown objective {spec.name!r}; registered: {sorted(OBJECTIVES)}",
+                where=f"config key objectives.{i}.name",
+                fix="use one of the registered names",
+            )
 
 
 def plan_runs(config: BenchmarkConfig, *, n_folds: int | None = None) -> list[RunSpec]:
