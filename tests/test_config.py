@@ -4,6 +4,7 @@ import pytest
 from pydantic import ValidationError
 
 from fairser.config import BenchmarkConfig, load_config
+from fairser.errors import UserError
 from fairser.run.plan import check_objectives
 
 REPO = Path(__file__).resolve().parents[1]
@@ -27,7 +28,9 @@ def test_shipped_configs_validate(path):
 def test_unknown_key_is_an_error(tmp_path):
     p = tmp_path / "c.yaml"
     p.write_text("train:\n  epochz: 3\n")
-    with pytest.raises(ValidationError, match="epochz"):
+    with pytest.raises(
+        UserError, match=r"train.epochz \(.*c.yaml:2\): unknown key — did you mean 'epochs'\?"
+    ):
         load_config(p)
 
 
@@ -71,7 +74,7 @@ def test_duplicate_objective_labels_are_an_error():
 
 
 def test_missing_config_file(tmp_path):
-    with pytest.raises(FileNotFoundError, match="config not found"):
+    with pytest.raises(UserError, match="config not found"):
         load_config(tmp_path / "missing.yaml")
 
 

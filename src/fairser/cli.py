@@ -19,6 +19,7 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from typer.core import TyperGroup
 
 from fairser.errors import UserError
@@ -99,8 +100,6 @@ def _main(
 
 def print_user_error(error: UserError) -> None:
     """One user error on stderr: ``error: where: what`` and its fix, markup-safe."""
-    from rich.markup import escape
-
     err_console.print(f"[red]error[/]: {escape(error.message)}", soft_wrap=True, highlight=False)
 
 
@@ -254,20 +253,25 @@ def table(
     results: Annotated[Path, typer.Argument(help="A benchmark output folder (holds results.jsonl).")],
 ) -> None:
     """Print the paper-style table from a results folder, then the gaps with their CI, p-value and minimum
-    detectable gap (from the folder's mdg.csv)."""
+    detectable gap (from the folder's mdg.csv).
+
+    Refuses a folder holding rows of different configs (exit code 2). A cell with fewer finished runs than the
+    config's seeds says so ("(n=2)"); failed runs and unreadable lines of results.jsonl are listed on stderr."""
     import json
 
-    from fairser.results import ResultsStore, gaps_table, headline_rows, paper_table, read_mdg, render_table
+    import yaml
 
-    rows = [
-        r for r in headline_rows(ResultsStore(results / "results.jsonl").rows()) if r.get("status") == "ok"
-    ]
-    if not rows:
-        console.print(f"[red]no finished runs in {results / 'results.jsonl'}[/]")
-        raise typer.Exit(1)
+    from fairser.results import finished_rows, gaps_table, paper_table, read_mdg, render_table
+
+    found = finished_rows(results)
+    rows = found.rows
+    for warning in found.warnings():
+        err_console.print(f"[yellow]warning[/]: {escape(warning)}", soft_wrap=True, highlight=False)
     meta = (
         json.loads((results / "benchmark.json").read_text()) if (results / "benchmark.json").is_file() else {}
     )
+    config = results / "config.yaml"
+    seeds = (yaml.safe_load(config.read_text()) or {}).get("seeds") if config.is_file() else None
     baseline = rows[0]["objective_label"]
     for r in rows:
         if r["objective"] == "erm":
@@ -279,7 +283,7 @@ def table(
             t,
             synthetic=meta.get("synthetic", False),
             source=meta.get("source", str(results)),
-            n_seeds=len({r["seed"] for r in rows}),
+            n_seeds=len(seeds) if seeds else len({r["seed"] for r in rows}),
             gaps=gaps_table(rows, baseline=baseline, mdg=read_mdg(results)),
         )
     )

@@ -26,7 +26,7 @@ import pandas as pd
 from fairser.audit import Audit, audit_predictions, read_predictions, run_label
 from fairser.grouping import GENDER_VALUES, INTERSECTION_SEP
 from fairser.metrics import GAP_METRICS, MetricFrame
-from fairser.results import ResultsStore, headline_rows, sensitive_labels
+from fairser.results import finished_rows, sensitive_labels
 from fairser.results.aggregate import seed_stats
 
 __all__ = [
@@ -192,13 +192,9 @@ def load_benchmark_folder(
 ) -> ReportData:
     """Rows, metadata and pooled per-class gaps of a benchmark output folder."""
     path = Path(path)
-    all_rows = ResultsStore(path / "results.jsonl").rows()
-    rows = [r for r in headline_rows(all_rows) if r.get("status") == "ok"]  # pooled rows, not folds
-    warnings = [
-        f"run {r['run_id']} failed: {r.get('error', '?')}" for r in all_rows if r.get("status") != "ok"
-    ]
-    if not rows:
-        raise ValueError(f"no finished runs in {path / 'results.jsonl'}")
+    found = finished_rows(path)  # headline rows of one config (refuses a folder mixing configs)
+    rows = found.rows
+    warnings = found.warnings()
     meta_path = path / "benchmark.json"
     meta = json.loads(meta_path.read_text()) if meta_path.is_file() else {}
     notes = list(meta.get("notes", []))

@@ -11,6 +11,7 @@
 
 from fairser.jsonable import jsonable
 from fairser.results.aggregate import seed_stats
+from fairser.results.folder import FolderRows, finished_rows, one_config
 from fairser.results.labels import GENDER, SensitiveLabels, sensitive_labels
 from fairser.results.pooled import headline_rows, pool_predictions, pooled_row, read_fold_predictions
 from fairser.results.rows import evaluate_run, predictions_table, run_fields
@@ -29,17 +30,20 @@ from fairser.results.tables import (
 )
 
 __all__ = [
+    "FolderRows",
     "GENDER",
     "ResultsStore",
     "SensitiveLabels",
     "comparison_table",
     "evaluate_run",
+    "finished_rows",
     "fmt_delta",
     "fmt_pm",
     "gaps_table",
     "headline_rows",
     "jsonable",
     "long_results",
+    "one_config",
     "paper_table",
     "pool_predictions",
     "pooled_row",

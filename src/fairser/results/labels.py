@@ -11,6 +11,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
+from fairser.errors import UserError
 from fairser.grouping import GENDER_VALUES, INTERSECTION_SEP
 
 __all__ = ["GENDER", "SensitiveLabels", "sensitive_labels"]
@@ -100,9 +101,10 @@ def sensitive_labels(rows: Iterable[dict[str, Any]]) -> SensitiveLabels:
             f"{INTERSECTION_SEP.join(cols)} with values {list(values)} (e.g. run {run})"
             for (cols, values), run in found.items()
         )
-        raise ValueError(
+        raise UserError(
             f"results rows of different sensitive attributes cannot be compared in one table or figure: "
-            f"{described}. Report each attribute's runs separately (one output folder per config)."
+            f"{described}",
+            fix="report each attribute's runs separately (one output folder per config)",
         )
     if not found:
         return GENDER

@@ -136,4 +136,5 @@ def run_fields(*, spec, result) -> dict[str, Any]:
         "best_epoch": result.best_epoch,
         "valid_score": result.best_score,
         "epochs_run": len(result.history),
+        **({"config_id": spec.config_id} if getattr(spec, "config_id", None) else {}),
     }

@@ -162,7 +162,8 @@ def render_table(
     ci: float = 0.95,
 ) -> str:
     """Markdown rendering (values in %, mean ± std over seeds); states the data source, 'synthetic' and the
-    gap of the table's sensitive attribute. With ``gaps`` (:func:`gaps_table`) the gaps with their
+    gap of the table's sensitive attribute. A cell with fewer finished runs than ``n_seeds`` is marked
+    ``(n=k)``. With ``gaps`` (:func:`gaps_table`) the gaps with their
     uncertainty follow beneath (:func:`render_gaps`)."""
     labels: SensitiveLabels = table.attrs.get("sensitive", GENDER)
     objectives = table.attrs.get("objectives", [])
@@ -177,8 +178,12 @@ def render_table(
         lines.append(
             "**SYNTHETIC DATA** — built-in eSpeak NG corpus; numbers describe this generator, not real speech.\n"
         )
+    counts = [r.get(f"{obj} n_seeds") for _, r in table.iterrows() for obj in objectives]
+    fewer = any(n == n and n is not None and int(n) < n_seeds for n in counts)
     lines.append(
-        f"Data: {source}. W-F1 and {labels.description} in %, mean ± std over {n_seeds} seed(s); "
+        f"Data: {source}. W-F1 and {labels.description} in %, mean ± std over {n_seeds} seed(s)"
+        + ("; (n=k): a cell with only k finished runs" if fewer else "")
+        + "; "
         "Δ = objective − " + f"{baseline}. Overall: W-F1 on all test utterances, gap = mean over domains; "
         "Worst domain: max over domains of the gap.\n"
     )
@@ -187,10 +192,13 @@ def render_table(
     for _, r in table.iterrows():
         cells = [str(r["language"]), str(r["modality"])]
         for obj in objectives:
-            cells += [
+            n = r.get(f"{obj} n_seeds")
+            runs = f" (n={int(n)})" if n == n and n is not None and int(n) < n_seeds else ""
+            for value in (
                 fmt_pm(r.get(f"{obj} W-F1"), r.get(f"{obj} W-F1 std")),
                 fmt_pm(r.get(f"{obj} gap"), r.get(f"{obj} gap std")),
-            ]
+            ):
+                cells.append(value + runs if value != "–" else value)
             if obj != baseline and baseline in objectives:
                 cells += [fmt_delta(r.get(f"{obj} Δ W-F1")), fmt_delta(r.get(f"{obj} Δ gap"))]
         lines.append("| " + " | ".join(cells) + " |")

@@ -36,6 +36,9 @@ class RunSpec:
     fold: int | None = None
     #: Run id of the pooled row of this cell's folds (None under ``holdout``).
     pool_id: str | None = None
+    #: Hash of the settings every run of the config shares (corpus, features, languages, training, ...): rows
+    #: of different configs in one results folder are refused by the tables (:func:`fairser.results.one_config`).
+    config_id: str | None = None
 
 
 def _hash(obj: Any) -> str:
@@ -98,6 +101,7 @@ def plan_runs(config: BenchmarkConfig, *, n_folds: int | None = None) -> list[Ru
             shared["protocol"]["folds"] = config.folds
     if config.backbone is not None:  # a changed backbone (model, LoRA, lr, ...) must not reuse old runs
         shared["backbone"] = config.backbone.model_dump(mode="json")
+    config_id = _hash(shared)
     runs = []
     for setting in settings:
         for spec in config.objectives:
@@ -109,10 +113,13 @@ def plan_runs(config: BenchmarkConfig, *, n_folds: int | None = None) -> list[Ru
             for seed in config.seeds:
                 cell = {**shared, "setting": setting, "objective": obj, "seed": seed}
                 if folds == [None]:
-                    runs.append(RunSpec(setting, spec, seed, f"{setting}__{name}__seed{seed}__{_hash(cell)}"))
+                    run_id = f"{setting}__{name}__seed{seed}__{_hash(cell)}"
+                    runs.append(RunSpec(setting, spec, seed, run_id, config_id=config_id))
                     continue
                 pool_id = f"{setting}__{name}__seed{seed}__pooled__{_hash(cell)}"
                 for fold in folds:
                     run_id = f"{setting}__{name}__seed{seed}__fold{fold}__{_hash({**cell, 'fold': fold})}"
-                    runs.append(RunSpec(setting, spec, seed, run_id, fold=fold, pool_id=pool_id))
+                    runs.append(
+                        RunSpec(setting, spec, seed, run_id, fold=fold, pool_id=pool_id, config_id=config_id)
+                    )
     return runs
