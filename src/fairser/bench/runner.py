@@ -199,6 +199,7 @@ def run_benchmark(
         "n_runs": len(runs),
         "n_finished": len(rows),
         "failures": [{"run_id": run_id, "error": error} for run_id, error in failures],
+        "results_store": {"torn_lines_repaired": store.repaired, "unreadable_lines": len(store.skipped)},
         "notes": prepared.notes,
         "timings_s": timings,
     }

@@ -167,14 +167,45 @@ def resolve_audio_paths(df: pd.DataFrame, *, root: str | Path | None) -> list[Pa
     return [p if p.is_absolute() else base / p for p in (Path(s) for s in df["audio_path"])]
 
 
+def read_csv_file(path: str | Path) -> pd.DataFrame:
+    """A CSV as text columns; an empty, non-UTF-8 or malformed file is a :class:`ManifestError` naming it."""
+    path = Path(path)
+    if path.is_dir():
+        raise ManifestError("is a folder, not a CSV file", where=str(path), fix="give the manifest CSV in it")
+    with open(path, "rb") as f:
+        head = f.read(4096)
+    if b"\x00" in head:  # UTF-16 / UTF-32 text (with or without a byte-order mark)
+        raise ManifestError(
+            "not UTF-8 text (NUL bytes: UTF-16 or UTF-32?)",
+            where=str(path),
+            fix="save it as UTF-8, e.g. `iconv -f UTF-16 -t UTF-8 in.csv > out.csv`",
+        )
+    try:
+        return pd.read_csv(path, dtype=str, keep_default_na=False, encoding="utf-8")
+    except pd.errors.EmptyDataError:
+        raise ManifestError(
+            "the file is empty (0 bytes or no header)", where=str(path), fix="write a header line and rows"
+        ) from None
+    except UnicodeDecodeError as e:
+        raise ManifestError(
+            f"not UTF-8 text ({e.reason}; a legacy encoding such as Latin-1 or cp1252?)",
+            where=str(path),
+            fix="save it as UTF-8, e.g. `iconv -f LATIN1 -t UTF-8 in.csv > out.csv`",
+        ) from None
+    except pd.errors.ParserError as e:
+        raise ManifestError(
+            f"not a readable CSV: {e}", where=str(path), fix="check its quoting and delimiters"
+        ) from None
+
+
 def read_manifest(
     path: str | Path, *, check_files: bool = True, labels: Iterable[str] | None = None
 ) -> pd.DataFrame:
     """Read and validate a manifest CSV; relative audio paths are resolved against its folder."""
     path = Path(path)
-    if not path.is_file():
+    if not path.exists():
         raise ManifestError(f"manifest not found: {path}")
-    df = pd.read_csv(path, dtype=str, keep_default_na=False)
+    df = read_csv_file(path)
     out = validate_manifest(df, root=path.parent, labels=labels, check_files=check_files, source=str(path))
     out.attrs["root"] = str(path.parent.resolve())
     return out
