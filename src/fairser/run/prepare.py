@@ -9,6 +9,7 @@ A backbone run (``backbone:``) caches no features: the backbone reads the wavefo
 from __future__ import annotations
 
 import dataclasses
+import re
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,6 +21,7 @@ from rich.console import Console
 
 from fairser.config import BenchmarkConfig, GroupsConfig, ObjectiveSpec
 from fairser.data.manifest import ManifestError, read_manifest, resolve_audio_paths
+from fairser.errors import UserError
 from fairser.grouping import INTERSECTION_SEP, sensitive_values
 
 __all__ = ["PreparedData", "effective_groups", "featurizer", "normaliser", "prepare_data"]
@@ -66,22 +68,44 @@ def _load_corpus(
         manifest.attrs["root"] = str(Path(corpus.path).resolve())
         return manifest, True, f"built-in synthetic corpus (eSpeak NG), {corpus.path}"
     if corpus.kind == "manifest":
+        if not Path(corpus.path).exists():
+            raise UserError(
+                f"manifest not found: {corpus.path}",
+                where="config key corpus.path",
+                fix="give the manifest CSV (`fairser data import` writes one)",
+            )
         manifest = read_manifest(corpus.path, labels=corpus.labels)
         source = f"{', '.join(sorted(set(manifest['corpus'])))} ({corpus.path})"
     else:
         from fairser.data.corpora import import_corpus
 
         parts = []
-        for src in corpus.sources:
-            res = import_corpus(
-                src.name,
-                src.path,
-                target=corpus.target,
-                split=corpus.split,
-                seed=corpus.split_seed,
-                fractions=corpus.split_fractions,
-                **src.options,
-            )
+        for i, src in enumerate(corpus.sources):
+            if not Path(src.path).exists():
+                raise UserError(
+                    f"corpus {src.name!r} not found at {src.path}",
+                    where=f"config key corpus.sources.{i}.path",
+                    fix="give the corpus folder as its authors distribute it (or its manifest file)",
+                )
+            try:
+                res = import_corpus(
+                    src.name,
+                    src.path,
+                    target=corpus.target,
+                    split=corpus.split,
+                    seed=corpus.split_seed,
+                    fractions=corpus.split_fractions,
+                    **src.options,
+                )
+            except TypeError as e:  # a misspelt option reaches a keyword-only signature
+                bad = re.search(r"unexpected keyword argument '([^']+)'", str(e))
+                if bad is None:
+                    raise
+                raise UserError(
+                    f"corpus {src.name!r} has no option {bad.group(1)!r}",
+                    where=f"config key corpus.sources.{i}.options.{bad.group(1)}",
+                    fix="correct or remove it (the options of each corpus: `fairser data import --help`)",
+                ) from None
             dropped = ", ".join(f"{k}: {v}" for k, v in res.dropped.items()) or "none"
             console.print(f"imported {src.name}: {len(res.manifest)} utterances (dropped: {dropped})")
             parts.append(res.manifest)
@@ -217,13 +241,17 @@ def prepare_data(
 
     unknown_labels = sorted(set(manifest["emotion"]) - set(config.corpus.labels))
     if unknown_labels:
-        raise ValueError(
-            f"labels {unknown_labels} are not in the configured label set {list(config.corpus.labels)}"
+        raise UserError(
+            f"labels {unknown_labels} are not in the configured label set {list(config.corpus.labels)}",
+            where=f"corpus {source}",
+            fix="add them to config key corpus.labels, or map them onto it when importing",
         )
     missing_langs = sorted(set(config.languages) - set(manifest["language"]))
     if missing_langs:
-        raise ValueError(
-            f"languages {missing_langs} are not in the corpus (it has {sorted(set(manifest['language']))})"
+        raise UserError(
+            f"languages {missing_langs} are not in the corpus (it has {sorted(set(manifest['language']))})",
+            where="config key languages",
+            fix="list only languages the corpus has",
         )
     manifest = manifest[manifest["language"].isin(config.languages)].reset_index(drop=True)
     missing_cols = [c for c in config.sensitive if c not in manifest.columns]
