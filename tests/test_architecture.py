@@ -24,6 +24,8 @@ LAYERS: list[tuple[str, ...]] = [
         "fairser.grouping",
         "fairser.progress",
         "fairser.jsonable",
+        "fairser.lifeline",
+        "fairser.forkserver_lifeline",
         "fairser.data.labels",
     ),
     ("fairser.data",),

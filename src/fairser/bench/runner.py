@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 import multiprocessing as mp
+import os
 import time
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
@@ -29,6 +30,7 @@ from rich.markup import escape
 
 from fairser.config import BenchmarkConfig
 from fairser.data.risk import training_data_risk
+from fairser.lifeline import die_with_parent
 from fairser.progress import progress_bar
 from fairser.results import (
     ResultsStore,
@@ -55,6 +57,7 @@ __all__ = [
 
 _WORKER: dict[str, Any] = {}
 _WORKER_PRELOAD = [
+    "fairser.forkserver_lifeline",  # first: the forkserver dies with the benchmark (no orphans after SIGKILL)
     "fairser.bench.runner",
     "fairser.run",
     "fairser.metrics",
@@ -65,8 +68,12 @@ _WORKER_PRELOAD = [
 ]
 
 
-def _worker_init(prepared: PreparedData, config: BenchmarkConfig) -> None:
+def _worker_init(owner: int, prepared: PreparedData, config: BenchmarkConfig) -> None:
+    """A training worker (a child of the forkserver): exits when the forkserver or the benchmark's main
+    process ``owner`` dies (:func:`fairser.lifeline.die_with_parent`), so a SIGKILL leaves no orphan."""
     import torch
+
+    die_with_parent(owner=owner)
 
     torch.set_num_threads(1)
     _WORKER["prepared"], _WORKER["config"] = prepared, config
@@ -139,7 +146,7 @@ def run_benchmark(
                 max_workers=min(config.n_jobs, len(todo)),
                 mp_context=ctx,
                 initializer=_worker_init,
-                initargs=(prepared, config),
+                initargs=(os.getpid(), prepared, config),
             ) as pool:
                 futures = {pool.submit(_worker_run, spec): spec for spec in todo}
                 for fut in as_completed(futures):

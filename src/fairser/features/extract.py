@@ -22,6 +22,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from fairser.features.audio import AudioError, load_audio
 from fairser.features.base import AudioEncoder, TextEncoder
 from fairser.features.cache import FeatureCache, sha256_text
+from fairser.lifeline import die_with_parent
 
 __all__ = ["AudioFeatures", "extract_audio_features", "extract_text_features"]
 
@@ -83,6 +84,12 @@ def _init_worker(encoder: AudioEncoder, cache: FeatureCache, fingerprint: str) -
     getattr(encoder, "smile", None)
 
 
+def _init_pool_worker(parent: int, encoder: AudioEncoder, cache: FeatureCache, fingerprint: str) -> None:
+    """A pool worker: exits when the extracting process dies (:func:`fairser.lifeline.die_with_parent`)."""
+    die_with_parent(parent=parent)
+    _init_worker(encoder, cache, fingerprint)
+
+
 def _extract_one(task: tuple[str, str]) -> tuple[str, np.ndarray | None, str | None]:
     """Decode, encode and cache one file; returns (content hash, vector or None, failure reason or None)."""
     content_hash, path = task
@@ -129,7 +136,7 @@ def _results(
     chunksize = max(1, min(16, -(-len(tasks) // (n_workers * 8))))
     pool = stack.enter_context(
         multiprocessing.get_context().Pool(
-            n_workers, initializer=_init_worker, initargs=(encoder, cache, fingerprint)
+            n_workers, initializer=_init_pool_worker, initargs=(os.getpid(), encoder, cache, fingerprint)
         )
     )
     return pool.imap_unordered(_extract_one, tasks, chunksize=chunksize)
