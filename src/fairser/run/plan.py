@@ -12,7 +12,9 @@ the row pooling their out-of-fold predictions.
 
 from __future__ import annotations
 
+import difflib
 import hashlib
+import inspect
 import json
 from dataclasses import dataclass
 from typing import Any
@@ -57,7 +59,8 @@ def _dump(model, *, unless_default: dict[str, Any]) -> dict[str, Any]:
 
 def check_objectives(config: BenchmarkConfig) -> None:
     """Every objective of ``config`` must be registered (the config layer cannot check: it sits below the
-    objectives). Raises a :class:`~fairser.errors.UserError` naming the unknown one and the registered ones."""
+    objectives), and every ``params`` key must be a parameter of its objective. Raises a
+    :class:`~fairser.errors.UserError` naming the unknown name or parameter, the config key and the fix."""
     from fairser.objectives import OBJECTIVES
 
     for i, spec in enumerate(config.objectives):
@@ -67,6 +70,19 @@ def check_objectives(config: BenchmarkConfig) -> None:
                 where=f"config key objectives.{i}.name",
                 fix="use one of the registered names",
             )
+        params = inspect.signature(OBJECTIVES[spec.name].__init__).parameters
+        if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
+            continue
+        allowed = [n for n, p in params.items() if p.kind is inspect.Parameter.KEYWORD_ONLY]
+        allowed = [n for n in allowed if n not in ("n_domains", "n_classes", "n_values")]
+        for key in spec.params:
+            if key not in allowed:
+                close = difflib.get_close_matches(key, allowed, n=1)
+                raise UserError(
+                    f"objective {spec.name!r} has no parameter {key!r} (its parameters: {allowed or 'none'})",
+                    where=f"config key objectives.{i}.params.{key}",
+                    fix=f"did you mean {close[0]!r}?" if close else "remove it",
+                )
 
 
 def plan_runs(config: BenchmarkConfig, *, n_folds: int | None = None) -> list[RunSpec]:
