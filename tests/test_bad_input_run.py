@@ -335,7 +335,7 @@ def test_table_counts_runs_per_cell_and_lists_unreadable_lines(tmp_path):
     assert "| en | audio | 68.6 ± 15.8 | 6.4 ± 8.4 |" in result.output  # ERM: all 3 seeds
     assert "74.5 ± 7.7 (n=2)" in result.output and "49.9 (n=1)" in result.output  # JTT 2, IDI 1 seed(s)
     assert "results.jsonl:" in result.output and "not valid JSON" in result.output
-    assert "failed and is not in the table" in result.output  # the asset's failed run
+    assert "1 failed run(s) are left out of the table" in result.output  # the asset's failed run
 
 
 def test_table_and_report_refuse_a_folder_mixing_configs(tmp_path):

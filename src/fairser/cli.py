@@ -267,6 +267,8 @@ def table(
     rows = found.rows
     for warning in found.warnings():
         err_console.print(f"[yellow]warning[/]: {escape(warning)}", soft_wrap=True, highlight=False)
+    if found.failed:
+        err_console.print(f"[yellow]{len(found.failed)} failed run(s) are left out of the table[/]")
     meta = (
         json.loads((results / "benchmark.json").read_text()) if (results / "benchmark.json").is_file() else {}
     )

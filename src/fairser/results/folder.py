@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from fairser.errors import UserError
+from fairser.results.labels import sensitive_labels
 from fairser.results.pooled import headline_rows
 from fairser.results.store import ResultsStore
 
@@ -30,7 +31,7 @@ class FolderRows:
     unreadable: list[tuple[int, str]] = field(default_factory=list)
 
     def warnings(self) -> list[str]:
-        out = [f"run {run_id} failed and is not in the table: {error}" for run_id, error in self.failed]
+        out = [f"run {run_id} failed: {error}" for run_id, error in self.failed]
         out += [f"results.jsonl:{n}: {reason}" for n, reason in self.unreadable]
         return out
 
@@ -82,6 +83,7 @@ def finished_rows(folder: str | Path) -> FolderRows:
         raise UserError(
             "no finished runs", where=str(path), fix="run `fairser benchmark` with this output_dir first"
         )
+    sensitive_labels(rows)  # rows of different sensitive attributes: the more specific message first
     one_config(rows, source=str(path))
     done = {r["run_id"] for r in all_rows if r.get("status") == "ok"}
     failed = {
