@@ -328,7 +328,7 @@ def _exit_on_failures(failures: list[tuple[str, str]], *, out_dir) -> None:
         t.add_row(run_id, error)
     err_console.print(t)
     err_console.print(
-        "[red]the table above leaves these runs out[/]; fix the cause and re-run the same command: finished "
+        "[red]the results table leaves these runs out[/]; fix the cause and re-run the same command: finished "
         "runs are kept, failed ones are retried"
     )
     raise typer.Exit(EXIT_RUNS_FAILED)

@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from fairser.errors import UserError
 from fairser.grouping import INTERSECTION_SEP, UNKNOWN, value_names
 
 __all__ = [
@@ -48,7 +49,7 @@ _GENDER_SPELLINGS = {
 _LISTED = 5
 
 
-class AuditInputError(ValueError):
+class AuditInputError(UserError):
     """The predictions table cannot be audited; the message names the columns, rows or groups concerned."""
 
 
