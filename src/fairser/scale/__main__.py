@@ -27,6 +27,7 @@ def run_distributed_benchmark(config, *, progress: bool = True):
     from fairser.bench.runner import run_benchmark
     from fairser.results import ResultsStore
     from fairser.run import execute_run, plan_runs, prepare_data
+    from fairser.run.preflight import check_grid
     from fairser.scale.loop import launched_on_cpu
 
     if config.backbone is None:
@@ -42,9 +43,9 @@ def run_distributed_benchmark(config, *, progress: bool = True):
         return run_benchmark(config, progress=progress)
     # no run can finish before every process has read the store: each run needs all processes
     done = ResultsStore(Path(config.output_dir) / "results.jsonl").finished()
-    for spec in plan_runs(config):
-        if spec.run_id in done:
-            continue
+    todo = [spec for spec in plan_runs(config) if spec.run_id not in done]
+    check_grid(todo, prepared, config)  # as the main process does: all refuse the grid together
+    for spec in todo:
         try:
             execute_run(spec, prepared, config)
         except Exception:  # noqa: BLE001 - the main process records the failure; follow it to the next run
@@ -63,10 +64,18 @@ def main(argv: list[str] | None = None) -> int:
     bench.add_argument("--quiet", "-q", action="store_true", help="no progress bars")
     args = parser.parse_args(argv)
     from fairser.config import load_config
+    from fairser.errors import UserError
 
-    cfg = load_config(args.config, output_dir=str(args.output_dir) if args.output_dir else None)
-    run_distributed_benchmark(cfg, progress=not args.quiet)
-    return 0
+    try:
+        cfg = load_config(args.config, output_dir=str(args.output_dir) if args.output_dir else None)
+        table = run_distributed_benchmark(cfg, progress=not args.quiet)
+    except UserError as e:  # one message, exit code 2 (as the fairser command)
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    failures = [] if table is None else table.attrs.get("failures", [])
+    for run_id, error in failures:
+        print(f"run failed: {run_id}: {error}", file=sys.stderr)
+    return 1 if failures else 0
 
 
 if __name__ == "__main__":
