@@ -250,11 +250,6 @@ class Qwen2AudioClassifier(LabelScoringClassifier, nn.Module):
             mode = meta["mode"] if mode is None else mode
             for key in ("label_words", "instruction", "prompt_style"):
                 kwargs.setdefault(key, meta[key])
-            for key in ("prompt_language", "calibration"):  # (absent from adapters saved before they existed)
-                if key in meta:
-                    kwargs.setdefault(key, meta[key])
-            if meta.get("prompt_language") == "utterance":
-                kwargs.setdefault("instructions", meta["instructions"])
         mode = "label_tokens" if mode is None else mode
         lora = DEFAULT_LORA if lora is _UNSET else lora
         load_kwargs = {
@@ -457,8 +452,9 @@ class Qwen2AudioClassifier(LabelScoringClassifier, nn.Module):
         """Load LoRA weights and head written by :meth:`save_adapter` (settings must match this classifier)."""
         meta = _read_adapter_meta(path)
         mine = self._adapter_settings()
-        # settings added later (prompt_language, instructions, calibration) are compared when recorded
-        diff = [k for k in mine if (k in meta or k in _CORE_SETTINGS) and meta.get(k) != mine[k]]
+        # the prompt language, instructions and calibration are recorded, not enforced: evaluating an adapter
+        # under other prompts is a legitimate experiment
+        diff = [k for k in _CORE_SETTINGS if meta.get(k) != mine[k]]
         if diff:
             raise ValueError(
                 f"adapter {str(path)!r} was saved with different {diff}: { ({k: meta.get(k) for k in diff}) }"

@@ -57,6 +57,8 @@ def check_objectives(config: BenchmarkConfig) -> None:
     from fairser.objectives import OBJECTIVES
 
     for spec in config.objectives:
+        if spec.name == "zero_shot" and config.backbone is not None and config.backbone.zero_shot:
+            continue  # the zero-shot "objective": no training (the config checks it stands alone)
         if spec.name not in OBJECTIVES:
             raise ValueError(f"unknown objective {spec.name!r}; registered: {sorted(OBJECTIVES)}")
 
