@@ -93,6 +93,7 @@ _CONNECTOR_FILE = "connector.safetensors"
 _ADAPTER_DIR = "lora_adapter"
 _CORE_SETTINGS = ("labels", "label_words", "mode", "prompt_style", "instruction", "lora", "train_projector")
 _UNSET = object()
+_DEFAULT_LORA = LoraSpec()
 
 
 def target_layers(n_layers: int) -> list[int]:
@@ -214,7 +215,7 @@ class DeSTA25Classifier(LabelScoringClassifier, nn.Module):
         whisper_tokenizer,
         labels: Sequence[str],
         mode: Literal["label_tokens", "head"] = "label_tokens",
-        lora: LoraSpec | Mapping | None = LoraSpec(),
+        lora: LoraSpec | Mapping | None = _DEFAULT_LORA,
         label_words: Sequence[str] | None = None,
         instruction: str = DEFAULT_INSTRUCTION,
         prompt_style: Literal["chat", "plain"] = "chat",
@@ -338,7 +339,7 @@ class DeSTA25Classifier(LabelScoringClassifier, nn.Module):
             for key in ("label_words", "instruction", "prompt_style", "train_projector"):
                 kwargs.setdefault(key, meta[key])
         mode = "label_tokens" if mode is None else mode
-        lora = LoraSpec() if lora is _UNSET else lora
+        lora = _DEFAULT_LORA if lora is _UNSET else lora
         dtype = resolve_dtype(precision)
         llm_dir = _resolve_part(root, "llm", cfg.get("llm_model_id"), what="LLM (Llama-3.1-8B-Instruct)")
         whisper_dir = _resolve_part(
