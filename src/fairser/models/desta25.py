@@ -302,6 +302,7 @@ class DeSTA25Classifier(LabelScoringClassifier, nn.Module):
         self.fairser_cls_head = nn.Linear(hidden, len(labels)) if mode == "head" else None
         if self.fairser_cls_head is not None:
             self.fairser_cls_head.to(device=self.device, dtype=torch.float32)
+        self.train(self.training)  # frozen parts to eval mode (no dropout in a frozen Q-Former / Whisper)
 
     # ------------------------------------------------------------------ construction
     @classmethod
