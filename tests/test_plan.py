@@ -147,7 +147,6 @@ def test_bad_arguments_are_named():
 def test_desta25_counts_equal_the_built_model(tmp_path):
     pytest.importorskip("peft")
     from assets.tiny_models import TINY_LABELS, save_tiny_desta25
-
     from fairser.models.desta25 import DeSTA25Classifier
     from fairser.models.plan import DeSTA25Dims
 

@@ -320,3 +320,45 @@ def test_zero_shot_benchmark_goes_into_the_table_and_report(tmp_path, name):
     assert "| en | audio |" in (out / "table.md").read_text()
     report = build_report(out)
     assert report is not None
+
+
+def test_desta_trains_through_the_backbone_loop_with_minmaxgap(desta_dir):
+    """The benchmark's path: the config builds DeSTA2.5 (build_backbone) and fit_backbone trains its LoRA."""
+    from fairser.run.backbone import build_backbone
+    from fairser.scale.data import AudioDataset
+    from fairser.scale.loop import fit_backbone, predict_backbone
+
+    def data(n, seed):
+        return AudioDataset(
+            audio=[tone(0.3 + 0.05 * i, freq=150.0 + 40 * (i % 4), seed=seed * 10 + i) for i in range(n)],
+            y=np.arange(n) % 4,
+            domain=(np.arange(n) // 4) % 2,
+            sensitive=np.arange(n) % 2,
+            texts=["hello there", "okay yes"] * (n // 2),
+            modalities=["audio+text"] * n,
+            languages=["en", "de"] * (n // 2),
+        )
+
+    cfg = BackboneConfig(
+        name="desta25",
+        path=desta_dir,
+        lora={"r": 4, "alpha": 8, "dropout": 0.0},
+        prompt_language="utterance",
+        per_device_batch_size=6,
+        epochs=1,
+        lr=1e-2,
+        eval_batch_size=4,
+        mixed_precision="no",
+    )
+    torch.manual_seed(0)
+    model = build_backbone(cfg, labels=TINY_LABELS)
+    assert isinstance(model, DeSTA25Classifier) and model.prompt_language == "utterance"
+    frozen = {n: p.detach().clone() for n, p in model.named_parameters() if not p.requires_grad}
+    train, valid = data(12, 0), data(4, 1)
+    objective = build_objective("minmaxgap", n_domains=2, n_classes=4)
+    result = fit_backbone(model=model, objective=objective, train=train, valid=valid, config=cfg, seed=0)
+    assert result.global_step == 2 and all("lambda" in s for s in result.step_logs)
+    after = dict(result.model.named_parameters())
+    assert all(torch.equal(after[n], v) for n, v in frozen.items())
+    proba = predict_backbone(result.model, valid, batch_size=4)
+    assert proba.shape == (4, 4) and np.allclose(proba.sum(1), 1.0, atol=1e-5)
