@@ -142,3 +142,24 @@ def test_bad_arguments_are_named():
         plan_memory(lora_targets=("fc1",))
     with pytest.raises(ValueError, match="qwen2_audio config"):
         Qwen2AudioDims.from_config({"model_type": "wav2vec2"})
+
+
+def test_desta25_counts_equal_the_built_model(tmp_path):
+    pytest.importorskip("peft")
+    from assets.tiny_models import TINY_LABELS, save_tiny_desta25
+    from fairser.models.desta25 import DeSTA25Classifier
+    from fairser.models.plan import DeSTA25Dims
+
+    folder = save_tiny_desta25(tmp_path / "desta")
+    clf = DeSTA25Classifier.from_pretrained(folder, labels=TINY_LABELS, lora={"r": 4, "alpha": 8})
+    dims = DeSTA25Dims.from_folder(folder)
+    parts = count_parameters(dims)
+    assert parts["audio_encoder"] == sum(p.numel() for p in clf.whisper.model.encoder.parameters())
+    assert parts["whisper_decoder"] == sum(p.numel() for p in clf.whisper.model.decoder.parameters())
+    assert parts["projector"] == sum(p.numel() for p in clf.connector.parameters())
+    plan = plan_memory(backbone=str(folder), lora_r=4)
+    assert plan.params_trainable == clf.count_parameters()["trainable"]
+    assert plan.params_total == clf.count_parameters()["total"]
+    assert plan.seq_len == dims.prompt_size + 64  # the Q-Former's vectors + the prompt/transcript tokens
+    real = plan_memory(backbone="desta2.5-audio")
+    assert 9.6e9 < real.params_total < 9.9e9  # whisper-large-v3 (1.55 B) + Llama-3.1-8B (8.03 B) + Q-Former

@@ -695,7 +695,11 @@ def report(
 @app.command("plan")
 def plan(
     backbone: Annotated[
-        str, typer.Option(help="Preset name (qwen2-audio-7b) or a local model folder with config.json.")
+        str,
+        typer.Option(
+            help="Preset name (qwen2-audio-7b, desta2.5-audio) or a local model folder (Qwen2-Audio, or "
+            "DeSTA2.5 in the released layout with llm/ and whisper/)."
+        ),
     ] = "qwen2-audio-7b",
     batch: Annotated[
         list[int] | None,

@@ -220,7 +220,7 @@ class LoraOptions(_Strict):
     target_modules: tuple[str, ...] | None = None
 
 
-_QWEN_ONLY = (
+_QWEN_ONLY = (  # options of the audio LLMs (qwen2_audio, desta25)
     "mode",
     "prompt_style",
     "label_words",
@@ -229,7 +229,12 @@ _QWEN_ONLY = (
     "train_audio_encoder",
     "train_projector",
     "adapter",
+    "zero_shot",
+    "prompt_language",
+    "instructions",
+    "calibration",
 )
+_DESTA_ONLY = ("whisper_transcript",)
 _SSL_ONLY = ("finetune", "top_k", "mlp_hidden", "dropout", "normalize_layers")
 
 
@@ -243,7 +248,7 @@ class BackboneConfig(_Strict):
     from the local folder ``path`` only. See docs/reproduce_paper.md.
     """
 
-    name: Literal["qwen2_audio", "ssl"]
+    name: Literal["qwen2_audio", "desta25", "ssl"]
     path: Path
     #: qwen2_audio: classify by the label words' first-token scores, or by a head on pooled hidden states.
     mode: Literal["label_tokens", "head"] = "label_tokens"
@@ -286,15 +291,53 @@ class BackboneConfig(_Strict):
     #: keep decoded waveforms in memory (small corpora).
     cache_audio: bool = False
 
+    # ---- zero-shot label scoring of an audio LLM (qwen2_audio, desta25; METHODS.md §6) ----
+    #: Evaluate the model as it is, without a training step: the label words' first-token scores at the
+    #: answer position classify the test split (no LoRA is added; ``adapter`` evaluates a saved one). The grid
+    #: then holds one objective named ``zero_shot`` and one seed.
+    zero_shot: bool = False
+    #: ``english``: one instruction (``instruction`` or the default) for every utterance; ``utterance``: the
+    #: instruction in each utterance's language (built-in for en, de, ja, zh, fr, es; ``instructions`` adds or
+    #: overrides languages). Recorded in the results row.
+    prompt_language: Literal["english", "utterance"] = "english"
+    #: Per-language instructions (``prompt_language: utterance``), each with a ``{labels}`` placeholder.
+    instructions: dict[str, str] | None = None
+    #: ``contextual``: subtract the label-word log-probabilities of a content-free input (1 s of silence,
+    #: transcript "N/A") under the same prompt (Zhao et al. 2021); zero-shot runs only.
+    calibration: Literal["none", "contextual"] = "none"
+    #: desta25: audio-only rows get the transcript Whisper decodes from the audio (the released model's
+    #: input); ``false`` leaves the transcript slot empty. ``audio+text`` rows use the corpus transcript.
+    whisper_transcript: bool = True
+
     @model_validator(mode="after")
     def _check(self) -> BackboneConfig:
-        other = _SSL_ONLY if self.name == "qwen2_audio" else _QWEN_ONLY
+        if self.name == "ssl":
+            other = _QWEN_ONLY + _DESTA_ONLY
+        else:
+            other = _SSL_ONLY + (_DESTA_ONLY if self.name == "qwen2_audio" else ())
         # options of the other backbone kind must keep their defaults (a full dump, e.g. the config.yaml a
         # benchmark writes, lists them all)
         fields = type(self).model_fields
         given = sorted(k for k in other if getattr(self, k) != fields[k].default)
         if given:
             raise ValueError(f"backbone {self.name!r} does not take option(s) {given}")
+        if self.zero_shot and self.mode != "label_tokens":
+            raise ValueError("backbone.zero_shot scores the label words: it needs mode: label_tokens")
+        if self.zero_shot and "lora" in self.model_fields_set and self.lora is not None:
+            raise ValueError(
+                "backbone.zero_shot trains nothing, so it adds no LoRA: drop backbone.lora (or set it to null)"
+            )
+        if self.calibration != "none" and not self.zero_shot:
+            raise ValueError(
+                "backbone.calibration applies to zero-shot scoring: set backbone.zero_shot: true "
+                "(fine-tuning learns the label priors itself)"
+            )
+        if self.instructions is not None and self.prompt_language != "utterance":
+            raise ValueError("backbone.instructions (per language) need backbone.prompt_language: utterance")
+        if self.instructions is not None:
+            bad = sorted(k for k, v in self.instructions.items() if "{labels}" not in v)
+            if bad:
+                raise ValueError(f"backbone.instructions for {bad} must contain the '{{labels}}' placeholder")
         return self
 
 
@@ -372,6 +415,16 @@ class BenchmarkConfig(_Strict):
                 )
         if self.backbone is not None and "linear" in {self.train.head, *(o.head for o in self.objectives)}:
             raise ValueError("head: linear is a head on cached features; a backbone has its own classifier")
+        zero_shot = self.backbone is not None and self.backbone.zero_shot
+        names = [o.name for o in self.objectives]
+        if zero_shot and (names != ["zero_shot"] or len(self.seeds) != 1):
+            raise ValueError(
+                f"backbone.zero_shot runs no training, so the grid holds one objective named zero_shot and one "
+                f"seed (scores are deterministic); got objectives {names} and seeds {list(self.seeds)}: set "
+                "objectives: [{name: zero_shot, label: Zero-shot}] and seeds: [0]"
+            )
+        if not zero_shot and "zero_shot" in names:
+            raise ValueError("objective zero_shot needs an audio LLM backbone with backbone.zero_shot: true")
         if self.sensitive != ("gender",):
             covada = [o.display for o in self.objectives if o.name == "covada"]
             if covada:

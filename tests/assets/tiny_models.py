@@ -16,6 +16,7 @@ __all__ = [
     "QWEN_SPECIAL_TOKENS",
     "TINY_LABELS",
     "build_tiny_tokenizer",
+    "save_tiny_desta25",
     "save_tiny_qwen2_audio",
     "save_tiny_ssl",
     "tiny_qwen2_audio_config",
@@ -42,8 +43,16 @@ def tone(seconds: float, *, freq: float, seed: int = 0, sr: int = _SR) -> np.nda
     return (0.3 * np.sin(2 * np.pi * freq * t) + 0.01 * rng.standard_normal(t.size)).astype(np.float32)
 
 
-def build_tiny_tokenizer(*, words: tuple[str, ...] = TINY_LABELS, vocab_size: int = 420):
-    """A byte-level BPE tokenizer trained on the fly (HF ``tokenizers``), with Qwen2-Audio's special tokens."""
+def build_tiny_tokenizer(
+    *,
+    words: tuple[str, ...] = TINY_LABELS,
+    vocab_size: int = 420,
+    special_tokens: tuple[str, ...] = QWEN_SPECIAL_TOKENS,
+    eos_token: str = "<|im_end|>",
+    pad_token: str | None = "<|endoftext|>",
+):
+    """A byte-level BPE tokenizer trained on the fly (HF ``tokenizers``), with Qwen2-Audio's special tokens
+    (or ``special_tokens``, the first of which is the BOS/pad-like token)."""
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
     from transformers import PreTrainedTokenizerFast
 
@@ -51,6 +60,7 @@ def build_tiny_tokenizer(*, words: tuple[str, ...] = TINY_LABELS, vocab_size: in
         "You are a helpful assistant. system user assistant Audio 1: Transcript: Answer:",
         "What is the emotion of the speaker? Answer with one word from this list: " + ", ".join(words) + ".",
         "hello there how are you today I am fine thanks okay yes no",
+        "Focus on the audio clips and instructions. <start_audio> <end_audio>",
         *words,  # each word alone: the unspaced form that starts an assistant answer
     ] * 30
     tok = Tokenizer(models.BPE())
@@ -58,16 +68,16 @@ def build_tiny_tokenizer(*, words: tuple[str, ...] = TINY_LABELS, vocab_size: in
     tok.decoder = decoders.ByteLevel()
     trainer = trainers.BpeTrainer(
         vocab_size=vocab_size,
-        special_tokens=list(QWEN_SPECIAL_TOKENS),
+        special_tokens=list(special_tokens),
         initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
         show_progress=False,
     )
     tok.train_from_iterator(corpus, trainer)
     return PreTrainedTokenizerFast(
         tokenizer_object=tok,
-        eos_token="<|im_end|>",
-        pad_token="<|endoftext|>",
-        additional_special_tokens=list(QWEN_SPECIAL_TOKENS[1:]),
+        eos_token=eos_token,
+        pad_token=pad_token,
+        additional_special_tokens=list(special_tokens[1:]),
         model_max_length=512,
     )
 
@@ -205,4 +215,119 @@ def save_tiny_ssl(
     path.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(path)
     features.save_pretrained(path)
+    return path
+
+
+#: Llama-3-style special tokens of the tiny DeSTA2.5 LLM tokenizer.
+LLAMA_SPECIAL_TOKENS = ("<|begin_of_text|>", "<|start_header_id|>", "<|end_header_id|>", "<|eot_id|>")
+_LLAMA_CHAT = (
+    "{{ bos_token }}{% for m in messages %}<|start_header_id|>{{ m['role'] }}<|end_header_id|>\n\n"
+    "{{ m['content'] }}<|eot_id|>{% endfor %}"
+    "{% if add_generation_prompt %}<|start_header_id|>assistant<|end_header_id|>\n\n{% endif %}"
+)
+
+
+def save_tiny_desta25(
+    path: Path,
+    *,
+    words: tuple[str, ...] = TINY_LABELS,
+    seed: int = 0,
+    vocab_size: int = 460,
+    prompt_size: int = 4,
+) -> Path:
+    """Write a random tiny DeSTA2.5-Audio folder in the released layout: ``config.json`` (model_type desta25),
+    ``model.safetensors`` holding the Q-Former adapter under its released names (``perception.connector.*``),
+    and the LLM (a 2-layer Llama, hidden 64, Llama-3-style chat template) and Whisper (4 encoder layers, d=32,
+    1 decoder layer, 16 mels, 1-s window) in ``llm/`` and ``whisper/``."""
+    import json
+
+    from safetensors.torch import save_file
+    from transformers import (
+        LlamaConfig,
+        LlamaForCausalLM,
+        WhisperConfig,
+        WhisperFeatureExtractor,
+        WhisperForConditionalGeneration,
+    )
+
+    from fairser.models.desta25 import DeSTA25Connector, fairser_to_released
+
+    torch.manual_seed(seed)
+    tok = build_tiny_tokenizer(
+        words=words,
+        vocab_size=vocab_size,
+        special_tokens=LLAMA_SPECIAL_TOKENS,
+        eos_token="<|eot_id|>",
+        pad_token=None,
+    )
+    tok.bos_token = "<|begin_of_text|>"
+    tok.chat_template = _LLAMA_CHAT
+    llm = LlamaForCausalLM(
+        LlamaConfig(
+            vocab_size=len(tok),
+            hidden_size=64,
+            intermediate_size=128,
+            num_hidden_layers=2,
+            num_attention_heads=4,
+            num_key_value_heads=2,
+            max_position_embeddings=512,
+            tie_word_embeddings=False,
+            bos_token_id=tok.bos_token_id,
+            eos_token_id=tok.eos_token_id,
+        )
+    )
+    wtok = build_tiny_tokenizer(
+        words=words,
+        vocab_size=300,
+        special_tokens=("<|endoftext|>", "<|startoftranscript|>"),
+        eos_token="<|endoftext|>",
+        pad_token="<|endoftext|>",
+    )
+    start = wtok.convert_tokens_to_ids("<|startoftranscript|>")
+    whisper = WhisperForConditionalGeneration(
+        WhisperConfig(
+            vocab_size=len(wtok),
+            num_mel_bins=16,
+            encoder_layers=4,
+            encoder_attention_heads=2,
+            decoder_layers=1,
+            decoder_attention_heads=2,
+            d_model=32,
+            encoder_ffn_dim=64,
+            decoder_ffn_dim=64,
+            max_source_positions=50,
+            max_target_positions=64,
+            decoder_start_token_id=start,
+            bos_token_id=start,
+            eos_token_id=wtok.eos_token_id,
+            pad_token_id=wtok.pad_token_id,
+            begin_suppress_tokens=None,
+            suppress_tokens=None,
+        )
+    )
+    connector = DeSTA25Connector(
+        d_model=32, heads=2, llm_hidden=64, n_layers=2, prompt_size=prompt_size, taps=4
+    )
+    path.mkdir(parents=True, exist_ok=True)
+    llm.save_pretrained(path / "llm")
+    tok.save_pretrained(path / "llm")
+    whisper.save_pretrained(path / "whisper")
+    wtok.save_pretrained(path / "whisper")
+    WhisperFeatureExtractor(feature_size=16, chunk_length=1, sampling_rate=_SR).save_pretrained(
+        path / "whisper"
+    )
+    state = fairser_to_released({k: v.contiguous() for k, v in connector.state_dict().items()})
+    save_file(state, path / "model.safetensors")
+    config = {
+        "model_type": "desta25",
+        "llm_model_id": "DeSTA-ntu/Llama-3.1-8B-Instruct",
+        "encoder_model_id": "openai/whisper-large-v3",
+        "connector_mode": "qformer_1",
+        "qformer_num_hidden_layers": 2,
+        "prompt_size": prompt_size,
+        "use_lora": False,
+        "audio_locator": "<|AUDIO|>",
+        "placeholder_token": "<|reserved_special_token_87|>",
+    }
+    (path / "config.json").write_text(json.dumps(config, indent=2), encoding="utf-8")
     return path

@@ -49,6 +49,7 @@ from fairser.models.backbone import QWEN2_LORA_TARGETS
 __all__ = [
     "AUDIO_TOKENS_PER_SECOND",
     "PRESETS",
+    "DeSTA25Dims",
     "Plan",
     "Qwen2AudioDims",
     "audio_token_count",
@@ -121,7 +122,7 @@ class Qwen2AudioDims:
 
 
 #: Qwen2-Audio-7B and -7B-Instruct (same architecture; dimensions from their config.json).
-PRESETS: dict[str, Qwen2AudioDims] = {
+PRESETS: dict[str, Qwen2AudioDims | DeSTA25Dims] = {
     "qwen2-audio-7b": Qwen2AudioDims(
         mel_bins=128,
         audio_layers=32,
@@ -140,13 +141,159 @@ PRESETS: dict[str, Qwen2AudioDims] = {
 PRESETS["qwen2-audio-7b-instruct"] = PRESETS["qwen2-audio-7b"]
 
 
-def count_parameters(dims: Qwen2AudioDims) -> dict[str, int]:
+@dataclass(frozen=True)
+class DeSTA25Dims:
+    """DeSTA2.5-Audio's dimensions: Whisper (encoder + decoder), the Q-Former adapter and the Llama LLM.
+
+    The LLM fields carry the names of :class:`Qwen2AudioDims`' language-model fields, so LoRA counts and the
+    activation formulas apply unchanged (a Llama layer has the Qwen2 layer's projections, without q/k/v bias).
+    """
+
+    mel_bins: int
+    audio_layers: int
+    audio_d: int
+    audio_ffn: int
+    audio_positions: int
+    audio_heads: int
+    decoder_layers: int
+    decoder_ffn: int
+    whisper_vocab: int
+    decoder_positions: int
+    qformer_layers: int
+    qformer_intermediate: int
+    prompt_size: int
+    taps: int
+    vocab: int
+    hidden: int
+    intermediate: int
+    layers: int
+    heads: int
+    kv_heads: int
+    head_dim: int
+    tie_embeddings: bool = False
+
+    @classmethod
+    def from_folder(cls, path: str | Path) -> DeSTA25Dims:
+        """From a DeSTA2.5 folder in the released layout (``config.json``, ``llm/`` and ``whisper/``)."""
+        root = Path(path)
+        cfg = json.loads((root / "config.json").read_text(encoding="utf-8"))
+        if cfg.get("model_type") != "desta25":
+            raise ValueError(f"expected a desta25 config in {str(root)!r}, got {cfg.get('model_type')!r}")
+        w = json.loads((root / "whisper" / "config.json").read_text(encoding="utf-8"))
+        t = json.loads((root / "llm" / "config.json").read_text(encoding="utf-8"))
+        heads = int(t.get("num_attention_heads", 32))
+        hidden = int(t["hidden_size"])
+        return cls(
+            mel_bins=int(w.get("num_mel_bins", 80)),
+            audio_layers=int(w["encoder_layers"]),
+            audio_d=int(w["d_model"]),
+            audio_ffn=int(w["encoder_ffn_dim"]),
+            audio_positions=int(w.get("max_source_positions", 1500)),
+            audio_heads=int(w["encoder_attention_heads"]),
+            decoder_layers=int(w["decoder_layers"]),
+            decoder_ffn=int(w["decoder_ffn_dim"]),
+            whisper_vocab=int(w["vocab_size"]),
+            decoder_positions=int(w.get("max_target_positions", 448)),
+            qformer_layers=int(cfg.get("qformer_num_hidden_layers", 2)),
+            qformer_intermediate=3072,  # BertConfig's default, which the release keeps
+            prompt_size=int(cfg.get("prompt_size", 64)),
+            taps=4,
+            vocab=int(t["vocab_size"]),
+            hidden=hidden,
+            intermediate=int(t["intermediate_size"]),
+            layers=int(t["num_hidden_layers"]),
+            heads=heads,
+            kv_heads=int(t.get("num_key_value_heads") or heads),
+            head_dim=int(t.get("head_dim") or hidden // heads),
+            tie_embeddings=bool(t.get("tie_word_embeddings", False)),
+        )
+
+
+#: DeSTA2.5-Audio-Llama-3.1-8B (Lu et al. 2025): whisper-large-v3 (32 + 32 layers, d 1280, vocabulary 51866),
+#: a 6-layer Q-Former with 64 queries per tapped layer (the released training config
+#: ``desta25_llama31-8B_Qformer6L.yaml``), Llama-3.1-8B-Instruct (32 layers, hidden 4096, intermediate 14336,
+#: 32 heads / 8 KV heads, vocabulary 128256, untied output embedding).
+PRESETS["desta2.5-audio"] = DeSTA25Dims(
+    mel_bins=128,
+    audio_layers=32,
+    audio_d=1280,
+    audio_ffn=5120,
+    audio_positions=1500,
+    audio_heads=20,
+    decoder_layers=32,
+    decoder_ffn=5120,
+    whisper_vocab=51866,
+    decoder_positions=448,
+    qformer_layers=6,
+    qformer_intermediate=3072,
+    prompt_size=64,
+    taps=4,
+    vocab=128256,
+    hidden=4096,
+    intermediate=14336,
+    layers=32,
+    heads=32,
+    kv_heads=8,
+    head_dim=128,
+)
+
+
+def _desta_parameters(dims: DeSTA25Dims) -> dict[str, int]:
+    d, f = dims.audio_d, dims.audio_ffn
+    attn = 4 * d * d + 3 * d  # q, v, out with bias, k without
+    encoder = (
+        (dims.mel_bins * d * 3 + d)
+        + (d * d * 3 + d)
+        + dims.audio_positions * d
+        + dims.audio_layers * (attn + 2 * d + (d * f + f) + (f * d + d) + 2 * d)
+        + 2 * d
+    )
+    fd = dims.decoder_ffn
+    decoder = (
+        dims.whisper_vocab * d  # token embedding, tied with the output projection
+        + dims.decoder_positions * d
+        + dims.decoder_layers * (2 * (attn + 2 * d) + (d * fd + fd) + (fd * d + d) + 2 * d)
+        + 2 * d
+    )
+    qi = dims.qformer_intermediate
+    bert_attention = 4 * (d * d + d) + 2 * d  # q, k, v, output dense with bias, LayerNorm
+    q_layer = 2 * bert_attention + (d * qi + qi) + (qi * d + d) + 2 * d  # self + cross attention, FFN
+    adapter = (
+        dims.taps * dims.prompt_size * d
+        + dims.prompt_size * dims.taps
+        + dims.qformer_layers * q_layer
+        + 2 * d
+        + d * dims.hidden
+        + dims.hidden
+    )
+    h, i = dims.hidden, dims.intermediate
+    q_out, kv_out = dims.heads * dims.head_dim, dims.kv_heads * dims.head_dim
+    lm_layer = h * q_out + 2 * h * kv_out + q_out * h + 3 * h * i + 2 * h
+    language_model = dims.vocab * h + dims.layers * lm_layer + h
+    lm_head = 0 if dims.tie_embeddings else dims.vocab * h
+    return {
+        "audio_encoder": encoder,
+        "whisper_decoder": decoder,
+        "projector": adapter,
+        "language_model": language_model,
+        "lm_head": lm_head,
+        "total": encoder + decoder + adapter + language_model + lm_head,
+    }
+
+
+def count_parameters(dims: Qwen2AudioDims | DeSTA25Dims) -> dict[str, int]:
     """Parameters of ``Qwen2AudioForConditionalGeneration`` by part, from the config dimensions.
+
+    For :class:`DeSTA25Dims`: Whisper's encoder and decoder (its output projection tied to the token
+    embedding), the Q-Former adapter (``projector``: queries, layer weights, BERT layers with
+    cross-attention, LayerNorm and the projection to the LLM width) and the Llama LLM (no q/k/v bias).
 
     Audio encoder: two 3-wide convolutions, a 1500 x D position table, per layer q/v/out projections with
     bias and k without, two LayerNorms and a GELU MLP, then a final LayerNorm. Projector: D -> h with bias.
     Qwen2 decoder layer: q/k/v with bias, o without, SwiGLU gate/up/down without bias, two RMSNorms.
     """
+    if isinstance(dims, DeSTA25Dims):
+        return _desta_parameters(dims)
     d, f = dims.audio_d, dims.audio_ffn
     audio_layer = 4 * d * d + 3 * d + 4 * d + (d * f + f) + (f * d + d)
     audio = (
@@ -233,8 +380,8 @@ class Plan:
         return self.total <= float(gpu_gb) * _GIB
 
 
-def _dims(backbone) -> tuple[str, Qwen2AudioDims]:
-    if isinstance(backbone, Qwen2AudioDims):
+def _dims(backbone) -> tuple[str, Qwen2AudioDims | DeSTA25Dims]:
+    if isinstance(backbone, Qwen2AudioDims | DeSTA25Dims):
         return "custom", backbone
     if isinstance(backbone, str) and backbone.lower() in PRESETS:
         return backbone.lower(), PRESETS[backbone.lower()]
@@ -243,6 +390,8 @@ def _dims(backbone) -> tuple[str, Qwen2AudioDims]:
             f"unknown backbone preset {backbone!r}; presets: {sorted(PRESETS)} (or pass a config/path)"
         )
     name = str(backbone) if isinstance(backbone, (str, Path)) else type(backbone).__name__
+    if isinstance(backbone, (str, Path)) and (Path(backbone) / "llm").is_dir():
+        return name, DeSTA25Dims.from_folder(backbone)
     return name, Qwen2AudioDims.from_config(backbone)
 
 
@@ -284,7 +433,10 @@ def plan_memory(
         raise ValueError(f"mode must be 'label_tokens' or 'head', got {mode!r}")
     if lora_r < 0:
         raise ValueError(f"lora_r must be >= 0, got {lora_r}")
-    audio_tokens = audio_token_count(audio_seconds)
+    desta = isinstance(dims, DeSTA25Dims)
+    # DeSTA2.5: the Q-Former's prompt_size vectors stand for the clip whatever its length (the transcript
+    # tokens are part of text_tokens); Qwen2-Audio: 25 tokens per second
+    audio_tokens = dims.prompt_size if desta else audio_token_count(audio_seconds)
     s = int(seq_len) if seq_len is not None else audio_tokens + int(text_tokens)
     if s < 1:
         raise ValueError(f"seq_len must be >= 1, got {s}")
@@ -293,7 +445,7 @@ def plan_memory(
     lora = lora_parameter_count(dims, r=lora_r, targets=lora_targets) if lora_r > 0 else 0
     head = (dims.hidden + 1) * n_classes if mode == "head" else 0
     trainable = lora + head
-    if train_audio_encoder:  # all but the fixed sinusoidal position table
+    if train_audio_encoder:  # all but the fixed position table
         trainable += parts["audio_encoder"] - dims.audio_positions * dims.audio_d
     if train_projector:
         trainable += parts["projector"]
@@ -323,7 +475,9 @@ def plan_memory(
         audio_act = batch * positions * audio_layer_elems * bp  # one layer at a time, no autograd state
     notes = []
     if audio_seconds > 30:
-        notes.append("audio beyond 30 s is truncated by the Qwen2-Audio processor")
+        notes.append("audio beyond 30 s is truncated by the Whisper feature extractor")
+    if desta:
+        notes.append("Whisper's transcript of audio-only clips is decoded without gradients (not counted)")
     return Plan(
         backbone=name,
         batch=int(batch),

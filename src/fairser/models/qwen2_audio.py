@@ -24,7 +24,6 @@ from typing import Literal
 import numpy as np
 import torch
 from torch import Tensor, nn
-from torch.nn import functional as F
 
 try:
     from peft import LoraConfig, get_peft_model, set_peft_model_state_dict
@@ -39,12 +38,17 @@ except ImportError as err:  # pragma: no cover - depends on the environment
 
 from fairser.models.backbone import (
     QWEN2_LORA_TARGETS,
-    BackboneOutput,
     LoraSpec,
-    Prediction,
     check_audios,
     check_local_dir,
     featurise_in_float32,
+)
+from fairser.models.label_scoring import (
+    DEFAULT_INSTRUCTION,
+    LabelScoringClassifier,
+    label_first_tokens,
+    label_logits,
+    resolve_instructions,
 )
 
 __all__ = [
@@ -57,8 +61,6 @@ __all__ = [
 
 #: Qwen2-Audio's audio placeholder; the processor expands ``<|AUDIO|>`` to one token per audio frame.
 AUDIO_PLACEHOLDER = "<|audio_bos|><|AUDIO|><|audio_eos|>"
-#: The instruction; ``{labels}`` is replaced by the comma-separated label words **(our choice)**.
-DEFAULT_INSTRUCTION = "What is the emotion of the speaker? Answer with one word from this list: {labels}."
 #: LoRA r=8, alpha=16, dropout=0.05 on q/k/v/o and gate/up/down **(our choice; the paper's values are not public)**.
 DEFAULT_LORA = LoraSpec()
 _SYSTEM = "You are a helpful assistant."
@@ -72,6 +74,7 @@ _META = "fairser_classifier.json"
 _UNSET = object()  # "not given": from_pretrained then takes the adapter's saved LoRA spec, or the default
 _HEAD_FILE = "fairser_cls_head.safetensors"
 _ADAPTER_DIR = "lora_adapter"
+_CORE_SETTINGS = ("labels", "label_words", "mode", "prompt_style", "instruction", "lora")
 
 
 def resolve_dtype(precision: str | torch.dtype | None) -> torch.dtype | str:
@@ -86,7 +89,7 @@ def resolve_dtype(precision: str | torch.dtype | None) -> torch.dtype | str:
         raise ValueError(f"precision must be one of {sorted(_DTYPES)} or 'auto', got {precision!r}") from None
 
 
-class Qwen2AudioClassifier(nn.Module):
+class Qwen2AudioClassifier(LabelScoringClassifier, nn.Module):
     """Qwen2-Audio + LoRA (PEFT) emotion classifier returning per-sample losses.
 
     Parameters
@@ -117,6 +120,14 @@ class Qwen2AudioClassifier(nn.Module):
         Unfreeze the Whisper audio encoder / the audio-to-text projector (both frozen by default).
     gradient_checkpointing : bool
         Recompute decoder activations in the backward pass (less memory, ~30 % more compute).
+    prompt_language : {"english", "utterance"}
+        One instruction (``instruction``) for every utterance, or the instruction in each utterance's
+        language (``instructions`` over :data:`~fairser.models.label_scoring.DEFAULT_INSTRUCTIONS`).
+    instructions : mapping of language code to str, optional
+        Per-language instructions (``prompt_language="utterance"`` only).
+    calibration : {"none", "contextual"}
+        Contextual calibration of the label-word scores (Zhao et al. 2021;
+        :mod:`fairser.models.label_scoring`).
     """
 
     def __init__(
@@ -133,6 +144,9 @@ class Qwen2AudioClassifier(nn.Module):
         train_audio_encoder: bool = False,
         train_projector: bool = False,
         gradient_checkpointing: bool = False,
+        prompt_language: Literal["english", "utterance"] = "english",
+        instructions: Mapping[str, str] | None = None,
+        calibration: Literal["none", "contextual"] = "none",
     ) -> None:
         super().__init__()
         if not isinstance(model, Qwen2AudioForConditionalGeneration):
@@ -154,6 +168,11 @@ class Qwen2AudioClassifier(nn.Module):
         self.mode = mode
         self.prompt_style = prompt_style
         self.instruction = instruction
+        self.prompt_language = prompt_language
+        self.instructions = resolve_instructions(
+            instruction=instruction, prompt_language=prompt_language, instructions=instructions
+        )
+        self._init_calibration(calibration)
         self.processor = processor
         self.tokenizer = processor.tokenizer
         self.tokenizer.padding_side = "right"
@@ -261,27 +280,9 @@ class Qwen2AudioClassifier(nn.Module):
             )
 
     def _label_first_tokens(self) -> Tensor:
-        prefix = "" if self.prompt_style == "chat" else " "
-        first = []
-        for word in self.label_words:
-            ids = self.tokenizer(prefix + word, add_special_tokens=False)["input_ids"]
-            if not ids:
-                raise ValueError(f"label word {word!r} tokenizes to nothing")
-            first.append(int(ids[0]))
-        seen: dict[int, str] = {}
-        clashes = []
-        for word, tok in zip(self.label_words, first, strict=True):
-            if tok in seen:
-                piece = self.tokenizer.convert_ids_to_tokens(tok)
-                clashes.append(f"{seen[tok]!r} and {word!r} both start with token {piece!r} (id {tok})")
-            seen.setdefault(tok, word)
-        if clashes:
-            raise ValueError(
-                "label_tokens mode needs distinct first tokens per label word: "
-                + "; ".join(clashes)
-                + ". Pass label_words= with distinct words, or use mode='head'."
-            )
-        return torch.tensor(first, dtype=torch.long)
+        return label_first_tokens(
+            self.tokenizer, self.label_words, prefix="" if self.prompt_style == "chat" else " "
+        )
 
     # ------------------------------------------------------------------ prompts and inputs
     @property
@@ -293,24 +294,29 @@ class Qwen2AudioClassifier(nn.Module):
         return int(self.processor.feature_extractor.sampling_rate)
 
     def build_prompts(
-        self, *, n: int, texts: Sequence[str | None] | None = None, modalities: Sequence[str] | None = None
+        self,
+        *,
+        n: int,
+        texts: Sequence[str | None] | None = None,
+        modalities: Sequence[str] | None = None,
+        languages: Sequence[str | None] | None = None,
     ) -> list[str]:
         """One prompt per sample; a transcript is included only for ``audio+text`` samples.
 
-        Without ``modalities`` a sample is ``audio+text`` when its text is a non-empty string, else ``audio``.
+        Without ``modalities`` a sample is ``audio+text`` when its text is a non-empty string, else ``audio``;
+        ``languages`` picks each sample's instruction under ``prompt_language="utterance"``.
         """
-        if texts is not None and len(texts) != n:
-            raise ValueError(f"texts has {len(texts)} entries for {n} audios")
-        if modalities is not None and len(modalities) != n:
-            raise ValueError(f"modalities has {len(modalities)} entries for {n} audios")
-        instruction = self.instruction.format(labels=", ".join(self.label_words))
+        mods = self.modalities_of(n=n, texts=texts, modalities=modalities)
+        if languages is not None and len(languages) != n:
+            raise ValueError(f"languages has {len(languages)} entries for {n} audios")
         prompts = []
         for i in range(n):
             text = None if texts is None else texts[i]
             has_text = isinstance(text, str) and text.strip() != ""
-            modality = modalities[i] if modalities is not None else ("audio+text" if has_text else "audio")
+            modality = mods[i]
             if modality not in _MODALITIES:
                 raise ValueError(f"sample {i}: modality must be one of {_MODALITIES}, got {modality!r}")
+            instruction = self.instruction_for(None if languages is None else languages[i])
             body = instruction
             if modality == "audio+text":
                 if not has_text:
@@ -335,6 +341,7 @@ class Qwen2AudioClassifier(nn.Module):
         audios: Sequence[np.ndarray],
         texts: Sequence[str | None] | None = None,
         modalities: Sequence[str] | None = None,
+        languages: Sequence[str | None] | None = None,
         sampling_rate: int | None = None,
     ):
         """Prompts + log-mel features for a batch (a ``BatchFeature`` of tensors on the model's device).
@@ -348,7 +355,7 @@ class Qwen2AudioClassifier(nn.Module):
             )
         waves = check_audios(audios, where="Qwen2AudioClassifier")
         waves = [np.pad(w, (0, _MIN_SAMPLES - w.size)) if w.size < _MIN_SAMPLES else w for w in waves]
-        prompts = self.build_prompts(n=len(waves), texts=texts, modalities=modalities)
+        prompts = self.build_prompts(n=len(waves), texts=texts, modalities=modalities, languages=languages)
         with featurise_in_float32():
             batch = self.processor(
                 text=prompts, audio=waves, sampling_rate=self.sampling_rate, return_tensors="pt", padding=True
@@ -356,21 +363,20 @@ class Qwen2AudioClassifier(nn.Module):
         return batch.to(self.device)
 
     # ------------------------------------------------------------------ forward
-    def forward(
+    def _scores(
         self,
         *,
         audios: Sequence[np.ndarray],
-        texts: Sequence[str | None] | None = None,
-        labels: Tensor | None = None,
-        modalities: Sequence[str] | None = None,
-        sampling_rate: int | None = None,
-    ) -> BackboneOutput:
-        """Class logits (N, C), per-sample CE losses (N,) (``None`` without ``labels``) and embedding (N, H).
+        texts: Sequence[str | None] | None,
+        modalities: Sequence[str] | None,
+        languages: Sequence[str | None] | None,
+    ) -> tuple[Tensor, Tensor]:
+        """Raw class logits (N, C) and embedding (N, H) (calibration and losses: :meth:`forward`).
 
         The embedding is the hidden state at the answer position (``label_tokens``) or the masked mean of the
         last hidden states (``head``).
         """
-        batch = self.encode(audios=audios, texts=texts, modalities=modalities, sampling_rate=sampling_rate)
+        batch = self.encode(audios=audios, texts=texts, modalities=modalities, languages=languages)
         attention = batch["attention_mask"]
         # positions count real tokens only, so a padded sample is scored exactly as it would be alone
         position_ids = (attention.cumsum(-1) - 1).clamp_min(0)
@@ -386,60 +392,17 @@ class Qwen2AudioClassifier(nn.Module):
         if self.mode == "label_tokens":
             last = attention.shape[1] - 1 - attention.flip(-1).argmax(-1)  # last real token = answer position
             embedding = hidden[torch.arange(hidden.shape[0], device=hidden.device), last]
-            ids = self.label_token_ids.to(hidden.device)
-            head = self.model.get_output_embeddings()
-            bias = None if head.bias is None else head.bias[ids]
-            logits = F.linear(embedding, head.weight[ids], bias).float()
+            logits = label_logits(
+                embedding,
+                output_embeddings=self.model.get_output_embeddings(),
+                token_ids=self.label_token_ids,
+            )
             embedding = embedding.float()
         else:
             mask = attention.unsqueeze(-1).to(torch.float32)
             embedding = (hidden.float() * mask).sum(1) / mask.sum(1).clamp_min(1.0)
             logits = self.fairser_cls_head(embedding)
-        losses = None
-        if labels is not None:
-            y = torch.as_tensor(labels, device=logits.device).long()
-            if y.shape != (logits.shape[0],):
-                raise ValueError(f"labels must have shape ({logits.shape[0]},), got {tuple(y.shape)}")
-            if y.numel() and (y.min() < 0 or y.max() >= len(self.labels)):
-                raise ValueError(
-                    f"labels must lie in [0, {len(self.labels)}), got range [{int(y.min())}, {int(y.max())}]"
-                )
-            losses = F.cross_entropy(logits, y, reduction="none")
-        return BackboneOutput(logits=logits, losses=losses, embedding=embedding)
-
-    @torch.inference_mode()
-    def predict(
-        self,
-        *,
-        audios: Sequence[np.ndarray],
-        texts: Sequence[str | None] | None = None,
-        modalities: Sequence[str] | None = None,
-        batch_size: int = 8,
-        progress: bool = False,
-    ) -> Prediction:
-        """Predicted class indices and probabilities, in eval mode, ``batch_size`` clips at a time."""
-        from rich.progress import track
-
-        if batch_size < 1:
-            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
-        n = len(audios)
-        was_training = self.training
-        self.eval()
-        probs = []
-        try:
-            starts = range(0, n, batch_size)
-            for s in track(starts, description="Qwen2-Audio predict", disable=not progress):
-                sl = slice(s, s + batch_size)
-                out = self(
-                    audios=audios[sl],
-                    texts=None if texts is None else texts[sl],
-                    modalities=None if modalities is None else modalities[sl],
-                )
-                probs.append(out.logits.softmax(-1).cpu().numpy())
-        finally:
-            self.train(was_training)
-        proba = np.concatenate(probs) if probs else np.zeros((0, len(self.labels)), dtype=np.float32)
-        return Prediction(y_pred=proba.argmax(-1), proba=proba, labels=self.labels)
+        return logits, embedding
 
     # ------------------------------------------------------------------ parameters and saving
     def trainable_parameters(self) -> list[nn.Parameter]:
@@ -480,13 +443,18 @@ class Qwen2AudioClassifier(nn.Module):
             "prompt_style": self.prompt_style,
             "instruction": self.instruction,
             "lora": None if self.lora is None else self.lora.to_dict(),
+            "prompt_language": self.prompt_language,
+            "instructions": dict(self.instructions),
+            "calibration": self.calibration,
         }
 
     def load_adapter(self, path: str | Path) -> None:
         """Load LoRA weights and head written by :meth:`save_adapter` (settings must match this classifier)."""
         meta = _read_adapter_meta(path)
         mine = self._adapter_settings()
-        diff = [k for k in mine if meta.get(k) != mine[k]]
+        # the prompt language, instructions and calibration are recorded, not enforced: evaluating an adapter
+        # under other prompts is a legitimate experiment
+        diff = [k for k in _CORE_SETTINGS if meta.get(k) != mine[k]]
         if diff:
             raise ValueError(
                 f"adapter {str(path)!r} was saved with different {diff}: { ({k: meta.get(k) for k in diff}) }"

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import gc
 import shutil
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
@@ -25,40 +26,37 @@ from fairser.objectives import Objective
 from fairser.run.prepare import PreparedData
 from fairser.scale.data import AudioDataset
 
-__all__ = ["BackboneBackend", "BackboneTrainer", "build_backbone"]
+__all__ = ["BackboneBackend", "BackboneTrainer", "ZeroShotResult", "build_backbone"]
+
+
+@dataclass
+class ZeroShotResult:
+    """The "training result" of a zero-shot run: the model as loaded, nothing fitted (no epochs, no steps)."""
+
+    model: nn.Module
+    best_epoch: int | None = None
+    best_score: float | None = None
+    history: list = field(default_factory=list)
+    step_logs: list = field(default_factory=list)
+    global_step: int = 0
+    resumed_from: int | None = None
 
 
 def build_backbone(config: BackboneConfig, *, labels: tuple[str, ...] | list[str]) -> nn.Module:
     """Load the configured backbone from its local folder (nothing is downloaded).
 
-    ``qwen2_audio``: :meth:`Qwen2AudioClassifier.from_pretrained` with the config's mode, prompt, LoRA,
-    precision and checkpointing options. ``ssl``: :meth:`SSLClassifier.from_pretrained` with ``finetune``
+    ``qwen2_audio`` / ``desta25``: :func:`fairser.models.audio_llm.load_audio_llm` (mode, prompts, LoRA,
+    zero-shot calibration, precision and checkpointing options). ``ssl``: :meth:`SSLClassifier.from_pretrained` with ``finetune``
     (frozen / top_k / lora), the layer-weighted head's options, and gradient checkpointing through
     transformers' ``gradient_checkpointing_enable`` when asked.
     """
+    from fairser.models.audio_llm import AUDIO_LLMS, load_audio_llm
+
+    if config.name in AUDIO_LLMS:
+        return load_audio_llm(config=config, labels=labels)
     lora = None
     if config.lora is not None:
         lora = {k: v for k, v in config.lora.model_dump().items() if v is not None}
-    if config.name == "qwen2_audio":
-        from fairser.models.qwen2_audio import DEFAULT_INSTRUCTION, Qwen2AudioClassifier
-
-        kwargs: dict[str, Any] = {
-            "labels": tuple(labels),
-            "mode": config.mode,
-            "lora": lora,
-            "precision": config.precision,
-            "attn_implementation": config.attn_implementation,
-            "prompt_style": config.prompt_style,
-            "instruction": config.instruction or DEFAULT_INSTRUCTION,
-            "train_audio_encoder": config.train_audio_encoder,
-            "train_projector": config.train_projector,
-            "gradient_checkpointing": config.gradient_checkpointing,
-        }
-        if config.label_words is not None:
-            kwargs["label_words"] = tuple(config.label_words)
-        if config.adapter is not None:
-            kwargs["adapter"] = config.adapter
-        return Qwen2AudioClassifier.from_pretrained(config.path, **kwargs)
     from fairser.models.ssl import SSLClassifier
 
     model = SSLClassifier.from_pretrained(
@@ -111,6 +109,13 @@ class BackboneTrainer:
         """The configured backbone, seeded with the run's seed (the same initial weights every time)."""
         torch.manual_seed(self.seed)
         return build_backbone(self.backbone, labels=self.labels)
+
+    def zero_shot(self) -> ZeroShotResult:
+        """The configured audio LLM as it is (``backbone.zero_shot``): no objective, no training step."""
+        model = self.new_model()
+        model.to(self.accelerator.device)
+        self._main = None
+        return ZeroShotResult(model=model)
 
     def fit(
         self,
@@ -173,6 +178,8 @@ class BackboneBackend:
 
         if config.backbone is None:
             raise ValueError("a backbone run needs a config with a backbone section")
+        #: ``backbone.zero_shot``: the run scores the test split with the model as loaded (no training).
+        self.zero_shot = bool(config.backbone.zero_shot)
         gc.collect()  # the previous run's model: accelerate's autocast wrapper keeps it in a reference cycle
         self.prepared, self.config, self.progress = prepared, config, progress
         self.accelerator = make_accelerator(mixed_precision=config.backbone.mixed_precision)
@@ -190,6 +197,8 @@ class BackboneBackend:
         from fairser.objectives.stages import StagedObjective
 
         config = self.config
+        if self.zero_shot:
+            return  # no objective, sampler or stage: nothing is trained
         cls = OBJECTIVES[spec.objective.name]
         if issubclass(cls, StagedObjective) and cls is not JTT:
             raise ValueError(
@@ -198,7 +207,9 @@ class BackboneBackend:
                 "others run on the cached-feature heads"
             )
         if config.backbone.name == "ssl" and spec.setting != "audio" and "audio+text" in config.modalities:
-            raise ValueError("an ssl backbone reads audio only: set modalities: [audio] (or use qwen2_audio)")
+            raise ValueError(
+                "an ssl backbone reads audio only: set modalities: [audio] (or use qwen2_audio / desta25)"
+            )
         if self._sampler(spec) not in ("stratified", "random"):
             raise ValueError(
                 f"sampler {self._sampler(spec)!r} is not implemented for backbone runs (use stratified or random)"
@@ -225,6 +236,7 @@ class BackboneBackend:
             n_values=n_values,
             texts=[str(t) if isinstance(t, str) else "" for t in meta["transcript"]],
             modalities=list(meta["modality"]),
+            languages=[str(x) for x in meta["language"]],
             durations=None if self._durations is None else self._durations[rows],
             cache_audio=bool(self.config.backbone.cache_audio),
         )
@@ -266,22 +278,30 @@ class BackboneBackend:
         acc, bb = self.accelerator, self.config.backbone
         run_dir = self.run_dir(spec)
         if acc.is_main_process:
-            if hasattr(result.model, "save_adapter"):
+            if hasattr(result.model, "save_adapter") and not self.zero_shot:  # zero-shot trained nothing
                 result.model.save_adapter(run_dir / "adapter")
             shutil.rmtree(run_dir / "checkpoints", ignore_errors=True)
         acc.wait_for_everyone()
         logs = result.step_logs
         counts = result.model.count_parameters() if hasattr(result.model, "count_parameters") else None
+        llm = bb.name != "ssl"
+        extras: dict[str, Any] = {}
+        if self.zero_shot:  # what the label scoring used: prompt language, instructions, calibration
+            extras["zero_shot"] = {
+                **result.model.scoring_settings(),
+                "adapter": None if bb.adapter is None else str(bb.adapter),
+            }
         return {
+            **extras,
             "backbone": {
                 "name": bb.name,
                 "path": str(bb.path),
-                "mode": bb.mode if bb.name == "qwen2_audio" else bb.finetune,
+                "mode": bb.mode if llm else bb.finetune,
                 "parameters": counts,
                 "optimizer_steps": result.global_step,
                 "processes": acc.num_processes,
                 "mixed_precision": acc.mixed_precision,
                 "median_step_s": float(np.median([s["step_time_s"] for s in logs])) if logs else None,
                 "resumed_from_step": result.resumed_from,
-            }
+            },
         }

@@ -134,45 +134,49 @@ def execute_run(
     valid = views["valid"][0]
     groups_row = apply_inferred_groups(spec, prepared, config, train, train_meta)  # IDI, if configured
     trainer = backend.trainer(spec=spec, train=train)
-    context = StageContext(
-        trainer=trainer,
-        train=train,
-        valid=valid,
-        seed=spec.seed,
-        stage_dir=backend.stage_dir(spec),
-        write_files=backend.is_main_process,
-    )
-    # the main model is built only when needed: here if the objective needs its embedding width, else after
-    # the pre-stages (so a backbone's JTT identification model is freed before the main one exists)
-    derived = derived_params(spec.objective, embed_dim=lambda: backend.embed_dim(context.model, train))
-    objective = build_objective(
-        spec.objective.name,
-        n_domains=grouper.n_domains,
-        n_classes=len(labels),
-        n_values=grouper.n_values,
-        **derived,
-        **spec.objective.params,
-    )
-    staged = isinstance(objective, StagedObjective)
-    n_train_before = len(train)
-    if staged:
-        train = objective.augment(
-            data=RunData(
-                train=train,
-                train_meta=train_meta,
-                views={k: v for k, v in views.items() if k != "train"},
-                audio_paths=prepared.paths,
-                featurize=featurizer(prepared, config),
-                cache_dir=Path(config.features.cache_dir),
-                cross_corpus=config.corpus.cross is not None,
-                sensitive_values=grouper.values,
-                trainer=trainer,
-                seed=spec.seed,
-                progress=progress,
-            )
+    staged, n_train_before, objective = False, len(train), None
+    if getattr(backend, "zero_shot", False):  # an audio LLM scored as it is: no objective, no training
+        result = trainer.zero_shot()
+    else:
+        context = StageContext(
+            trainer=trainer,
+            train=train,
+            valid=valid,
+            seed=spec.seed,
+            stage_dir=backend.stage_dir(spec),
+            write_files=backend.is_main_process,
         )
-        context.train = train
-    result = fit_staged(objective=objective, context=context)
+        # the main model is built only when needed: here if the objective needs its embedding width, else after
+        # the pre-stages (so a backbone's JTT identification model is freed before the main one exists)
+        derived = derived_params(spec.objective, embed_dim=lambda: backend.embed_dim(context.model, train))
+        objective = build_objective(
+            spec.objective.name,
+            n_domains=grouper.n_domains,
+            n_classes=len(labels),
+            n_values=grouper.n_values,
+            **derived,
+            **spec.objective.params,
+        )
+        staged = isinstance(objective, StagedObjective)
+        n_train_before = len(train)
+        if staged:
+            train = objective.augment(
+                data=RunData(
+                    train=train,
+                    train_meta=train_meta,
+                    views={k: v for k, v in views.items() if k != "train"},
+                    audio_paths=prepared.paths,
+                    featurize=featurizer(prepared, config),
+                    cache_dir=Path(config.features.cache_dir),
+                    cross_corpus=config.corpus.cross is not None,
+                    sensitive_values=grouper.values,
+                    trainer=trainer,
+                    seed=spec.seed,
+                    progress=progress,
+                )
+            )
+            context.train = train
+        result = fit_staged(objective=objective, context=context)
 
     test, meta = views["test"]
     proba = trainer.predict_proba(result.model, test)
@@ -185,7 +189,8 @@ def execute_run(
     )
     row = {
         **run_fields(spec=spec, result=result),
-        **objective.run_summary(result.step_logs),  # e.g. MinMaxGAP's final_lambda, mean_R_last_epoch
+        # e.g. MinMaxGAP's final_lambda, mean_R_last_epoch
+        **(objective.run_summary(result.step_logs) if objective is not None else {}),
         "elapsed_s": time.perf_counter() - t0,
         **metrics,
         "notes": notes,

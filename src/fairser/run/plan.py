@@ -2,8 +2,8 @@
 
 Run ids are hashes of everything a run depends on; fields added after the first release are left out of the
 hash while they hold their default (``sensitive: [gender]``, ``evaluation.gender_probe: false``, an
-objective's ``groups`` / ``sampler`` / ``head``, ``train.head: mlp``, ``protocol: holdout``), so existing
-results resume.
+objective's ``groups`` / ``sampler`` / ``head``, ``train.head: mlp``, ``protocol: holdout``, the backbone's
+zero-shot fields), so existing results resume.
 
 Under a cross-validated protocol (``kfold``, ``loso``) every cell runs once per fold (the fold is in its run
 id, so an interrupted grid resumes fold by fold), and the folds of a cell share a ``pool_id``: the run id of
@@ -64,6 +64,8 @@ def check_objectives(config: BenchmarkConfig) -> None:
     from fairser.objectives import OBJECTIVES
 
     for i, spec in enumerate(config.objectives):
+        if spec.name == "zero_shot" and config.backbone is not None and config.backbone.zero_shot:
+            continue  # the zero-shot "objective": no training (the config checks it stands alone)
         if spec.name not in OBJECTIVES:
             raise UserError(
                 f"unknown objective {spec.name!r}; registered: {sorted(OBJECTIVES)}",
@@ -116,7 +118,17 @@ def plan_runs(config: BenchmarkConfig, *, n_folds: int | None = None) -> list[Ru
         if config.protocol == "kfold":
             shared["protocol"]["folds"] = config.folds
     if config.backbone is not None:  # a changed backbone (model, LoRA, lr, ...) must not reuse old runs
-        shared["backbone"] = config.backbone.model_dump(mode="json")
+        # (the zero-shot fields, added later, are left out while they hold their default: earlier runs resume)
+        shared["backbone"] = _dump(
+            config.backbone,
+            unless_default={
+                "zero_shot": False,
+                "prompt_language": "english",
+                "instructions": None,
+                "calibration": "none",
+                "whisper_transcript": True,
+            },
+        )
     config_id = _hash(shared)
     runs = []
     for setting in settings:

@@ -39,6 +39,8 @@ class AudioDataset:
         Transcripts; used only where ``modalities`` is ``audio+text``.
     modalities : sequence of str, optional
         ``audio`` or ``audio+text`` per row (default: ``audio`` everywhere).
+    languages : sequence of str, optional
+        Language code per row (audio LLMs pick each prompt's instruction language with it).
     durations : float array (N,), optional
         Clip durations in seconds, for length bucketing; by default the waveform length, or the file
         header's (``soundfile.info``, which also checks that every file exists before training starts).
@@ -56,6 +58,7 @@ class AudioDataset:
     sensitive: np.ndarray
     texts: Sequence[str | None] | None = None
     modalities: Sequence[str] | None = None
+    languages: Sequence[str] | None = None
     durations: np.ndarray | None = None
     sample_rate: int = 16000
     cache_audio: bool = False
@@ -67,7 +70,7 @@ class AudioDataset:
         self.y = np.asarray(self.y, dtype=np.int64)
         self.domain = np.asarray(self.domain, dtype=np.int64)
         self.sensitive = np.asarray(self.sensitive, dtype=np.int64)
-        for name in ("y", "domain", "sensitive", "texts", "modalities", "durations"):
+        for name in ("y", "domain", "sensitive", "texts", "modalities", "languages", "durations"):
             v = getattr(self, name)
             if v is not None and len(v) != n:
                 raise ValueError(f"AudioDataset.{name} has {len(v)} rows, audio has {n}")
@@ -131,10 +134,14 @@ class AudioDataset:
         return out
 
     def batch_inputs(self, idx: Sequence[int]) -> dict:
-        """``audios``, ``texts`` (None where the row is audio-only) and ``modalities`` of rows ``idx``."""
+        """``audios``, ``texts`` (None where the row is audio-only), ``modalities`` and (when known)
+        ``languages`` of rows ``idx``."""
         modalities = [self.modalities[int(i)] for i in idx]
         texts = [
             str(self.texts[int(i)]) if m == "audio+text" else None
             for i, m in zip(idx, modalities, strict=True)
         ]
-        return {"audios": self.waveforms(idx), "texts": texts, "modalities": modalities}
+        out = {"audios": self.waveforms(idx), "texts": texts, "modalities": modalities}
+        if self.languages is not None:
+            out["languages"] = [self.languages[int(i)] for i in idx]
+        return out

@@ -161,6 +161,8 @@ def backbone_forward(model: nn.Module, data: AudioDataset, idx: np.ndarray, *, l
                 "takes transcripts (qwen2_audio)"
             )
         inputs = {"audios": inputs["audios"]}
+    if "languages" in inputs and "languages" not in inspect.signature(type(base).forward).parameters:
+        del inputs["languages"]  # a backbone whose prompts do not depend on the language
     device = next((p.device for p in model.parameters()), torch.device("cpu"))
     y = torch.as_tensor(data.y[idx], dtype=torch.long, device=device) if labels else None
     return model(**inputs, labels=y)
