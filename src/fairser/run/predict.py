@@ -237,6 +237,16 @@ class HeadPredictor:
             )
         load_state_strict(self.model, saved.prefixed("head"), what="head", where=str(saved.path))
         self.model.eval()
+        # the encoders must be the ones the model was trained on (refused here, before any extraction)
+        from fairser.features import build_audio_encoder, build_text_encoder
+
+        feats = self.meta["features"]
+        self.audio_encoder = build_audio_encoder(feats["audio"]["name"], **feats["audio"]["options"])
+        _check_encoder(feats["audio"], self.audio_encoder, what="audio", where=str(saved.path))
+        self.text_encoder = None
+        if feats.get("text") is not None:
+            self.text_encoder = build_text_encoder(feats["text"]["name"], **feats["text"]["options"])
+            _check_encoder(feats["text"], self.text_encoder, what="text", where=str(saved.path))
         norm = self.meta["normalise"]
         self.normalise_mode = norm["mode"]
         self.stats = (
@@ -273,22 +283,13 @@ class HeadPredictor:
     def predict_proba(
         self, meta: pd.DataFrame, *, inputs: PredictInput, batch_size: int = 4096, progress: bool = True
     ) -> Scores:
-        from fairser.features import (
-            FeatureCache,
-            build_audio_encoder,
-            build_text_encoder,
-            extract_audio_features,
-            extract_text_features,
-        )
+        from fairser.features import FeatureCache, extract_audio_features, extract_text_features
         from fairser.run.prepare import Normaliser, speaker_units, unit_stats
         from fairser.train import ArrayDataset
         from fairser.train import predict_proba as head_proba
 
         self._check_inputs(inputs)
-        feats = self.meta["features"]
-        where = str(self.saved.path)
-        audio_enc = build_audio_encoder(feats["audio"]["name"], **feats["audio"]["options"])
-        _check_encoder(feats["audio"], audio_enc, what="audio", where=where)
+        audio_enc = self.audio_encoder
         cache = FeatureCache(self.cache_dir)
         rows = inputs.rows
         res = extract_audio_features(
@@ -315,10 +316,8 @@ class HeadPredictor:
         use_text = bool(self.meta["model"]["use_text"]) and (meta["modality"] == "audio+text").any()
         text = None
         if use_text:
-            text_enc = build_text_encoder(feats["text"]["name"], **feats["text"]["options"])
-            _check_encoder(feats["text"], text_enc, what="text", where=where)
             text = extract_text_features(
-                texts=list(rows["transcript"]), encoder=text_enc, cache=cache, progress=progress
+                texts=list(rows["transcript"]), encoder=self.text_encoder, cache=cache, progress=progress
             )
         idx = meta["row"].to_numpy()
         n = len(meta)
