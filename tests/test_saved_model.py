@@ -254,3 +254,48 @@ def test_loading_refuses_tampered_or_mismatched_model_folders(trained, tmp_path)
             load_predictor(run)
     res = _invoke("predict", cases["weights"][0], wav_dir, "-q")
     assert res.exit_code == 2 and "sha256" in res.output and "Traceback" not in res.output
+
+
+def test_a_tiny_qwen2_audio_lora_run_is_saved_and_predict_reproduces_its_test_predictions(tmp_path) -> None:
+    pytest.importorskip("peft", reason="peft is not installed (pip install peft)")
+    from assets.tiny_models import save_tiny_qwen2_audio
+    from fairser.bench import run_benchmark
+    from fairser.run import plan_runs
+
+    model_dir = save_tiny_qwen2_audio(tmp_path / "tiny-qwen2-audio", words=tuple(LABELS))
+    tiny_corpus(tmp_path / "corpus", speakers_per_gender=3, utterances=1)
+    cfg = _config(
+        tmp_path,
+        "out",
+        train={"save_model": True},
+        backbone={
+            "name": "qwen2_audio",
+            "path": str(model_dir),
+            "precision": "fp32",
+            "mixed_precision": "no",
+            "lora": {"r": 4, "alpha": 8, "dropout": 0.0},
+            "per_device_batch_size": 8,
+            "eval_batch_size": 4,
+            "epochs": 1,
+            "lr": 1e-3,
+        },
+    )
+    run_benchmark(cfg, progress=False)
+    (spec,) = plan_runs(cfg)
+    run_dir = tmp_path / "out" / "runs" / spec.run_id
+    from fairser.run.saved import load_saved_model
+
+    saved = load_saved_model(run_dir)
+    assert saved.kind == "backbone" and saved.meta["base_model"]["config_sha256"]
+    assert saved.tensors and all("lora_" in k for k in saved.tensors)  # LoRA only (label-token mode)
+    out = tmp_path / "pred.csv"
+    res = _invoke(
+        "predict", run_dir, tmp_path / "corpus" / "manifest.csv", "--split", "test", "-o", out, "-q"
+    )
+    assert res.exit_code == 0, res.output
+    ran = pd.read_csv(run_dir / "predictions.csv", keep_default_na=False)
+    pd.testing.assert_frame_equal(pd.read_csv(out, keep_default_na=False), ran, check_exact=True)
+    # another base model is refused before anything runs
+    other = save_tiny_qwen2_audio(tmp_path / "other", words=tuple(LABELS), seed=1)
+    res = _invoke("predict", run_dir, tmp_path / "corpus" / "manifest.csv", "--backbone-path", other, "-q")
+    assert res.exit_code == 2 and "not the one the run was trained from" in res.output

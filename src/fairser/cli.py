@@ -639,12 +639,21 @@ def predict_cmd(
     split: Annotated[
         str | None, typer.Option(help="Predict only the manifest rows of this split (e.g. test).")
     ] = None,
-    batch_size: Annotated[int, typer.Option(min=1, help="Utterances per forward pass.")] = 4096,
+    batch_size: Annotated[
+        int | None,
+        typer.Option(
+            min=1, help="Rows per forward pass (default: 4096 for a head, eval_batch_size for a backbone)."
+        ),
+    ] = None,
     cache_dir: Annotated[
         Path | None,
         typer.Option(help="Feature cache (default: the run's features.cache_dir, as recorded in the model)."),
     ] = None,
     n_jobs: Annotated[int, typer.Option(min=1, help="Processes extracting audio features.")] = 1,
+    backbone_path: Annotated[
+        Path | None,
+        typer.Option(help="A backbone run's base model folder, if it moved (it must be the same model)."),
+    ] = None,
     quiet: QuietOpt = False,
 ) -> None:
     """Apply a saved run to new audio and write its predictions table (the format `fairser audit` reads).
@@ -660,7 +669,7 @@ def predict_cmd(
     from fairser.run.predict import load_predictor, predict, read_input
 
     try:
-        predictor = load_predictor(run_dir, cache_dir=cache_dir, n_jobs=n_jobs)
+        predictor = load_predictor(run_dir, cache_dir=cache_dir, n_jobs=n_jobs, backbone_path=backbone_path)
         data = read_input(inputs, labels=predictor.labels, split=split)
         result = predict(predictor, data, batch_size=batch_size, progress=not quiet)
     except UserError as e:  # (the faults engineer's cli prints every UserError this way)

@@ -23,9 +23,10 @@ from torch import nn
 from fairser.config import BackboneConfig, BenchmarkConfig
 from fairser.objectives import Objective
 from fairser.run.prepare import PreparedData
+from fairser.run.saved import MODEL_DIR
 from fairser.scale.data import AudioDataset
 
-__all__ = ["BackboneBackend", "BackboneTrainer", "build_backbone"]
+__all__ = ["BackboneBackend", "BackbonePredictor", "BackboneTrainer", "base_model_identity", "build_backbone"]
 
 
 def build_backbone(config: BackboneConfig, *, labels: tuple[str, ...] | list[str]) -> nn.Module:
@@ -269,6 +270,9 @@ class BackboneBackend:
             if hasattr(result.model, "save_adapter"):
                 result.model.save_adapter(run_dir / "adapter")
             shutil.rmtree(run_dir / "checkpoints", ignore_errors=True)
+        saved = None
+        if self.config.train.save_model and acc.is_main_process:
+            saved = self._save_model(spec, result, run_dir / MODEL_DIR)
         acc.wait_for_everyone()
         logs = result.step_logs
         counts = result.model.count_parameters() if hasattr(result.model, "count_parameters") else None
@@ -283,5 +287,171 @@ class BackboneBackend:
                 "mixed_precision": acc.mixed_precision,
                 "median_step_s": float(np.median([s["step_time_s"] for s in logs])) if logs else None,
                 "resumed_from_step": result.resumed_from,
-            }
+            },
+            **({"saved_model": str(saved)} if saved is not None else {}),
         }
+
+    def _save_model(self, spec: Any, result, path: Path) -> Path | None:
+        """``train.save_model``: the backbone's trainable tensors (LoRA, head, unfrozen layers) and the
+        settings that rebuild it (:func:`fairser.run.saved.save_model`); the frozen base model stays in its
+        folder and is identified by the sha256 of its ``config.json``. Not under FSDP / DeepSpeed (sharded
+        parameters): the adapter folder is the record there."""
+        from fairser.run.saved import run_record, save_model
+
+        sharded = str(self.accelerator.distributed_type).rsplit(".", 1)[-1] in ("FSDP", "DEEPSPEED")
+        if sharded:
+            return None
+        model = result.model
+        trainable = {n for n, p in model.named_parameters() if p.requires_grad}
+        state = {f"backbone.{k}": v for k, v in model.state_dict().items() if k in trainable}
+        meta = {
+            "kind": "backbone",
+            **run_record(spec=spec, config=self.config, result=result, labels=tuple(self.prepared.labels)),
+            "backbone": self.config.backbone.model_dump(mode="json"),
+            "base_model": base_model_identity(self.config.backbone.path),
+        }
+        return save_model(path, meta=meta, tensors=state)
+
+
+def base_model_identity(path: str | Path) -> dict[str, Any]:
+    """What identifies a local base model folder: its path, the sha256 of its ``config.json``, and per weight
+    file its size and a sampled sha256 (of the size, the first and the last MiB: the safetensors header and
+    tensor bytes at both ends; hashing gigabytes of weights at every save and load would take minutes)."""
+    import hashlib
+
+    root = Path(path)
+    config = root / "config.json"
+    files = {}
+    for p in sorted(root.glob("*.safetensors")) + sorted(root.glob("*.bin")):
+        size = p.stat().st_size
+        h = hashlib.sha256(str(size).encode())
+        with open(p, "rb") as f:
+            h.update(f.read(_MIB))
+            f.seek(max(0, size - _MIB))
+            h.update(f.read(_MIB))
+        files[p.name] = {"bytes": size, "sampled_sha256": h.hexdigest()}
+    return {
+        "path": str(root.resolve()),
+        "config_sha256": hashlib.sha256(config.read_bytes()).hexdigest() if config.is_file() else None,
+        "weight_files": files,
+    }
+
+
+_MIB = 1 << 20
+
+
+class BackbonePredictor:
+    """A saved backbone run (:mod:`fairser.run.saved`): the base model rebuilt from its local folder with the
+    run's settings and seed, its trainable tensors loaded, applied to the waveforms as in the run's test
+    prediction (:func:`fairser.scale.loop.predict_backbone`, batches sorted by duration)."""
+
+    def __init__(self, saved, *, base_path: str | Path | None = None) -> None:
+        from fairser.config import BackboneConfig
+        from fairser.errors import UserError
+
+        self.saved, self.meta = saved, saved.meta
+        self.labels = saved.labels
+        self.modalities = tuple(self.meta["modalities"])
+        self.sensitive = tuple(self.meta["sensitive"])
+        run = self.meta["run"]
+        self.identity = {
+            "objective": run["objective_label"],
+            "seed": run["seed"],
+            "setting": run["setting"],
+            "run_id": run["run_id"],
+        }
+        where = str(saved.path)
+        settings = dict(self.meta["backbone"])
+        if base_path is not None:
+            settings["path"] = str(base_path)
+        try:
+            self.config = BackboneConfig.model_validate(settings)
+        except ValueError as err:
+            raise UserError(f"the model record's backbone settings are invalid: {err}", where=where) from None
+        now = base_model_identity(self.config.path)
+        saved_id = self.meta.get("base_model", {})
+        if now["config_sha256"] is None:
+            raise UserError(
+                "the base model folder has no config.json",
+                where=str(self.config.path),
+                fix="pass the folder of the base model the run was trained from (--backbone-path)",
+            )
+        if now["config_sha256"] != saved_id.get("config_sha256") or now["weight_files"] != saved_id.get(
+            "weight_files"
+        ):
+            raise UserError(
+                "the base model folder is not the one the run was trained from (its config.json or weight "
+                "files differ from those recorded in the model record's base_model)",
+                where=str(self.config.path),
+                fix="pass the base model the run was trained from (--backbone-path)",
+            )
+        torch.manual_seed(int(run["seed"]))
+        self.model = build_backbone(self.config, labels=self.labels)
+        state = saved.prefixed("backbone")
+        trainable = {n for n, p in self.model.named_parameters() if p.requires_grad}
+        own = self.model.state_dict()
+        unknown = sorted(set(state) - trainable)
+        missing = sorted(trainable - set(state))
+        shape = sorted(k for k in set(state) & trainable if tuple(state[k].shape) != tuple(own[k].shape))
+        if unknown or missing or shape:
+            raise UserError(
+                "the saved trainable tensors do not fit the rebuilt backbone ("
+                + "; ".join(
+                    f"{what} {names[:3]}"
+                    for what, names in (("missing", missing), ("unexpected", unknown), ("other shape", shape))
+                    if names
+                )
+                + ")",
+                where=where,
+                fix="the model folder was edited or the backbone settings changed: train and save the run again",
+            )
+        self.model.load_state_dict(state, strict=False)
+        self.model.eval()
+
+    def predict_proba(
+        self, meta: pd.DataFrame, *, inputs: Any, batch_size: int | None = None, progress: bool = True
+    ):
+        from fairser.errors import UserError
+        from fairser.features.audio import AudioError, load_audio
+        from fairser.run.predict import Scores
+        from fairser.scale.loop import predict_backbone
+
+        rows = inputs.rows
+        readable, failures = np.ones(len(rows), dtype=bool), []
+        for i, path in enumerate(rows["audio_path"]):
+            try:
+                load_audio(path)
+            except AudioError as err:
+                readable[i] = False
+                failures.append((str(path), err.reason))
+        ok = readable[meta["row"].to_numpy()]
+        text = meta["modality"] == "audio+text"
+        empty = (text & (meta["transcript"].astype(str).str.strip() == "")).to_numpy()
+        if empty.any():
+            ids = list(meta.loc[empty, "id"][:10])
+            raise UserError(
+                f"{int(empty.sum())} row(s) have no transcript for the audio+text model: ids {ids}",
+                where=inputs.source,
+            )
+        kept = meta[ok]
+        durations = None
+        if "duration" in inputs.columns:
+            durations = pd.to_numeric(kept["duration"], errors="coerce").to_numpy(dtype=float)
+            if np.isnan(durations).any():
+                durations = None
+        n = len(kept)
+        data = AudioDataset(
+            audio=[str(p) for p in kept["audio_path"]],
+            y=np.zeros(n, dtype=np.int64),
+            domain=np.zeros(n, dtype=np.int64),
+            sensitive=np.zeros(n, dtype=np.int64),
+            texts=[str(t) for t in kept["transcript"]],
+            modalities=list(kept["modality"]),
+            durations=durations,
+        )
+        proba = np.full((len(meta), len(self.labels)), np.nan, dtype=np.float32)
+        if n:
+            proba[ok] = predict_backbone(
+                self.model, data, batch_size=batch_size or self.config.eval_batch_size, progress=progress
+            )
+        return Scores(proba=proba, ok=ok, failures=failures)

@@ -87,10 +87,11 @@ class Predictor(Protocol):
     sensitive: tuple[str, ...]
 
     def predict_proba(
-        self, meta: pd.DataFrame, *, inputs: PredictInput, batch_size: int, progress: bool
+        self, meta: pd.DataFrame, *, inputs: PredictInput, batch_size: int | None, progress: bool
     ) -> Scores:
         """Class probabilities of every row of ``meta``: the input's rows once per modality, with columns
-        ``modality`` and ``row`` (the row of ``inputs.rows``); unreadable audio gives ``ok == False``."""
+        ``modality`` and ``row`` (the row of ``inputs.rows``); unreadable audio gives ``ok == False``.
+        ``batch_size`` None: the predictor's own (a head: 4096 rows; a backbone: its ``eval_batch_size``)."""
 
 
 @dataclass
@@ -281,7 +282,12 @@ class HeadPredictor:
                 )
 
     def predict_proba(
-        self, meta: pd.DataFrame, *, inputs: PredictInput, batch_size: int = 4096, progress: bool = True
+        self,
+        meta: pd.DataFrame,
+        *,
+        inputs: PredictInput,
+        batch_size: int | None = None,
+        progress: bool = True,
     ) -> Scores:
         from fairser.features import FeatureCache, extract_audio_features, extract_text_features
         from fairser.run.prepare import Normaliser, speaker_units, unit_stats
@@ -332,6 +338,7 @@ class HeadPredictor:
         proba = np.full((n, len(self.labels)), np.nan, dtype=np.float32)
         row_ok = ok[idx]
         keep = np.flatnonzero(row_ok)
+        batch_size = batch_size or 4096
         from fairser.progress import progress_bar
 
         with progress_bar(enabled=progress) as bar:
@@ -353,19 +360,27 @@ def _identity(meta: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def load_predictor(path: str | Path, *, cache_dir: str | Path | None = None, n_jobs: int = 1) -> Predictor:
-    """The :class:`Predictor` of a saved run (a run folder or its ``model/`` folder)."""
+def load_predictor(
+    path: str | Path,
+    *,
+    cache_dir: str | Path | None = None,
+    n_jobs: int = 1,
+    backbone_path: str | Path | None = None,
+) -> Predictor:
+    """The :class:`Predictor` of a saved run (a run folder or its ``model/`` folder). ``cache_dir``: the feature
+    cache of a head (default: the run's); ``backbone_path``: the base model folder of a backbone (default: the
+    recorded one; either way it must be the model the run was trained from)."""
     saved = load_saved_model(path)
     if saved.kind == "head":
         return HeadPredictor(saved, cache_dir=cache_dir, n_jobs=n_jobs)
     from fairser.run.backbone import BackbonePredictor
 
-    return BackbonePredictor(saved)
+    return BackbonePredictor(saved, base_path=backbone_path)
 
 
 # -- the table ------------------------------------------------------------------------------------------------
 def predict(
-    predictor: Predictor, inputs: PredictInput, *, batch_size: int = 64, progress: bool = True
+    predictor: Predictor, inputs: PredictInput, *, batch_size: int | None = None, progress: bool = True
 ) -> Prediction:
     """Apply ``predictor`` to ``inputs``: every utterance once per modality of the predictor (the transcript
     modality only where the input has transcripts), in input order per modality, as in a run's test table.
