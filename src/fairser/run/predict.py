@@ -12,6 +12,7 @@ audio LLM scored by its label words).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import SimpleNamespace
@@ -25,6 +26,8 @@ from fairser.run.saved import SavedModel, load_saved_model, load_state_strict, t
 
 __all__ = [
     "AUDIO_SUFFIXES",
+    "PREDICTORS",
+    "BackbonePredictor",
     "HeadPredictor",
     "PredictInput",
     "Prediction",
@@ -69,6 +72,7 @@ class Scores:
     proba: np.ndarray
     ok: np.ndarray
     failures: list[tuple[str, str]] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
 
 
 class Predictor(Protocol):
@@ -308,10 +312,14 @@ class HeadPredictor:
         )
         ok = np.asarray(res.ok, dtype=bool)
         audio = np.asarray(res.features, dtype=np.float32)
-        units = None
+        units, notes = None, []
         if self.normalise_mode == "per_speaker":
             units = speaker_units(rows)
             stats = unit_stats(audio[ok], units[ok])
+            notes.append(
+                f"normalise per_speaker: each of the input's {len(stats)} speakers is standardised with its own "
+                "mean and std over its readable utterances in the input (as in training: features only)"
+            )
         else:
             stats = self.stats
             if self.normalise_mode == "per_corpus":
@@ -347,7 +355,134 @@ class HeadPredictor:
                 part = keep[start : start + batch_size]
                 proba[part] = head_proba(self.model, data.subset(part), batch_size=batch_size)
                 bar.advance(task, len(part))
-        return Scores(proba=proba, ok=row_ok, failures=[(str(p), r) for p, r in res.failures])
+        return Scores(proba=proba, ok=row_ok, failures=[(str(p), r) for p, r in res.failures], notes=notes)
+
+
+class BackbonePredictor:
+    """A saved backbone run (:mod:`fairser.run.saved`): the base model rebuilt from its local folder with the
+    run's settings and seed, its trainable tensors loaded, applied to the waveforms as in the run's test
+    prediction (:func:`fairser.scale.loop.predict_backbone`, batches sorted by duration)."""
+
+    def __init__(self, saved, *, base_path: str | Path | None = None) -> None:
+        from fairser.config import BackboneConfig
+        from fairser.run.backbone import base_model_identity, build_backbone
+
+        self.saved, self.meta = saved, saved.meta
+        self.labels = saved.labels
+        self.modalities = tuple(self.meta["modalities"])
+        self.sensitive = tuple(self.meta["sensitive"])
+        run = self.meta["run"]
+        self.identity = {
+            "objective": run["objective_label"],
+            "seed": run["seed"],
+            "setting": run["setting"],
+            "run_id": run["run_id"],
+        }
+        where = str(saved.path)
+        settings = dict(self.meta["backbone"])
+        if base_path is not None:
+            settings["path"] = str(base_path)
+        try:
+            self.config = BackboneConfig.model_validate(settings)
+        except ValueError as err:
+            raise UserError(f"the model record's backbone settings are invalid: {err}", where=where) from None
+        now = base_model_identity(self.config.path)
+        saved_id = self.meta.get("base_model", {})
+        if now["config_sha256"] is None:
+            raise UserError(
+                "the base model folder has no config.json",
+                where=str(self.config.path),
+                fix="pass the folder of the base model the run was trained from (--backbone-path)",
+            )
+        if now["config_sha256"] != saved_id.get("config_sha256") or now["weight_files"] != saved_id.get(
+            "weight_files"
+        ):
+            raise UserError(
+                "the base model folder is not the one the run was trained from (its config.json or weight "
+                "files differ from those recorded in the model record's base_model)",
+                where=str(self.config.path),
+                fix="pass the base model the run was trained from (--backbone-path)",
+            )
+        import torch
+
+        torch.manual_seed(int(run["seed"]))
+        self.model = build_backbone(self.config, labels=self.labels)
+        state = saved.prefixed("backbone")
+        trainable = {n for n, p in self.model.named_parameters() if p.requires_grad}
+        own = self.model.state_dict()
+        unknown = sorted(set(state) - trainable)
+        missing = sorted(trainable - set(state))
+        shape = sorted(k for k in set(state) & trainable if tuple(state[k].shape) != tuple(own[k].shape))
+        if unknown or missing or shape:
+            raise UserError(
+                "the saved trainable tensors do not fit the rebuilt backbone ("
+                + "; ".join(
+                    f"{what} {names[:3]}"
+                    for what, names in (("missing", missing), ("unexpected", unknown), ("other shape", shape))
+                    if names
+                )
+                + ")",
+                where=where,
+                fix="the model folder was edited or the backbone settings changed: train and save the run again",
+            )
+        self.model.load_state_dict(state, strict=False)
+        # as in the run: on accelerate's device, with the configured autocast (mixed precision)
+        from fairser.scale.loop import make_accelerator
+
+        self.accelerator = make_accelerator(mixed_precision=self.config.mixed_precision)
+        self.model = self.accelerator.prepare_model(self.model, evaluation_mode=True)
+        self.model.eval()
+
+    def predict_proba(
+        self, meta: pd.DataFrame, *, inputs: Any, batch_size: int | None = None, progress: bool = True
+    ):
+        from fairser.features.audio import AudioError, load_audio
+        from fairser.scale.data import AudioDataset
+        from fairser.scale.loop import predict_backbone
+
+        rows = inputs.rows
+        readable, failures = np.ones(len(rows), dtype=bool), []
+        for i, path in enumerate(rows["audio_path"]):
+            try:
+                load_audio(path)
+            except AudioError as err:
+                readable[i] = False
+                failures.append((str(path), err.reason))
+        ok = readable[meta["row"].to_numpy()]
+        text = meta["modality"] == "audio+text"
+        empty = (text & (meta["transcript"].astype(str).str.strip() == "")).to_numpy()
+        if empty.any():
+            ids = list(meta.loc[empty, "id"][:10])
+            raise UserError(
+                f"{int(empty.sum())} row(s) have no transcript for the audio+text model: ids {ids}",
+                where=inputs.source,
+            )
+        kept = meta[ok]
+        durations = None
+        if "duration" in inputs.columns:
+            durations = pd.to_numeric(kept["duration"], errors="coerce").to_numpy(dtype=float)
+            if np.isnan(durations).any():
+                durations = None
+        n = len(kept)
+        data = AudioDataset(
+            audio=[str(p) for p in kept["audio_path"]],
+            y=np.zeros(n, dtype=np.int64),
+            domain=np.zeros(n, dtype=np.int64),
+            sensitive=np.zeros(n, dtype=np.int64),
+            texts=[str(t) for t in kept["transcript"]],
+            modalities=list(kept["modality"]),
+            durations=durations,
+        )
+        proba = np.full((len(meta), len(self.labels)), np.nan, dtype=np.float32)
+        if n:
+            proba[ok] = predict_backbone(
+                self.model,
+                data,
+                batch_size=batch_size or self.config.eval_batch_size,
+                accelerator=self.accelerator,
+                progress=progress,
+            )
+        return Scores(proba=proba, ok=ok, failures=failures)
 
 
 def _identity(meta: dict[str, Any]) -> dict[str, Any]:
@@ -371,11 +506,21 @@ def load_predictor(
     cache of a head (default: the run's); ``backbone_path``: the base model folder of a backbone (default: the
     recorded one; either way it must be the model the run was trained from)."""
     saved = load_saved_model(path)
-    if saved.kind == "head":
-        return HeadPredictor(saved, cache_dir=cache_dir, n_jobs=n_jobs)
-    from fairser.run.backbone import BackbonePredictor
+    options = {"cache_dir": cache_dir, "n_jobs": n_jobs, "backbone_path": backbone_path}
+    return PREDICTORS[saved.kind](saved, **options)
 
+
+def _head(saved: SavedModel, *, cache_dir=None, n_jobs: int = 1, **_: Any) -> Predictor:
+    return HeadPredictor(saved, cache_dir=cache_dir, n_jobs=n_jobs)
+
+
+def _backbone(saved: SavedModel, *, backbone_path=None, **_: Any) -> Predictor:
     return BackbonePredictor(saved, base_path=backbone_path)
+
+
+#: The predictor of each kind of saved model (:data:`fairser.run.saved.KIND_KEYS`):
+#: ``build(saved, *, cache_dir, n_jobs, backbone_path) -> Predictor``.
+PREDICTORS: dict[str, Callable[..., Predictor]] = {"head": _head, "backbone": _backbone}
 
 
 # -- the table ------------------------------------------------------------------------------------------------
@@ -432,6 +577,7 @@ def predict(
         meta=kept, proba=np.asarray(scores.proba)[ok], labels=predictor.labels, spec=spec, sensitive=sensitive
     )
     table["split"] = kept["split"].to_numpy()
+    notes.extend(scores.notes)
     if scores.failures:
         notes.append(f"{len(scores.failures)} unreadable audio file(s) left out of the table")
     return Prediction(table=table, failures=list(scores.failures), notes=notes)

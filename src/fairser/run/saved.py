@@ -31,6 +31,7 @@ import torch
 from fairser.errors import UserError
 
 __all__ = [
+    "KIND_KEYS",
     "MODEL_DIR",
     "SCHEMA",
     "SCHEMA_VERSION",
@@ -60,7 +61,13 @@ REQUIRED_KEYS = (
     "modalities",
     "weights",
 )
-_KIND_KEYS = {"head": ("features", "normalise", "model"), "backbone": ("backbone",)}
+#: The keys each kind of saved model adds to :data:`REQUIRED_KEYS`. A new kind (e.g. a zero-shot audio LLM with
+#: its prompt and content-free calibration scores) registers its keys here and its predictor in
+#: :data:`fairser.run.predict.PREDICTORS`.
+KIND_KEYS: dict[str, tuple[str, ...]] = {
+    "head": ("features", "normalise", "model"),
+    "backbone": ("backbone", "base_model"),
+}
 
 
 @dataclass
@@ -164,11 +171,11 @@ def load_saved_model(path: str | Path) -> SavedModel:
             where=where,
             fix=f"use fairser {meta.get('fairser_version', '?')} to predict with it, or train the run again",
         )
-    missing = [k for k in (*REQUIRED_KEYS, *_KIND_KEYS.get(meta.get("kind"), ())) if k not in meta]
+    missing = [k for k in (*REQUIRED_KEYS, *KIND_KEYS.get(meta.get("kind"), ())) if k not in meta]
     if missing:
         raise UserError(f"the model record lacks key(s) {missing}", where=where, fix="save the run again")
-    if meta["kind"] not in _KIND_KEYS:
-        raise UserError(f"unknown model kind {meta['kind']!r} (known: {sorted(_KIND_KEYS)})", where=where)
+    if meta["kind"] not in KIND_KEYS:
+        raise UserError(f"unknown model kind {meta['kind']!r} (known: {sorted(KIND_KEYS)})", where=where)
     weights = root / str(meta["weights"].get("file", _WEIGHTS))
     if not weights.is_file():
         raise UserError("the weights file is missing", where=str(weights), fix="save the run again")
