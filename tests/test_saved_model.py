@@ -256,6 +256,7 @@ def test_loading_refuses_tampered_or_mismatched_model_folders(trained, tmp_path)
     assert res.exit_code == 2 and "sha256" in res.output and "Traceback" not in res.output
 
 
+@pytest.mark.slow
 def test_a_tiny_qwen2_audio_lora_run_is_saved_and_predict_reproduces_its_test_predictions(tmp_path) -> None:
     pytest.importorskip("peft", reason="peft is not installed (pip install peft)")
     from assets.tiny_models import save_tiny_qwen2_audio
