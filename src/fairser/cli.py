@@ -9,6 +9,7 @@ Stages (each can be run alone; ``benchmark`` runs them all):
   fairser train            train and evaluate every run of a config's grid (resumes)
   fairser table            print the paper-style table from a results folder
   fairser power            minimum detectable gap of a predictions table or a planned design; speakers needed
+  fairser predict          apply a saved run (train.save_model) to an audio file, a folder or a manifest
   fairser benchmark        all of the above, end to end
 """
 
@@ -690,6 +691,88 @@ def report(
         f"markdown: {result.markdown}  table: {result.table}  undefined numbers: {result.undefined}"
     )
     console.print("figures: " + ", ".join(str(p) for p in result.figures.values()))
+
+
+@app.command("predict")
+def predict_cmd(
+    run_dir: Annotated[
+        Path,
+        typer.Argument(
+            help="A saved run: <output_dir>/runs/<run_id> of a benchmark trained with train.save_model: true "
+            "(or its model/ folder)."
+        ),
+    ],
+    inputs: Annotated[
+        Path,
+        typer.Argument(
+            help="An audio file, a folder (searched recursively for .wav .flac .ogg .opus .mp3) or a manifest CSV "
+            "(id, audio_path; transcript, emotion, gender, language, speaker, corpus, split where present)."
+        ),
+    ],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Predictions CSV to write.")] = Path(
+        "predictions.csv"
+    ),
+    split: Annotated[
+        str | None, typer.Option(help="Predict only the manifest rows of this split (e.g. test).")
+    ] = None,
+    batch_size: Annotated[
+        int | None,
+        typer.Option(
+            min=1, help="Rows per forward pass (default: 4096 for a head, eval_batch_size for a backbone)."
+        ),
+    ] = None,
+    cache_dir: Annotated[
+        Path | None,
+        typer.Option(help="Feature cache (default: the run's features.cache_dir, as recorded in the model)."),
+    ] = None,
+    n_jobs: Annotated[int, typer.Option(min=1, help="Processes extracting audio features.")] = 1,
+    backbone_path: Annotated[
+        Path | None,
+        typer.Option(help="A backbone run's base model folder, if it moved (it must be the same model)."),
+    ] = None,
+    quiet: QuietOpt = False,
+) -> None:
+    """Apply a saved run to new audio and write its predictions table (the format `fairser audit` reads).
+
+    Features go through the run's encoders and the feature cache and are standardised as in training (a
+    per-speaker model needs a manifest with corpus and speaker columns). Unreadable audio files are left out,
+    counted and listed in <out>_unreadable.csv; the others are predicted. With truth and gender in a manifest,
+    `fairser audit OUT` audits the predictions as they are.
+    """
+    from rich.markup import escape
+
+    from fairser.errors import UserError
+    from fairser.run.predict import load_predictor, predict, read_input
+
+    try:
+        predictor = load_predictor(run_dir, cache_dir=cache_dir, n_jobs=n_jobs, backbone_path=backbone_path)
+        data = read_input(inputs, labels=predictor.labels, split=split)
+        result = predict(predictor, data, batch_size=batch_size, progress=not quiet)
+    except UserError as e:  # (the faults engineer's cli prints every UserError this way)
+        console.print(f"[red]cannot predict[/]: {escape(str(e))}", soft_wrap=True)
+        raise typer.Exit(2) from e
+    out.parent.mkdir(parents=True, exist_ok=True)
+    result.table.to_csv(out, index=False)
+    for note in result.notes:
+        console.print(f"note: {escape(note)}", soft_wrap=True)
+    if result.failures:
+        import pandas as pd
+
+        listing = out.with_name(f"{out.stem}_unreadable.csv")
+        pd.DataFrame(result.failures, columns=["audio_path", "reason"]).to_csv(listing, index=False)
+        shown = "; ".join(f"{p}: {r}" for p, r in result.failures[:10])
+        more = f" (and {len(result.failures) - 10} more)" if len(result.failures) > 10 else ""
+        console.print(
+            f"[yellow]warning:[/] {len(result.failures)} unreadable audio file(s) left out: {escape(shown)}{more}; "
+            f"all listed in {escape(str(listing))}",
+            soft_wrap=True,
+        )
+    n_files = result.table["id"].nunique()
+    console.print(
+        f"wrote {len(result.table)} prediction(s) of {n_files} file(s) by run "
+        f"{escape(predictor.identity['run_id'])} to {escape(str(out))}",
+        soft_wrap=True,
+    )
 
 
 @app.command("plan")

@@ -196,6 +196,11 @@ class TrainConfig(_Strict):
     #: ``per_speaker``: each speaker standardised with its own mean and std over all its utterances, the test
     #: speakers' included: transductive on features (never labels), a common SER practice (noted in the results).
     normalise: Literal["standard", "per_corpus", "per_speaker", "none"] = "standard"
+    #: Keep every run's trained model in ``<output_dir>/runs/<run_id>/model`` (safetensors weights and a JSON of
+    #: what rebuilds it: encoders, labels, normalisation statistics, objective), for ``fairser predict``. Heads
+    #: keep their weights, backbones their trainable parameters (LoRA, head). Off by default (a grid's many
+    #: models); it does not change run ids (the models are the same with or without it).
+    save_model: bool = False
 
 
 class EvalConfig(_Strict):

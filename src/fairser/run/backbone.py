@@ -24,9 +24,10 @@ from torch import nn
 from fairser.config import BackboneConfig, BenchmarkConfig
 from fairser.objectives import Objective
 from fairser.run.prepare import PreparedData
+from fairser.run.saved import MODEL_DIR
 from fairser.scale.data import AudioDataset
 
-__all__ = ["BackboneBackend", "BackboneTrainer", "ZeroShotResult", "build_backbone"]
+__all__ = ["BackboneBackend", "BackboneTrainer", "ZeroShotResult", "base_model_identity", "build_backbone"]
 
 
 @dataclass
@@ -281,6 +282,9 @@ class BackboneBackend:
             if hasattr(result.model, "save_adapter") and not self.zero_shot:  # zero-shot trained nothing
                 result.model.save_adapter(run_dir / "adapter")
             shutil.rmtree(run_dir / "checkpoints", ignore_errors=True)
+        saved = None
+        if self.config.train.save_model and acc.is_main_process:
+            saved = self._save_model(spec, result, run_dir / MODEL_DIR)
         acc.wait_for_everyone()
         logs = result.step_logs
         counts = result.model.count_parameters() if hasattr(result.model, "count_parameters") else None
@@ -304,4 +308,53 @@ class BackboneBackend:
                 "median_step_s": float(np.median([s["step_time_s"] for s in logs])) if logs else None,
                 "resumed_from_step": result.resumed_from,
             },
+            **({"saved_model": str(saved)} if saved is not None else {}),
         }
+
+    def _save_model(self, spec: Any, result, path: Path) -> Path | None:
+        """``train.save_model``: the backbone's trainable tensors (LoRA, head, unfrozen layers) and the
+        settings that rebuild it (:func:`fairser.run.saved.save_model`); the frozen base model stays in its
+        folder and is identified by the sha256 of its ``config.json``. Not under FSDP / DeepSpeed (sharded
+        parameters): the adapter folder is the record there."""
+        from fairser.run.saved import run_record, save_model
+
+        sharded = str(self.accelerator.distributed_type).rsplit(".", 1)[-1] in ("FSDP", "DEEPSPEED")
+        if sharded:
+            return None
+        model = result.model
+        trainable = {n for n, p in model.named_parameters() if p.requires_grad}
+        state = {f"backbone.{k}": v for k, v in model.state_dict().items() if k in trainable}
+        meta = {
+            "kind": "backbone",
+            **run_record(spec=spec, config=self.config, result=result, labels=tuple(self.prepared.labels)),
+            "backbone": self.config.backbone.model_dump(mode="json"),
+            "base_model": base_model_identity(self.config.backbone.path),
+        }
+        return save_model(path, meta=meta, tensors=state)
+
+
+def base_model_identity(path: str | Path) -> dict[str, Any]:
+    """What identifies a local base model folder: its path, the sha256 of its ``config.json``, and per weight
+    file its size and a sampled sha256 (of the size, the first and the last MiB: the safetensors header and
+    tensor bytes at both ends; hashing gigabytes of weights at every save and load would take minutes)."""
+    import hashlib
+
+    root = Path(path)
+    config = root / "config.json"
+    files = {}
+    for p in sorted(root.glob("*.safetensors")) + sorted(root.glob("*.bin")):
+        size = p.stat().st_size
+        h = hashlib.sha256(str(size).encode())
+        with open(p, "rb") as f:
+            h.update(f.read(_MIB))
+            f.seek(max(0, size - _MIB))
+            h.update(f.read(_MIB))
+        files[p.name] = {"bytes": size, "sampled_sha256": h.hexdigest()}
+    return {
+        "path": str(root.resolve()),
+        "config_sha256": hashlib.sha256(config.read_bytes()).hexdigest() if config.is_file() else None,
+        "weight_files": files,
+    }
+
+
+_MIB = 1 << 20

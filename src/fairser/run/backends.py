@@ -69,7 +69,7 @@ class HeadTrainer:
         n_classes: int,
     ) -> None:
         self.config, self.seed = config, seed
-        self._shape = {
+        self.shape = {
             "use_text": use_text,
             "audio_dim": audio_dim,
             "text_dim": text_dim,
@@ -82,7 +82,7 @@ class HeadTrainer:
 
         torch.manual_seed(self.seed)
         return build_head(
-            **self._shape, hidden=self.config.hidden, dropout=self.config.dropout, kind=self.config.head
+            **self.shape, hidden=self.config.hidden, dropout=self.config.dropout, kind=self.config.head
         )
 
     def fit(
@@ -151,7 +151,7 @@ class FeatureBackend:
             config = config.model_copy(update={"sampler": spec.objective.sampler})
         if spec.objective.head is not None:
             config = config.model_copy(update={"head": spec.objective.head})
-        return HeadTrainer(
+        self._trainer = HeadTrainer(
             config=config,
             seed=spec.seed,
             use_text=train.text is not None,
@@ -159,6 +159,7 @@ class FeatureBackend:
             text_dim=0 if train.text is None else train.text.shape[1],
             n_classes=len(self.prepared.labels),
         )
+        return self._trainer
 
     def embed_dim(self, model: nn.Module, data: ArrayDataset) -> int:
         with torch.no_grad():
@@ -174,4 +175,25 @@ class FeatureBackend:
         return None  # a head's stages are cheap: a resumed run trains them again
 
     def finish(self, *, spec: Any, result: TrainResult) -> dict[str, Any]:
-        return {}
+        """With ``train.save_model``: save the head (:func:`fairser.run.saved.save_head`) to
+        ``<output_dir>/runs/<run_id>/model`` and name that folder in the row (``saved_model``)."""
+        if not self.config.train.save_model:
+            return {}
+        from fairser.run.saved import MODEL_DIR, save_head
+
+        trainer = self._trainer
+        path = save_head(
+            Path(self.config.output_dir) / "runs" / spec.run_id / MODEL_DIR,
+            spec=spec,
+            config=self.config,
+            result=result,
+            labels=tuple(self.prepared.labels),
+            shape=dict(trainer.shape),
+            head={
+                "kind": trainer.config.head,
+                "hidden": trainer.config.hidden,
+                "dropout": trainer.config.dropout,
+            },
+            normaliser=self._normalise,
+        )
+        return {"saved_model": str(path)}

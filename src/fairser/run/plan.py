@@ -108,7 +108,11 @@ def plan_runs(config: BenchmarkConfig, *, n_folds: int | None = None) -> list[Ru
         "features": config.features.model_dump(mode="json", exclude={"n_jobs", "cache_dir", "on_error"}),
         "languages": list(config.languages),
         "modalities": list(config.modalities),
-        "train": _dump(config.train, unless_default={"head": "mlp"}),
+        # (save_model keeps the model; it changes nothing the run computes, so never its id)
+        "train": _dump(
+            config.train.model_copy(update={"save_model": False}),
+            unless_default={"head": "mlp", "save_model": False},
+        ),
         "evaluation": _dump(config.evaluation, unless_default={"gender_probe": False}),
     }
     if config.sensitive != ("gender",):  # (absent for the default, so earlier run ids stay)

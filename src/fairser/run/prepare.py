@@ -24,7 +24,16 @@ from fairser.data.manifest import ManifestError, read_manifest, resolve_audio_pa
 from fairser.errors import UserError
 from fairser.grouping import INTERSECTION_SEP, sensitive_values
 
-__all__ = ["PreparedData", "effective_groups", "featurizer", "normaliser", "prepare_data"]
+__all__ = [
+    "Normaliser",
+    "PreparedData",
+    "effective_groups",
+    "featurizer",
+    "normaliser",
+    "prepare_data",
+    "speaker_units",
+    "unit_stats",
+]
 
 
 @dataclass
@@ -419,43 +428,82 @@ def _per_corpus_reference(manifest: pd.DataFrame) -> dict[str, tuple[np.ndarray,
     return out
 
 
-def normaliser(prepared: PreparedData, config: BenchmarkConfig):
-    """``normalise(features, rows)``: audio features of manifest rows ``rows`` (or of files derived from them)
-    standardised as ``train.normalise`` says: ``standard`` with the training rows' mean and std, ``per_corpus``
-    with each corpus's own reference rows (:func:`_per_corpus_reference`), ``per_speaker`` with each speaker's
-    own rows (all of them, features only), ``none`` unchanged."""
+@dataclass
+class Normaliser:
+    """Audio-feature standardisation as ``train.normalise`` says; ``normalise(features, rows)`` standardises the
+    features of manifest rows ``rows`` (or of files derived from them).
+
+    ``mode`` is ``standard`` (one ``stats`` entry, key ``""``: the training rows' mean and std), ``per_corpus``
+    or ``per_speaker`` (one entry per corpus, or per ``corpus/speaker``) or ``none``; ``units`` names the unit of
+    every manifest row (``None`` for ``standard`` and ``none``). The statistics are kept so that a saved model
+    (:mod:`fairser.run.saved`) applies exactly the same standardisation (:meth:`apply`).
+    """
+
+    mode: str
+    stats: dict[str, tuple[np.ndarray, np.ndarray]]
+    units: np.ndarray | None = None
+
+    def __call__(self, x, rows) -> np.ndarray:
+        units = None if self.units is None else self.units[np.asarray(rows)]
+        return self.apply(x, units=units)
+
+    def apply(self, x, *, units: np.ndarray | None = None) -> np.ndarray:
+        """Standardise the feature rows ``x``; ``units`` (per corpus / speaker) names each row's unit."""
+        if self.mode == "none":
+            return np.asarray(x, dtype=np.float32)
+        if self.mode == "standard":
+            mean, std = self.stats[""]
+            return ((np.asarray(x) - mean) / std).astype(np.float32)
+        x, which = np.asarray(x, dtype=np.float64), np.asarray(units)
+        out = np.empty_like(x)
+        for name, (mean, std) in self.stats.items():
+            sel = which == name
+            out[sel] = (x[sel] - mean) / std
+        return out.astype(np.float32)
+
+
+def unit_stats(
+    features: np.ndarray, units: np.ndarray, *, dtype=np.float64
+) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """Mean and std (+1e-8) of the feature rows of each unit (corpus or ``corpus/speaker``), in ``dtype``."""
+    return {
+        name: (
+            features[units == name].astype(dtype).mean(0),
+            features[units == name].astype(dtype).std(0) + 1e-8,
+        )
+        for name in pd.unique(units)
+    }
+
+
+def speaker_units(manifest: pd.DataFrame) -> np.ndarray:
+    """The unit of per-speaker normalisation of every row: ``corpus/speaker``."""
+    return (manifest["corpus"].astype(str) + "/" + manifest["speaker"].astype(str)).to_numpy()
+
+
+def normaliser(prepared: PreparedData, config: BenchmarkConfig) -> Normaliser:
+    """The :class:`Normaliser` of ``train.normalise``: ``standard`` with the training rows' mean and std,
+    ``per_corpus`` with each corpus's own reference rows (:func:`_per_corpus_reference`), ``per_speaker`` with
+    each speaker's own rows (all of them, features only), ``none`` unchanged."""
     m = prepared.manifest
     train_rows = np.flatnonzero((m["split"] == "train").to_numpy())
     if len(train_rows) == 0:
         raise ValueError("the corpus has no training rows (split == 'train')")
     mode = config.train.normalise
     if mode == "none":
-        return lambda x, rows: np.asarray(x, dtype=np.float32)
+        return Normaliser(mode="none", stats={})
     if mode == "standard":
         mean, std = prepared.audio[train_rows].mean(0), prepared.audio[train_rows].std(0) + 1e-8
-        return lambda x, rows: ((np.asarray(x) - mean) / std).astype(np.float32)
+        return Normaliser(mode="standard", stats={"": (mean, std)})
     if mode == "per_speaker":
-        unit = (m["corpus"].astype(str) + "/" + m["speaker"].astype(str)).to_numpy()
-        reference = {name: np.flatnonzero(unit == name) for name in pd.unique(unit)}
-    else:
-        unit = m["corpus"].astype(str).to_numpy()
-        reference = {name: ref for name, (ref, _) in _per_corpus_reference(m).items()}
-    # per speaker in float64: a feature nearly constant within one speaker must not turn rounding into signal
-    dtype = np.float64 if mode == "per_speaker" else prepared.audio.dtype
+        # in float64: a feature nearly constant within one speaker must not turn rounding into signal
+        unit = speaker_units(m)
+        return Normaliser(mode=mode, stats=unit_stats(prepared.audio, unit), units=unit)
+    unit = m["corpus"].astype(str).to_numpy()
     stats = {
-        name: (prepared.audio[ref].astype(dtype).mean(0), prepared.audio[ref].astype(dtype).std(0) + 1e-8)
-        for name, ref in reference.items()
+        name: (prepared.audio[ref].mean(0), prepared.audio[ref].std(0) + 1e-8)
+        for name, (ref, _) in _per_corpus_reference(m).items()
     }
-
-    def normalise(x, rows):
-        x, which = np.asarray(x, dtype=np.float64), unit[np.asarray(rows)]
-        out = np.empty_like(x)
-        for name, (mean, std) in stats.items():
-            sel = which == name
-            out[sel] = (x[sel] - mean) / std
-        return out.astype(np.float32)
-
-    return normalise
+    return Normaliser(mode=mode, stats=stats, units=unit)
 
 
 def featurizer(prepared: PreparedData, config: BenchmarkConfig):
