@@ -741,16 +741,11 @@ def predict_cmd(
     """
     from rich.markup import escape
 
-    from fairser.errors import UserError
     from fairser.run.predict import load_predictor, predict, read_input
 
-    try:
-        predictor = load_predictor(run_dir, cache_dir=cache_dir, n_jobs=n_jobs, backbone_path=backbone_path)
-        data = read_input(inputs, labels=predictor.labels, split=split)
-        result = predict(predictor, data, batch_size=batch_size, progress=not quiet)
-    except UserError as e:  # (the faults engineer's cli prints every UserError this way)
-        console.print(f"[red]cannot predict[/]: {escape(str(e))}", soft_wrap=True)
-        raise typer.Exit(2) from e
+    predictor = load_predictor(run_dir, cache_dir=cache_dir, n_jobs=n_jobs, backbone_path=backbone_path)
+    data = read_input(inputs, labels=predictor.labels, split=split)
+    result = predict(predictor, data, batch_size=batch_size, progress=not quiet)
     out.parent.mkdir(parents=True, exist_ok=True)
     result.table.to_csv(out, index=False)
     for note in result.notes:

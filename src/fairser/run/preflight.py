@@ -64,6 +64,7 @@ def check_grid(runs: Sequence[RunSpec], prepared: PreparedData, config: Benchmar
             r.objective.display: r.objective
             for r in runs
             if r.fold == fold
+            and r.objective.name in OBJECTIVES  # (the zero-shot "objective" trains nothing)
             and OBJECTIVES[r.objective.name].compares_values
             and not effective_groups(r.objective, config).inferred
         }
