@@ -321,6 +321,27 @@ def test_zero_shot_benchmark_goes_into_the_table_and_report(tmp_path, name):
     report = build_report(out)
     assert report is not None
 
+    # `fairser predict CONFIG INPUT`: the same scores for the test split, from the config alone
+    from typer.testing import CliRunner
+
+    from fairser.cli import app
+
+    cfg_path = tmp_path / "zero_shot.yaml"
+    cfg_path.write_text(yaml.safe_dump(data))
+    res = CliRunner().invoke(
+        app,
+        ["predict", str(cfg_path), str(tmp_path / "corpus" / "manifest.csv"), "--split", "test", "-q"]
+        + ["--out", str(tmp_path / "predict.csv")],
+    )
+    assert res.exit_code == 0, res.output
+    again = pd.read_csv(tmp_path / "predict.csv")
+    probs = [f"prob_{e}" for e in MELD_EMOTIONS]
+    for spec in runs:
+        bench = pd.read_csv(out / "runs" / spec.run_id / "predictions.csv")
+        mine = again[again["modality"] == bench["modality"].iloc[0]].set_index("id").loc[bench["id"]]
+        assert np.allclose(mine[probs].to_numpy(), bench[probs].to_numpy(), atol=1e-5)
+        assert (mine["y_pred"].to_numpy() == bench["y_pred"].to_numpy()).all()
+
 
 def test_desta_trains_through_the_backbone_loop_with_minmaxgap(desta_dir):
     """The benchmark's path: the config builds DeSTA2.5 (build_backbone) and fit_backbone trains its LoRA."""

@@ -699,7 +699,8 @@ def predict_cmd(
         Path,
         typer.Argument(
             help="A saved run: <output_dir>/runs/<run_id> of a benchmark trained with train.save_model: true "
-            "(or its model/ folder)."
+            "(or its model/ folder); or a benchmark config (.yaml) with backbone.zero_shot: true, to score an "
+            "audio LLM zero-shot."
         ),
     ],
     inputs: Annotated[
@@ -732,7 +733,8 @@ def predict_cmd(
     ] = None,
     quiet: QuietOpt = False,
 ) -> None:
-    """Apply a saved run to new audio and write its predictions table (the format `fairser audit` reads).
+    """Apply a saved run (or a zero-shot audio LLM) to new audio and write its predictions table (the format
+    `fairser audit` reads).
 
     Features go through the run's encoders and the feature cache and are standardised as in training (a
     per-speaker model needs a manifest with corpus and speaker columns). Unreadable audio files are left out,
@@ -741,9 +743,12 @@ def predict_cmd(
     """
     from rich.markup import escape
 
-    from fairser.run.predict import load_predictor, predict, read_input
+    from fairser.run.predict import load_predictor, load_zero_shot_predictor, predict, read_input
 
-    predictor = load_predictor(run_dir, cache_dir=cache_dir, n_jobs=n_jobs, backbone_path=backbone_path)
+    if run_dir.suffix.lower() in (".yaml", ".yml"):  # an audio LLM scored zero-shot, as the config says
+        predictor = load_zero_shot_predictor(run_dir, backbone_path=backbone_path)
+    else:
+        predictor = load_predictor(run_dir, cache_dir=cache_dir, n_jobs=n_jobs, backbone_path=backbone_path)
     data = read_input(inputs, labels=predictor.labels, split=split)
     result = predict(predictor, data, batch_size=batch_size, progress=not quiet)
     out.parent.mkdir(parents=True, exist_ok=True)

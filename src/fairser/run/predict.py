@@ -33,7 +33,9 @@ __all__ = [
     "Prediction",
     "Predictor",
     "Scores",
+    "ZeroShotPredictor",
     "load_predictor",
+    "load_zero_shot_predictor",
     "predict",
     "read_input",
 ]
@@ -483,6 +485,80 @@ class BackbonePredictor:
                 progress=progress,
             )
         return Scores(proba=proba, ok=ok, failures=failures)
+
+
+class ZeroShotPredictor:
+    """An instruction-tuned audio LLM scored as it is (``backbone.zero_shot: true`` in a benchmark config):
+    the same label scoring as a zero-shot benchmark run (:func:`fairser.models.audio_llm.load_audio_llm`:
+    a C-way softmax over the label words' first tokens, with the config's prompts and calibration). Labels,
+    modalities and the sensitive attribute are the config's; the identity is the zero-shot run's."""
+
+    def __init__(self, config: Any, *, base_path: str | Path | None = None) -> None:
+        from fairser.models.audio_llm import load_audio_llm
+
+        backbone = config.backbone
+        if backbone is None or not backbone.zero_shot:
+            raise UserError(
+                "this config does not describe a zero-shot audio LLM",
+                where="config key backbone.zero_shot",
+                fix="set backbone.zero_shot: true (see configs/tiny_qwen2_audio_zero_shot.yaml), or give a saved run",
+            )
+        if base_path is not None:
+            backbone = backbone.model_copy(update={"path": Path(base_path)})
+        self.config = backbone
+        self.labels = tuple(config.corpus.labels)
+        self.modalities = tuple(config.modalities)
+        self.sensitive = tuple(config.sensitive)
+        objective = config.objectives[0]
+        self.identity = {
+            "objective": objective.display,
+            "seed": config.seeds[0],
+            "setting": "shared",
+            "run_id": f"zero_shot-{backbone.name}",
+        }
+        import torch
+
+        torch.manual_seed(int(config.seeds[0]))
+        self.model = load_audio_llm(config=backbone, labels=self.labels)
+
+    def predict_proba(
+        self, meta: pd.DataFrame, *, inputs: Any, batch_size: int | None = None, progress: bool = True
+    ) -> Scores:
+        from fairser.features.audio import AudioError, load_audio
+
+        rows = inputs.rows
+        waves: dict[int, np.ndarray] = {}
+        failures = []
+        for i, path in enumerate(rows["audio_path"]):
+            try:
+                waves[i] = load_audio(path)
+            except AudioError as err:
+                failures.append((str(path), err.reason))
+        ok = np.array([r in waves for r in meta["row"]], dtype=bool)
+        kept = meta[ok]
+        proba = np.full((len(meta), len(self.labels)), np.nan, dtype=np.float32)
+        if len(kept):
+            text = (kept["modality"] == "audio+text").to_numpy()
+            pred = self.model.predict(
+                audios=[waves[r] for r in kept["row"]],
+                texts=[str(t) if t_on else None for t, t_on in zip(kept["transcript"], text, strict=True)],
+                modalities=list(kept["modality"]),
+                languages=[str(x) or None for x in kept["language"]],
+                batch_size=batch_size or self.config.eval_batch_size,
+                progress=progress,
+            )
+            proba[ok] = pred.proba
+        note = f"zero-shot scoring: {self.model.scoring_settings()}"
+        return Scores(proba=proba, ok=ok, failures=failures, notes=[note])
+
+
+def load_zero_shot_predictor(
+    config_path: str | Path, *, backbone_path: str | Path | None = None
+) -> Predictor:
+    """The :class:`ZeroShotPredictor` of a benchmark config with ``backbone.zero_shot: true``."""
+    from fairser.config import load_config
+
+    return ZeroShotPredictor(load_config(config_path), base_path=backbone_path)
 
 
 def _identity(meta: dict[str, Any]) -> dict[str, Any]:
