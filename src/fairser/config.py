@@ -339,6 +339,15 @@ class BenchmarkConfig(_Strict):
     def _one_column(cls, v: Any) -> Any:
         return (v,) if isinstance(v, str) else v  # `sensitive: age_band` means [age_band]
 
+    @field_validator("languages", mode="before")
+    @classmethod
+    def _language_tags(cls, v: Any) -> Any:
+        """Language tags as the manifests hold them: lower-case BCP-47 (``UR`` -> ``ur``, ``en_US`` -> ``en-us``)."""
+        v = (v,) if isinstance(v, str) else v
+        return (
+            tuple(str(x).strip().lower().replace("_", "-") for x in v) if isinstance(v, list | tuple) else v
+        )
+
     @model_validator(mode="after")
     def _check(self) -> BenchmarkConfig:
         if not self.languages or not self.modalities or not self.objectives or not self.seeds:

@@ -26,6 +26,7 @@ __all__ = [
     "assert_speaker_independent",
     "cross_corpus_split",
     "fill_language_splits",
+    "language_split_notes",
     "leave_one_speaker_out",
     "speaker_folds",
     "speaker_kfold",
@@ -233,6 +234,31 @@ def fill_language_splits(
     out["split"] = out["split"].astype("string")
     out["split_unit"] = out["split_unit"].astype("string")
     return out, notes
+
+
+def language_split_notes(manifest: pd.DataFrame) -> list[str]:
+    """What a holdout split means for each language, said where it departs from speaker-independent testing.
+
+    A language split by utterance (``split_unit == "utterance"``, :func:`fill_language_splits`) is tested
+    speaker-dependently; a language with no test rows is absent from the results. One note per such language.
+    """
+    notes = []
+    for lang, rows in manifest.groupby("language", sort=True):
+        n_spk = rows[["corpus", "speaker"]].drop_duplicates().shape[0]
+        if "split_unit" in rows.columns and (rows["split_unit"] == "utterance").any():
+            n_test = int((rows["split"] == "test").sum())
+            notes.append(
+                f"language {lang!r}: its {n_spk} speaker(s) cannot fill train and test speaker-independently, so it "
+                f"is split by utterance ({n_test} test utterances): its results are speaker-dependent (the test "
+                "voices are heard in training) and optimistic, not comparable with speaker-independent ones"
+            )
+        elif not (rows["split"] == "test").any():
+            notes.append(
+                f"language {lang!r} has no test utterances (its {n_spk} speaker(s) are all in train/valid), so it "
+                "has no results; re-import it with `fairser data import` (split auto/speaker splits a language "
+                "that small by utterance) or add speakers"
+            )
+    return notes
 
 
 def speaker_folds(
