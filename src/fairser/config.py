@@ -41,6 +41,12 @@ class CorpusSource(_Strict):
 
     name: str
     path: Path
+    #: Passed to :func:`fairser.data.corpora.import_corpus`, the same keys as ``fairser data import`` flags:
+    #: ``columns`` ({manifest column: file column or constant}, generic), ``corpus`` (name, generic),
+    #: ``label_map`` ({corpus label: target label or null}; extends the built-in synonyms), ``strict``
+    #: (false: drop and count rows without audio), ``allow_drop`` / ``max_drop`` (accept losing more than
+    #: ``max_drop``, default 0.2, of the utterances), plus a loader's own (``audio_root``, ``sep``, ``pairs``,
+    #: ``demographics``, ``vocal_channels``). An unknown key is refused with the list of known ones.
     options: dict[str, Any] = Field(default_factory=dict)
 
 
