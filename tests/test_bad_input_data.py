@@ -260,13 +260,21 @@ def test_partial_label_map_extends_the_synonyms(tmp_path):
     write_corpus(tmp_path / "c", plain_rows(labels=("angry", "colère", "calm", "happy")))
     out = tmp_path / "m.csv"
     res = cli(
-        "data", "import", "generic", tmp_path / "c", "-o", out, "--label-map", "colère=anger,calm=neutral"
+        "data",
+        "import",
+        "generic",
+        tmp_path / "c",
+        "-o",
+        out,
+        "--label-map",
+        "colère=anger,calm=neutral,wut=anger",
     )
     assert res.exit_code == 0, res.output
     df = pd.read_csv(out)
     got = df.groupby("emotion_original")["emotion"].first().to_dict()
     assert got == {"angry": "anger", "colère": "anger", "calm": "neutral", "happy": "joy"}
     assert "dropped: 0" in res.output
+    assert "label map entries ['wut'] match no label of the corpus" in res.output  # a typo is said
 
 
 def test_gender_and_language_spellings_are_normalised_and_others_counted(tmp_path):

@@ -103,6 +103,7 @@ def _load_corpus(
             seed=corpus.split_seed,
             shared_speakers="drop_from_train",
         ).reset_index(drop=True)
+        manifest = manifest.drop(columns=["split_unit"], errors="ignore")  # (the import's split is replaced)
         source += f"; cross-{cross.by}: train {list(cross.train)} -> test {list(cross.test)}"
         if cross.adapt_fraction > 0:
             manifest = _adapt_split(manifest, fraction=cross.adapt_fraction, seed=corpus.split_seed)

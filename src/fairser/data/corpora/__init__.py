@@ -265,7 +265,7 @@ def import_corpus(
         raise ManifestError(
             f"the {key} loader takes no option {bad!r}",
             where=f"corpus.sources[{key}].options",
-            fix="generic takes columns, corpus, audio_root, check_files, sep; every corpus takes label_map, strict,"
+            fix="generic takes columns, corpus, audio_root, audio_dir, check_files, sep; every corpus takes label_map, strict,"
             " max_drop, allow_drop",
         ) from err
     manifest = loaded.manifest
@@ -278,6 +278,10 @@ def import_corpus(
     n_loader_drops = len(drops.rows)
     labels_present = sorted(set(manifest["emotion"].astype(str)))
     plan, why = _label_plan(labels_present, corpus=key, target=target, user_map=label_map)
+    present = {str(lab).strip().lower() for lab in labels_present}
+    unused = sorted(str(k) for k in (label_map or {}) if str(k).strip().lower() not in present)
+    if unused:
+        notes.append(f"label map entries {unused} match no label of the corpus (labels: {labels_present})")
     for rid, label in zip(manifest["id"], manifest["emotion"].astype(str), strict=True):
         if plan[label] is None:
             drops.add(rid, why[label], label)

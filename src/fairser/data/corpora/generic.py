@@ -234,7 +234,9 @@ def _resolve(
     return spec
 
 
-def _read_any(path: Path, *, sep: str | None, notes: list[str]) -> tuple[pd.DataFrame, Path, str]:
+def _read_any(
+    path: Path, *, sep: str | None, notes: list[str], audio_dir: str | Path | None = None
+) -> tuple[pd.DataFrame, Path, str]:
     """The raw table, the corpus folder (audio paths are relative to it) and the source name for messages."""
     if not path.exists():
         raise ManifestError(
@@ -249,7 +251,7 @@ def _read_any(path: Path, *, sep: str | None, notes: list[str]) -> tuple[pd.Data
             return read_audformat(path), path, str(path / "db.yaml")
         if is_hf_dataset(path):
             notes.append(f"read the Hugging Face dataset {path}")
-            return read_hf_dataset(path), path, str(path)
+            return read_hf_dataset(path, audio_dir=audio_dir), path, str(path)
         table, why = find_table(path)
         notes.append(why)
         return read_table(table, sep=sep), path, str(table)
@@ -265,6 +267,7 @@ def load_generic(
     check_files: bool = True,
     strict: bool = True,
     sep: str | None = None,
+    audio_dir: str | Path | None = None,
 ) -> ImportResult:
     """Read a corpus described by a table file, a folder, an audformat database or a Hugging Face dataset.
 
@@ -284,6 +287,8 @@ def load_generic(
         If true, a missing audio file is an error naming it; if false its row is dropped and counted.
     sep : str, optional
         Field separator for delimited text files (default: by extension).
+    audio_dir : path, optional
+        Hugging Face datasets: where embedded audio is written out (default ``data/<folder name>_audio``).
 
     Returns
     -------
@@ -292,7 +297,7 @@ def load_generic(
     """
     path = Path(path)
     notes: list[str] = []
-    raw, folder, source = _read_any(path, sep=sep, notes=notes)
+    raw, folder, source = _read_any(path, sep=sep, notes=notes, audio_dir=audio_dir)
     columns = _orient(dict(columns or {}), raw)
     if corpus is not None:
         columns["corpus"] = "=" + corpus
