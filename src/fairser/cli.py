@@ -172,9 +172,9 @@ def data_import(
 ) -> None:
     """Read a corpus as distributed, map its labels onto a target set and write a validated manifest.
 
-    Every dropped utterance is listed (label, count, why); more than --max-drop of them is refused. Gender
-    spellings (M/F/male/Female/w/...) are normalised, other values become unknown and are counted; language
-    tags are lower-cased. Example: fairser data import generic mycorpus/ --columns language=ja.
+    Every dropped utterance is listed (label, count, why); more than --max-drop of them is refused unless --allow-drop. Gender spellings (M/F/male/Female/w/...) are normalised, other values become unknown and are counted; language tags are lower-cased (UR -> ur).
+
+    Example: fairser data import generic mycorpus/ --columns language=ja --label-map colere=anger
     """
     from fairser.data.corpora import import_corpus
     from fairser.data.corpora.generic import parse_pairs
