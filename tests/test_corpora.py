@@ -83,7 +83,7 @@ def test_emodb_real_corpus_counts_genders_and_texts():
 
 
 def test_emodb_import_core4_drops_and_speaker_split():
-    res = import_corpus("emodb", shared("emodb"), target="core4", seed=3)
+    res = import_corpus("emodb", shared("emodb"), target="core4", seed=3, allow_drop=True)
     assert res.dropped == {
         "label 'boredom' has no core4 counterpart": 81,
         "label 'fear' has no core4 counterpart": 69,
@@ -159,7 +159,9 @@ def test_ravdess_bad_codes_and_song_files(tmp_path):
     write_wav(tmp_path / "Actor_02" / "03-01-09-01-01-01-02.wav")  # emotion 09 does not exist
     with pytest.raises(ManifestError, match=r"03-01-09-01-01-01-02\.wav: unknown emotion code"):
         import_corpus("ravdess", tmp_path)
-    res = import_corpus("ravdess", tmp_path, strict=False, target="original", split="speaker")
+    res = import_corpus(
+        "ravdess", tmp_path, strict=False, target="original", split="speaker", allow_drop=True
+    )
     assert res.manifest["id"].tolist() == ["ravdess_03-01-05-01-01-01-01"]
     assert res.manifest["gender"].tolist() == ["male"]
     assert res.dropped["unknown emotion code in file name"] == 1
@@ -202,7 +204,7 @@ def test_meld_user_gender_table_extends_the_main_cast(tmp_path):
 
 
 def test_meld_core4_counts_dropped_labels():
-    res = import_corpus("meld", shared("meld"), target="core4")
+    res = import_corpus("meld", shared("meld"), target="core4", allow_drop=True)
     assert set(res.dropped) == {
         f"label {e!r} has no core4 counterpart" for e in ("surprise", "fear", "disgust")
     }
@@ -324,7 +326,7 @@ def test_meld_st_two_utterances_per_row_official_splits(tmp_path):
 
 def test_meld_st_gender_table_layout_variants_and_core4(tmp_path):
     root = build_meld_st(tmp_path / "MELD-ST", pairs=("ENG_JPN",), audio_beside_pair=True)
-    res = import_corpus("meld_st", root, gender_table={"Janice": "female"}, target="core4")
+    res = import_corpus("meld_st", root, gender_table={"Janice": "female"}, target="core4", allow_drop=True)
     df = res.manifest
     assert set(df["language"]) == {"en", "ja"}
     assert (df["gender"] != "unknown").all()
@@ -443,7 +445,7 @@ def test_generic_csv_with_mapping_constants_and_label_map(tmp_path):
     res = import_corpus("generic", tmp_path / "corpus.csv", columns=cols, target="core4", label_map=fr_map)
     df = res.manifest
     assert len(df) == 7
-    assert res.dropped == {"label 'mépris' has no core4 counterpart": 1}
+    assert res.dropped == {"label 'mépris' is not a known emotion name": 1}
     assert set(df["language"]) == {"fr"} and set(df["corpus"]) == {"mycorpus"}
     assert set(df["split"]) == {"train", "valid", "test"}  # the file's split, dev -> valid
     assert df["snr"].tolist()[:2] == ["0", "1"]
@@ -488,7 +490,7 @@ def test_generic_jsonl_without_split_gets_speaker_split(tmp_path):
 
 def test_generic_bad_mappings_name_the_problem(tmp_path):
     write_wav(tmp_path / "a.wav")
-    pd.DataFrame({"file": ["a.wav", "b.wav"], "label": ["anger", "anger"], "who": ["s", "s"]}).to_csv(
+    pd.DataFrame({"file": ["a.wav", "b.wav"], "lbl": ["anger", "anger"], "who": ["s", "s"]}).to_csv(
         tmp_path / "c.csv", index=False
     )
     base = {"audio_path": "file", "speaker": "who", "language": "en"}
@@ -497,14 +499,15 @@ def test_generic_bad_mappings_name_the_problem(tmp_path):
     with pytest.raises(ManifestError, match=r"no column for \['emotion'\]"):
         import_corpus("generic", tmp_path / "c.csv", columns=base)
     with pytest.raises(ManifestError, match=r"b\.wav: audio file missing"):
-        import_corpus("generic", tmp_path / "c.csv", columns={**base, "emotion": "label"}, split="speaker")
+        import_corpus("generic", tmp_path / "c.csv", columns={**base, "emotion": "lbl"}, split="speaker")
     res = import_corpus(
         "generic",
         tmp_path / "c.csv",
-        columns={**base, "emotion": "label"},
+        columns={**base, "emotion": "lbl"},
         strict=False,
         split="speaker",
         fractions=(1, 0, 0),
+        allow_drop=True,
     )
     assert len(res.manifest) == 1 and res.dropped == {"audio file missing": 1}
 
@@ -524,7 +527,7 @@ def test_registry_and_argument_errors(tmp_path):
 
 def test_import_result_summary_table(tmp_path):
     root = build_crema_d(tmp_path / "c")
-    res = import_corpus("crema_d", root, target="core4")
+    res = import_corpus("crema_d", root, target="core4", allow_drop=True)
     assert isinstance(res, ImportResult)
     table = res.summary()
     assert table.loc[("en", "female"), "happiness"] == 3

@@ -151,28 +151,110 @@ def data_synth(
 @data_app.command("import")
 def data_import(
     corpus: Annotated[
-        str, typer.Argument(help="Corpus name: emodb, ravdess, crema_d, meld, meld_st, generic.")
+        str,
+        typer.Argument(
+            help="Corpus name: emodb, ravdess, crema_d, meld, meld_st, or generic (any other corpus: a table"
+            " file, a folder with manifest.csv / one *.csv / *.jsonl, an audformat database, a Hugging Face"
+            " dataset saved to disk or as parquet)."
+        ),
     ],
-    path: Annotated[Path, typer.Argument(help="The corpus folder as its authors distribute it.")],
+    path: Annotated[
+        Path, typer.Argument(help="The corpus folder as distributed (generic: a folder or a file).")
+    ],
     out: Annotated[Path, typer.Option("--out", "-o", help="Manifest CSV to write.")] = Path("manifest.csv"),
     target: Annotated[
-        str, typer.Option(help="Target label set: meld7 (7 MELD emotions) or core4.")
+        str, typer.Option(help="Target label set: meld7 (7 MELD emotions), core4, or original (as written).")
     ] = "meld7",
     split: Annotated[
-        str, typer.Option(help="official (where the corpus has splits) or speaker.")
-    ] = "official",
+        str,
+        typer.Option(
+            help="auto (official split where the corpus has one, else speaker), official, or speaker"
+            " (speaker-independent, gender-stratified; a language too small for that is split by utterance,"
+            " with a warning)."
+        ),
+    ] = "auto",
     gender_table: Annotated[
         Path | None, typer.Option(help="CSV speaker,gender for speakers not shipped.")
     ] = None,
     seed: Annotated[int, typer.Option(help="Seed for speaker-independent splits.")] = 0,
+    columns: Annotated[
+        str | None,
+        typer.Option(
+            "--columns",
+            help="generic: file columns paired with manifest columns, e.g. 'path=audio_path,text=transcript'"
+            " (either way round; a constant: 'language=ja'). Common names (path/file/wav, text, label, sex,"
+            " lang, spk, ...) are found without it. YAML: options: {columns: {audio_path: path}}.",
+        ),
+    ] = None,
+    label_map: Annotated[
+        str | None,
+        typer.Option(
+            "--label-map",
+            help="Corpus label -> target label, e.g. 'colere=anger,calm=neutral'; empty right side drops"
+            " ('calm='). Extends the built-in synonyms (angry/anger, happy/joy, sad, fearful, surprised,"
+            " disgusted, ...). YAML: options: {label_map: {calm: neutral}}.",
+        ),
+    ] = None,
+    name: Annotated[
+        str | None,
+        typer.Option(
+            "--name",
+            help="generic: corpus name (default: the corpus folder's name). YAML: options: {corpus: NAME}.",
+        ),
+    ] = None,
+    strict: Annotated[
+        bool,
+        typer.Option(
+            help="--no-strict drops and counts rows whose audio is missing or unreadable instead of refusing."
+            " YAML: options: {strict: false}."
+        ),
+    ] = True,
+    allow_drop: Annotated[
+        bool,
+        typer.Option(
+            "--allow-drop",
+            help="Accept losing more than --max-drop of the utterances (unmapped labels, unusable files)."
+            " YAML: options: {allow_drop: true}.",
+        ),
+    ] = False,
+    max_drop: Annotated[
+        float, typer.Option(help="Largest fraction of utterances that may be dropped without --allow-drop.")
+    ] = 0.2,
 ) -> None:
-    """Read a corpus as distributed, map its labels onto a target set and write a validated manifest."""
+    """Read a corpus as distributed, map its labels onto a target set and write a validated manifest.
+
+    Every dropped utterance is listed (label, count, why); more than --max-drop of them is refused unless --allow-drop. Gender spellings (M/F/male/Female/w/...) are normalised, other values become unknown and are counted; language tags are lower-cased (UR -> ur).
+
+    Example: fairser data import generic mycorpus/ --columns language=ja --label-map colere=anger
+    """
     from fairser.data.corpora import import_corpus
+    from fairser.data.corpora.generic import parse_pairs
     from fairser.data.manifest import write_manifest
 
-    res = import_corpus(corpus, path, target=target, split=split, gender_table=gender_table, seed=seed)
+    options = {}
+    if columns:
+        options["columns"] = parse_pairs(columns, option="--columns")
+    if name:
+        options["corpus"] = name
+    user_map = {k: (v or None) for k, v in parse_pairs(label_map, option="--label-map").items()}
+    res = import_corpus(
+        corpus,
+        path,
+        target=target,
+        split=split,
+        gender_table=gender_table,
+        seed=seed,
+        label_map=user_map or None,
+        strict=strict,
+        allow_drop=allow_drop,
+        max_drop=max_drop,
+        **options,
+    )
     write_manifest(res.manifest, out)
-    console.print(res.summary_text() if hasattr(res, "summary_text") else res.summary())
+    console.print(res.summary_text(), markup=False, highlight=False, soft_wrap=True)
+    for note in res.notes:
+        if "split by utterance" in note or "gaps are undefined" in note or "read as unknown" in note:
+            console.print(f"[yellow]warning:[/] {note}", soft_wrap=True, highlight=False)
     _print_risk(res.manifest, sensitive=["gender"])
     console.print(f"wrote {len(res.manifest)} utterances to {out}")
 
@@ -192,7 +274,7 @@ def data_validate(
 ) -> None:
     """Validate a manifest (columns, values, files), print utterances per language x gender x emotion and the
     training-data bias risk: per language, each gender's emotion distribution in the training split and their
-    Jensen-Shannon divergence (METHODS.md §5)."""
+    Jensen-Shannon divergence (METHODS.md §5). A malformed manifest (with its file:line) exits with code 2."""
     from fairser.data.manifest import read_manifest
 
     df = read_manifest(manifest, check_files=check_files)

@@ -42,6 +42,12 @@ class CorpusSource(_Strict):
 
     name: str
     path: Path
+    #: Passed to :func:`fairser.data.corpora.import_corpus`, the same keys as ``fairser data import`` flags:
+    #: ``columns`` ({manifest column: file column or constant}, generic), ``corpus`` (name, generic),
+    #: ``label_map`` ({corpus label: target label or null}; extends the built-in synonyms), ``strict``
+    #: (false: drop and count rows without audio), ``allow_drop`` / ``max_drop`` (accept losing more than
+    #: ``max_drop``, default 0.2, of the utterances), plus a loader's own (``audio_root``, ``sep``, ``pairs``,
+    #: ``demographics``, ``vocal_channels``). An unknown key is refused with the list of known ones.
     options: dict[str, Any] = Field(default_factory=dict)
 
 
@@ -387,6 +393,15 @@ class BenchmarkConfig(_Strict):
     @classmethod
     def _one_column(cls, v: Any) -> Any:
         return (v,) if isinstance(v, str) else v  # `sensitive: age_band` means [age_band]
+
+    @field_validator("languages", mode="before")
+    @classmethod
+    def _language_tags(cls, v: Any) -> Any:
+        """Language tags as the manifests hold them: lower-case BCP-47 (``UR`` -> ``ur``, ``en_US`` -> ``en-us``)."""
+        v = (v,) if isinstance(v, str) else v
+        return (
+            tuple(str(x).strip().lower().replace("_", "-") for x in v) if isinstance(v, list | tuple) else v
+        )
 
     @model_validator(mode="after")
     def _check(self) -> BenchmarkConfig:

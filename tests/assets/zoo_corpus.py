@@ -54,7 +54,7 @@ def tiny_corpus(
                             {
                                 "id": path.stem,
                                 "audio_path": str(path.relative_to(root)),
-                                "transcript": "",
+                                "transcript": "the same words every time",  # (audio+text needs one)
                                 "emotion": emotion,
                                 "gender": gender,
                                 "language": language,

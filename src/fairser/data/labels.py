@@ -6,11 +6,11 @@ dropped and counted, never guessed.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 
 import pandas as pd
 
-__all__ = ["CORE4", "MELD_EMOTIONS", "apply_label_map"]
+__all__ = ["CORE4", "LABEL_SYNONYMS", "MELD_EMOTIONS", "apply_label_map", "canonical_label", "synonym_map"]
 
 #: The 7 MELD emotions, the target set of the ERM-MinMaxGAP benchmark (MELD-ST).
 MELD_EMOTIONS: tuple[str, ...] = ("neutral", "joy", "sadness", "anger", "surprise", "fear", "disgust")
@@ -38,3 +38,86 @@ def apply_label_map(
     out[keep_original] = original[keep]
     out[column] = mapped[keep].astype(str)
     return out.reset_index(drop=True), {str(k): int(v) for k, v in dropped.items()}
+
+
+#: Common spellings of emotion labels across corpora -> one canonical name (the MELD name where MELD has the
+#: emotion, else the usual English noun). Keys are compared lower-cased and stripped. A user's ``label_map``
+#: extends this table (its entries win); a label found in neither is dropped and counted, never guessed.
+LABEL_SYNONYMS: dict[str, str] = {
+    # anger
+    "anger": "anger",
+    "angry": "anger",
+    "ang": "anger",
+    "mad": "anger",
+    "annoyed": "anger",
+    # joy (MELD's name; core4 calls it happiness)
+    "joy": "joy",
+    "happy": "joy",
+    "happiness": "joy",
+    "hap": "joy",
+    "joyful": "joy",
+    "glad": "joy",
+    # sadness
+    "sadness": "sadness",
+    "sad": "sadness",
+    # fear
+    "fear": "fear",
+    "fearful": "fear",
+    "fea": "fear",
+    "afraid": "fear",
+    "scared": "fear",
+    # surprise
+    "surprise": "surprise",
+    "surprised": "surprise",
+    "sur": "surprise",
+    # disgust
+    "disgust": "disgust",
+    "disgusted": "disgust",
+    "dis": "disgust",
+    # neutral
+    "neutral": "neutral",
+    "neu": "neutral",
+    "neutrality": "neutral",
+    # emotions with no MELD counterpart (kept under one name; dropped by meld7/core4 unless mapped)
+    "calm": "calm",
+    "boredom": "boredom",
+    "bored": "boredom",
+    "contempt": "contempt",
+    "frustration": "frustration",
+    "frustrated": "frustration",
+    "excitement": "excitement",
+    "excited": "excitement",
+}
+
+#: Canonical synonym names -> the ``core4`` label (``None``: no counterpart).
+_CANONICAL_TO_CORE4: dict[str, str | None] = {
+    "anger": "anger",
+    "joy": "happiness",
+    "sadness": "sadness",
+    "neutral": "neutral",
+}
+
+
+def canonical_label(label: str) -> str | None:
+    """The canonical name of a label spelling (:data:`LABEL_SYNONYMS`), or ``None`` when unknown."""
+    return LABEL_SYNONYMS.get(str(label).strip().lower())
+
+
+def synonym_map(labels: Iterable[str], *, target: str) -> dict[str, str | None]:
+    """Map each spelling in ``labels`` onto ``target`` (``meld7`` or ``core4``) through :data:`LABEL_SYNONYMS`.
+
+    A spelling whose emotion has no counterpart in the target (e.g. ``calm`` for meld7) maps to ``None``;
+    an unknown spelling is left out (the caller drops and counts it as unknown).
+    """
+    out: dict[str, str | None] = {}
+    for label in labels:
+        canon = canonical_label(label)
+        if canon is None:
+            continue
+        if target == "meld7":
+            out[label] = canon if canon in MELD_EMOTIONS else None
+        elif target == "core4":
+            out[label] = _CANONICAL_TO_CORE4.get(canon)
+        else:
+            raise ValueError(f"synonym maps exist for targets meld7 and core4, not {target!r}")
+    return out

@@ -25,6 +25,8 @@ __all__ = [
     "SpeakerFold",
     "assert_speaker_independent",
     "cross_corpus_split",
+    "fill_language_splits",
+    "language_split_notes",
     "leave_one_speaker_out",
     "speaker_folds",
     "speaker_kfold",
@@ -165,6 +167,98 @@ def speaker_split(
     keys = out["corpus"].astype(str) + "/" + out["speaker"].astype(str)
     out["split"] = keys.map(assignment).astype("string")
     return out
+
+
+def fill_language_splits(
+    manifest: pd.DataFrame,
+    *,
+    fractions: Sequence[float] = (0.6, 0.2, 0.2),
+    seed: int = 0,
+    within: Sequence[str] = _DEFAULT_WITHIN,
+) -> tuple[pd.DataFrame, list[str]]:
+    """After :func:`speaker_split`: split by utterance each language whose speakers cannot fill train and test.
+
+    A language (within a corpus) with too few speakers (e.g. one speaker, or one per gender) has every speaker
+    in ``train`` under a speaker split, so it would vanish from the results without a word. Such a language is
+    split by *utterance* instead, stratified by gender and emotion, with the same fractions and seed: it is
+    then tested, but speaker-dependently (the test voices were heard in training), so its scores are
+    optimistic; the column ``split_unit`` says ``utterance`` for its rows (``speaker`` for the others) and the
+    returned notes say it. A language whose test split lacks one gender's speakers is noted too (its gender
+    gaps are undefined).
+
+    Returns
+    -------
+    (DataFrame, list of str)
+        The manifest with ``split`` and ``split_unit`` set, and one note per decision.
+    """
+    f = _check_fractions(fractions)
+    out = manifest.copy()
+    out["split"] = out["split"].astype(object)
+    out["split_unit"] = "speaker"
+    notes: list[str] = []
+    rng = np.random.default_rng(seed)
+    tie_break = rng.permutation(len(f))
+    need = [s for s, fr in zip(SPLITS, f, strict=True) if fr > 0 and s in ("train", "test")]
+    for values, idx in out.groupby(list(within), sort=True).groups.items():
+        values = values if isinstance(values, tuple) else (values,)
+        where = ", ".join(f"{c} {v!r}" for c, v in zip(within, values, strict=True))
+        rows = out.loc[idx]
+        present = set(rows["split"])
+        n_spk = rows["speaker"].nunique()
+        if all(s in present for s in need):
+            test = rows[rows["split"] == "test"]
+            for gender in sorted(set(rows["gender"]) - {"unknown"}):
+                if "test" in need and not (test["gender"] == gender).any():
+                    n_g = rows.loc[rows["gender"] == gender, "speaker"].nunique()
+                    notes.append(
+                        f"{where}: no {gender} speaker in the test split ({n_g} {gender} speaker(s), all in "
+                        f"train/valid): its gender gaps are undefined"
+                    )
+            continue
+        for _, group in rows.groupby(["gender", "emotion"], sort=True):
+            keys = list(group.index)
+            rng.shuffle(keys)
+            counts = _allocate(len(keys), f, tie_break)
+            start = 0
+            for split, c in zip(SPLITS, counts, strict=True):
+                out.loc[keys[start : start + c], "split"] = split
+                start += c
+        out.loc[idx, "split_unit"] = "utterance"
+        got = out.loc[idx, "split"].value_counts().to_dict()
+        notes.append(
+            f"{where}: its {n_spk} speaker(s) cannot fill train and test speaker-independently, so it is split by "
+            f"utterance (train {got.get('train', 0)}, valid {got.get('valid', 0)}, test {got.get('test', 0)}): "
+            "speaker-dependent, the test voices are heard in training, so its scores are optimistic and not "
+            "comparable with speaker-independent ones"
+        )
+    out["split"] = out["split"].astype("string")
+    out["split_unit"] = out["split_unit"].astype("string")
+    return out, notes
+
+
+def language_split_notes(manifest: pd.DataFrame) -> list[str]:
+    """What a holdout split means for each language, said where it departs from speaker-independent testing.
+
+    A language split by utterance (``split_unit == "utterance"``, :func:`fill_language_splits`) is tested
+    speaker-dependently; a language with no test rows is absent from the results. One note per such language.
+    """
+    notes = []
+    for lang, rows in manifest.groupby("language", sort=True):
+        n_spk = rows[["corpus", "speaker"]].drop_duplicates().shape[0]
+        if "split_unit" in rows.columns and (rows["split_unit"] == "utterance").any():
+            n_test = int((rows["split"] == "test").sum())
+            notes.append(
+                f"language {lang!r}: its {n_spk} speaker(s) cannot fill train and test speaker-independently, so it "
+                f"is split by utterance ({n_test} test utterances): its results are speaker-dependent (the test "
+                "voices are heard in training) and optimistic, not comparable with speaker-independent ones"
+            )
+        elif not (rows["split"] == "test").any():
+            notes.append(
+                f"language {lang!r} has no test utterances (its {n_spk} speaker(s) are all in train/valid), so it "
+                "has no results; re-import it with `fairser data import` (split auto/speaker splits a language "
+                "that small by utterance) or add speakers"
+            )
+    return notes
 
 
 def speaker_folds(

@@ -69,12 +69,16 @@ class FeatureCache:
     ----------
     n_files_hashed : int
         Files whose bytes this object actually hashed (memo misses), for diagnostics.
+    nonfinite : list of Path
+        Entries :meth:`get` found holding NaN or infinite values (treated as misses, so they are recomputed
+        and replaced); callers report how many.
     """
 
     def __init__(self, root: str | os.PathLike, *, hash_memo_min_age_s: float = 2.0) -> None:
         self.root = Path(root)
         self.hash_memo_min_age_s = float(hash_memo_min_age_s)
         self.n_files_hashed = 0
+        self.nonfinite: list[Path] = []
 
     def __repr__(self) -> str:
         return f"FeatureCache({str(self.root)!r})"
@@ -91,7 +95,11 @@ class FeatureCache:
         return self.entry_path(fingerprint=fingerprint, content_hash=content_hash).is_file()
 
     def get(self, *, fingerprint: str, content_hash: str, dim: int | None = None) -> np.ndarray | None:
-        """The stored vector, or ``None`` when missing, unreadable or not of length ``dim``."""
+        """The stored vector, or ``None`` when missing, unreadable, not of length ``dim`` or not finite.
+
+        A non-finite entry (NaN/inf, e.g. written by an older version or damaged) is never reused: it is a
+        miss, recorded in :attr:`nonfinite`, and the next :meth:`put` replaces it.
+        """
         path = self.entry_path(fingerprint=fingerprint, content_hash=content_hash)
         try:
             value = np.load(path, allow_pickle=False)
@@ -100,6 +108,9 @@ class FeatureCache:
         except (OSError, ValueError, EOFError):
             return None  # a damaged entry is a miss; the next put() replaces it
         if value.ndim != 1 or (dim is not None and value.shape[0] != dim):
+            return None
+        if not np.isfinite(value).all():
+            self.nonfinite.append(path)
             return None
         return value
 

@@ -49,6 +49,8 @@ class AudioFeatures:
         Paths served from the cache. ``n_extracted + n_cached + len(failures) == N``.
     fingerprint : str
         The encoder fingerprint the features belong to.
+    n_cache_nonfinite : int
+        Cache entries found holding NaN/inf: ignored and recomputed (:attr:`FeatureCache.nonfinite`).
     """
 
     paths: tuple[Path, ...]
@@ -58,6 +60,7 @@ class AudioFeatures:
     n_extracted: int = 0
     n_cached: int = 0
     fingerprint: str = ""
+    n_cache_nonfinite: int = 0
 
 
 def _progress(enabled: bool) -> Progress:
@@ -75,6 +78,11 @@ def _progress(enabled: bool) -> Progress:
 _worker_encoder: AudioEncoder | None = None
 _worker_cache: FeatureCache | None = None
 _worker_fingerprint = ""
+
+
+#: Peak amplitude below which a file is digital silence (under one step of 16-bit PCM): no features are
+#: extracted from it; it is skipped and counted like an unreadable file (a silent file carries no emotion).
+DIGITAL_SILENCE = 2.0**-15
 
 
 def _init_worker(encoder: AudioEncoder, cache: FeatureCache, fingerprint: str) -> None:
@@ -96,12 +104,10 @@ def _extract_one(task: tuple[str, str]) -> tuple[str, np.ndarray | None, str | N
     encoder, cache = _worker_encoder, _worker_cache
     assert encoder is not None and cache is not None, "worker not initialised"
     try:
-        if hasattr(encoder, "encode_file"):
-            vector = encoder.encode_file(path)
-        else:
-            vector = encoder.encode_signal(
-                load_audio(path, sample_rate=encoder.sample_rate), sample_rate=encoder.sample_rate
-            )
+        signal = load_audio(path, sample_rate=encoder.sample_rate)
+        if signal.size and float(np.max(np.abs(signal))) < DIGITAL_SILENCE:
+            return content_hash, None, "digital silence (peak amplitude below one 16-bit step)"
+        vector = encoder.encode_signal(signal, sample_rate=encoder.sample_rate)
         vector = np.asarray(vector, dtype=np.float32).reshape(-1)
     except AudioError as exc:
         return content_hash, None, exc.reason
@@ -200,6 +206,7 @@ def extract_audio_features(
         else:
             rows_by_hash.setdefault(digest, []).append(i)
     n_cached = 0
+    n_nonfinite_before = len(cache.nonfinite)
     tasks: list[tuple[str, str]] = []
     for digest, rows in rows_by_hash.items():
         vector = cache.get(fingerprint=fingerprint, content_hash=digest, dim=dim)
@@ -247,6 +254,7 @@ def extract_audio_features(
         n_extracted=n_extracted,
         n_cached=n_cached,
         fingerprint=fingerprint,
+        n_cache_nonfinite=len(cache.nonfinite) - n_nonfinite_before,
     )
 
 

@@ -20,7 +20,8 @@ import pandas as pd
 from rich.console import Console
 
 from fairser.config import BenchmarkConfig, GroupsConfig, ObjectiveSpec
-from fairser.data.manifest import ManifestError, read_manifest, resolve_audio_paths
+from fairser.data.manifest import ManifestError, check_transcripts, read_manifest, resolve_audio_paths
+from fairser.data.splits import language_split_notes
 from fairser.errors import UserError
 from fairser.grouping import INTERSECTION_SEP, sensitive_values
 
@@ -119,6 +120,8 @@ def _load_corpus(
             console.print(f"imported {src.name}: {len(res.manifest)} utterances (dropped: {dropped})")
             parts.append(res.manifest)
         manifest = pd.concat(parts, ignore_index=True)
+        if "split_unit" in manifest.columns:  # (a source without it was split by speaker or officially)
+            manifest["split_unit"] = manifest["split_unit"].fillna("speaker")
         source = ", ".join(f"{s.name} ({s.path})" for s in corpus.sources)
     if corpus.cross is not None:
         from fairser.data.splits import cross_corpus_split
@@ -133,6 +136,7 @@ def _load_corpus(
             seed=corpus.split_seed,
             shared_speakers="drop_from_train",
         ).reset_index(drop=True)
+        manifest = manifest.drop(columns=["split_unit"], errors="ignore")  # (the import's split is replaced)
         source += f"; cross-{cross.by}: train {list(cross.train)} -> test {list(cross.test)}"
         if cross.adapt_fraction > 0:
             manifest = _adapt_split(manifest, fraction=cross.adapt_fraction, seed=corpus.split_seed)
@@ -263,6 +267,12 @@ def prepare_data(
             fix="list only languages the corpus has",
         )
     manifest = manifest[manifest["language"].isin(config.languages)].reset_index(drop=True)
+    if "audio+text" in config.modalities:
+        check_transcripts(manifest, source=source)
+    if config.protocol == "holdout":
+        for note in language_split_notes(manifest):
+            notes.append(note)
+            console.print(f"[yellow]warning:[/] {note}", soft_wrap=True, highlight=False)
     missing_cols = [c for c in config.sensitive if c not in manifest.columns]
     if missing_cols:
         raise ManifestError(
@@ -310,10 +320,17 @@ def prepare_data(
     )
     timings["features_audio"] = time.perf_counter() - t0
     timings["features_audio_extracted"] = float(audio.n_extracted)
+    if audio.n_cache_nonfinite:
+        notes.append(
+            f"{audio.n_cache_nonfinite} cached audio feature vector(s) held NaN/inf: ignored and re-extracted"
+        )
+        console.print(f"[yellow]warning:[/] {notes[-1]}")
     if audio.failures:
         shown = "; ".join(f"{p}: {r}" for p, r in audio.failures[:10])
         more = f" (and {len(audio.failures) - 10} more)" if len(audio.failures) > 10 else ""
-        notes.append(f"skipped {len(audio.failures)} unreadable audio file(s): {shown}{more}")
+        notes.append(
+            f"skipped {len(audio.failures)} unusable audio file(s) (unreadable, NaN or silent): {shown}{more}"
+        )
         console.print(f"[yellow]warning:[/] {notes[-1]}")
     keep = np.asarray(audio.ok, dtype=bool)
     manifest = manifest.loc[keep].reset_index(drop=True)

@@ -51,7 +51,9 @@ class DropLog:
             for r in self.rows[:_MAX_LISTED]
         )
         more = f" and {len(self.rows) - _MAX_LISTED} more" if len(self.rows) > _MAX_LISTED else ""
-        raise ManifestError(f"{self.corpus}: {len(self.rows)} unusable file(s)/row(s): {shown}{more}; {hint}")
+        raise ManifestError(
+            f"{len(self.rows)} unusable file(s)/row(s): {shown}{more}", where=self.corpus, fix=hint
+        )
 
     def counts(self) -> dict[str, int]:
         return dict(Counter(r["reason"] for r in self.rows))
@@ -119,11 +121,18 @@ class ImportResult:
             lines.append(self.summary().to_string())
         total_dropped = sum(self.dropped.values())
         lines.append("")
-        lines.append(f"dropped: {total_dropped}")
+        lines.append(f"dropped: {total_dropped}" + (" utterances:" if total_dropped else ""))
+        if total_dropped:
+            lines.append(f"  {'label':<16} {'count':>6}  why")
         for reason, n in sorted(self.dropped.items(), key=lambda kv: (-kv[1], kv[0])):
-            examples = self.dropped_rows.loc[self.dropped_rows["reason"] == reason, "source"].unique()[:3]
-            ex = f" (e.g. {', '.join(map(str, examples))})" if len(examples) else ""
-            lines.append(f"  {n:6d}  {reason}{ex}")
+            rows = self.dropped_rows.loc[self.dropped_rows["reason"] == reason]
+            if reason.startswith("label "):
+                label = str(rows["detail"].iloc[0]) if len(rows) else "-"
+                lines.append(f"  {label:<16} {n:>6}  {reason}")
+            else:
+                examples = rows["source"].unique()[:3]
+                ex = f" (e.g. {', '.join(map(str, examples))})" if len(examples) else ""
+                lines.append(f"  {'-':<16} {n:>6}  {reason}{ex}")
         for note in self.notes:
             lines.append(f"note: {note}")
         return "\n".join(lines)
