@@ -153,8 +153,9 @@ def _manifest(corpus: Path, tmp_path: Path, name: str, keep=None) -> Path:
 
 
 CSV_CASES = {
-    "0-byte CSV": (b"", "the file is empty (0 bytes or no header)"),
-    "UTF-16 CSV": ("id,audio_path\nu1,a.wav\n".encode("utf-16"), "not UTF-8 text (NUL bytes: UTF-16"),
+    "0-byte CSV": (b"", "the file is empty (0 bytes)"),
+    # UTF-16 with a byte-order mark is read (what spreadsheets write); this one then lacks columns
+    "UTF-16 CSV": ("id,audio_path\nu1,a.wav\n".encode("utf-16"), "missing column(s)"),
     "UTF-16LE CSV without BOM": ("id,audio_path\n".encode("utf-16-le"), "not UTF-8 text (NUL bytes"),
     "Latin-1 CSV": ("id,audio_path\nu1,caf\xe9.wav\n".encode("latin-1"), "not UTF-8 text"),
 }

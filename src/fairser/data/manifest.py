@@ -322,6 +322,13 @@ def read_manifest(
 ) -> pd.DataFrame:
     """Read and validate a manifest CSV; relative audio paths are resolved against its folder."""
     path = Path(path)
+    if path.is_dir():
+        hint = f" ({path / 'manifest.csv'})" if (path / "manifest.csv").is_file() else ""
+        raise ManifestError(
+            "is a folder, not a CSV file",
+            where=str(path),
+            fix=f"give the manifest CSV in it{hint}, or import the folder with `fairser data import generic`",
+        )
     if not path.is_file():
         raise ManifestError(
             "manifest not found",
