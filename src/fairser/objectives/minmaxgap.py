@@ -80,7 +80,9 @@ class _Extended:
     @classmethod
     def start(cls, n_groups: int) -> _Extended:
         del n_groups
-        return cls(0, 0, [], {"sums": None, "counts": None, "null_sums": None, "null_counts": None, "last": None})
+        return cls(
+            0, 0, [], {"sums": None, "counts": None, "null_sums": None, "null_counts": None, "last": None}
+        )
 
 
 @register
@@ -334,7 +336,9 @@ class MinMaxGap(Objective):
         means = [total / count if count else 0.0 for total, count in zip(group_sums, counts, strict=True)]
         return GroupStats(means, counts, sum(sums) / slot.shape[0], slot, sums)
 
-    def gap_penalty(self, *, means: list[float], counts: list[int], estimate: str | None = None) -> GapPenalty:
+    def gap_penalty(
+        self, *, means: list[float], counts: list[int], estimate: str | None = None
+    ) -> GapPenalty:
         """``R_t`` and ``dR_t / d mean_g`` from one batch's group means and counts (by group id).
 
         Values only, no autograd. With the EMA estimate, ``est_g = a_g + b_g * mean_g`` where ``b_g`` is 1
@@ -394,7 +398,6 @@ class MinMaxGap(Objective):
             d_r_d_mean[hi] = d_gap if slope is None else d_gap * slope[hi]
             d_r_d_mean[lo] = -d_gap if slope is None else -d_gap * slope[lo]
         return GapPenalty(r, worst, len(gaps), d_r_d_mean, est, available)
-
 
     # -- the issue-13 options (noise, group_loss, side, heldout_folds) ------------------------------------------
     def set_train_speakers(self, *, speakers: np.ndarray) -> None:
@@ -508,7 +511,9 @@ class MinMaxGap(Objective):
         if self.group_loss == "class_balanced":
             y = require_field(batch, "y", self.name).numpy(force=True).astype(np.int64)
             if (y >= self.n_classes).any():
-                raise ValueError(f"minmaxgap: emotion labels must be < n_classes={self.n_classes}; got {y.max()}")
+                raise ValueError(
+                    f"minmaxgap: emotion labels must be < n_classes={self.n_classes}; got {y.max()}"
+                )
             labelled = y >= 0  # unlabelled rows (y = -1) count in no group loss
             cls = np.where(labelled, y, 0)
         else:
@@ -531,7 +536,9 @@ class MinMaxGap(Objective):
         means_t, counts_t, factor_t = self._reduce(*self._cell_sums(cell_t, loss_np))
 
         r_null = None
-        if self.heldout_folds:  # the gap of the held-out rows: the last complete fold, else this epoch's so far
+        if (
+            self.heldout_folds
+        ):  # the gap of the held-out rows: the last complete fold, else this epoch's so far
             h = self._ext.heldout
             sums, counts = self._cell_sums(self._cells(gid, cls, held & labelled), loss_np)
             if self.training:
@@ -549,7 +556,9 @@ class MinMaxGap(Objective):
                 if self.training:
                     h["null_sums"] = ns if h["null_sums"] is None else h["null_sums"] + ns
                     h["null_counts"] = nc if h["null_counts"] is None else h["null_counts"] + nc
-                null_source = (source[2], source[3]) if source[2] is not None else (h["null_sums"], h["null_counts"])
+                null_source = (
+                    (source[2], source[3]) if source[2] is not None else (h["null_sums"], h["null_counts"])
+                )
                 if null_source[0] is None:
                     null_source = (ns, nc)
                 null_means, null_counts, _ = self._reduce(*null_source)

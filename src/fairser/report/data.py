@@ -93,7 +93,7 @@ def weight_dynamics(
     objectives' logs lack them and are skipped). Steps where no domain had both genders
     (``n_valid_domains == 0``: ``R_t = 0`` by definition, and a ``ratio`` weight of ``L_ERM / 1e-8``) are left
     out, and the median keeps a few extreme steps from dominating an epoch. Columns: ``run_id, objective,
-    setting, seed, epoch, lambda, R, steps``; empty when no run logged both. Unreadable logs are skipped and
+    setting, seed, epoch, lambda, R, steps``, plus ``R_null`` (the permutation null) when a run logged it; empty when no run logged both. Unreadable logs are skipped and
     named in ``warnings``.
     """
     columns = ["run_id", "objective", "setting", "seed", "epoch", "lambda", "R", "steps"]
@@ -115,9 +115,10 @@ def weight_dynamics(
         log = log.dropna(subset=["lambda", "R"])
         if log.empty:
             continue
-        per_epoch = log.groupby("epoch", as_index=False).agg(
-            **{"lambda": ("lambda", "median"), "R": ("R", "median"), "steps": ("R", "size")}
-        )
+        aggs = {"lambda": ("lambda", "median"), "R": ("R", "median"), "steps": ("R", "size")}
+        if "R_null" in log.columns:  # noise: permutation
+            aggs["R_null"] = ("R_null", "median")
+        per_epoch = log.groupby("epoch", as_index=False).agg(**aggs)
         frames.append(
             per_epoch.assign(
                 run_id=r["run_id"], objective=r["objective_label"], setting=r["setting"], seed=r["seed"]
@@ -125,7 +126,8 @@ def weight_dynamics(
         )
     if not frames:
         return pd.DataFrame(columns=columns)
-    return pd.concat(frames, ignore_index=True)[columns]
+    out = pd.concat(frames, ignore_index=True)
+    return out[columns + (["R_null"] if "R_null" in out.columns else [])]
 
 
 def _baseline(rows: list[dict[str, Any]]) -> str:

@@ -82,7 +82,7 @@ def plan_runs(config: BenchmarkConfig, *, n_folds: int | None = None) -> list[Ru
         "features": config.features.model_dump(mode="json", exclude={"n_jobs", "cache_dir", "on_error"}),
         "languages": list(config.languages),
         "modalities": list(config.modalities),
-        "train": _dump(config.train, unless_default={"head": "mlp"}),
+        "train": _dump(config.train, unless_default={"head": "mlp", "epoch_selection": "best"}),
         "evaluation": _dump(config.evaluation, unless_default={"gender_probe": False}),
     }
     if config.sensitive != ("gender",):  # (absent for the default, so earlier run ids stay)
