@@ -150,7 +150,11 @@ def main() -> None:
         import yaml
 
         order = [o.get("label") or o["name"] for o in yaml.safe_load(config.read_text())["objectives"]]
-        table = study_table(study_frame(folder), order=order, n_seeds=args.seeds)
+        frame = study_frame(folder)
+        if frame.empty:
+            print(f"#### {folder.name}\n\nno finished (pooled) run yet\n")
+            continue
+        table = study_table(frame, order=order, n_seeds=args.seeds)
         if table.empty:
             continue
         print(render(table, title=folder.name))
