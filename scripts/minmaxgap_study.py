@@ -58,8 +58,15 @@ def paired(d: np.ndarray) -> dict[str, float]:
 
 
 def study_frame(folder: Path) -> pd.DataFrame:
-    rows = [json.loads(line) for line in (folder / "results.jsonl").read_text().splitlines() if line.strip()]
-    rows = [r for r in headline_rows(rows) if r.get("status") == "ok"]
+    every = [json.loads(line) for line in (folder / "results.jsonl").read_text().splitlines() if line.strip()]
+    rows = [r for r in headline_rows(every) if r.get("status") == "ok"]
+    fold_lambda: dict[str, list[float]] = {}  # a pooled row's final lambda: the mean over its folds
+    for r in every:
+        if r.get("pool_id") and r.get("final_lambda") is not None:
+            fold_lambda.setdefault(r["pool_id"], []).append(r["final_lambda"])
+    for r in rows:
+        if r.get("final_lambda") is None and r["run_id"] in fold_lambda:
+            r["final_lambda"] = float(np.mean(fold_lambda[r["run_id"]]))
     return pd.DataFrame(
         [
             {
@@ -73,6 +80,36 @@ def study_frame(folder: Path) -> pd.DataFrame:
             for r in rows
         ]
     )
+
+
+def group_table(folder: Path, *, order: list[str]) -> str:
+    """Per objective and language: mean over seeds of W-F1 (male / female), in %: who gains, who loses."""
+    rows = [json.loads(line) for line in (folder / "results.jsonl").read_text().splitlines() if line.strip()]
+    rows = [r for r in headline_rows(rows) if r.get("status") == "ok"]
+    recs = [
+        {
+            "objective": r["objective_label"],
+            "language": d["language"],
+            "male": d.get("weighted_f1_male"),
+            "female": d.get("weighted_f1_female"),
+        }
+        for r in rows
+        for d in r["domains"]
+    ]
+    frame = pd.DataFrame(recs).astype({"male": float, "female": float})
+    means = frame.groupby(["objective", "language"], sort=False)[["male", "female"]].mean()
+    languages = list(dict.fromkeys(frame["language"]))
+    lines = ["| Objective | " + " | ".join(f"{lang}: male / female" for lang in languages) + " |"]
+    lines.append("|" + "---|" * (len(languages) + 1))
+    for obj in order:
+        if obj not in means.index.get_level_values(0):
+            continue
+        cells = [
+            f"{pct(means.loc[(obj, lang), 'male'])} / {pct(means.loc[(obj, lang), 'female'])}"
+            for lang in languages
+        ]
+        lines.append(f"| {obj} | " + " | ".join(cells) + " |")
+    return "Per-language W-F1 by gender (mean over seeds, %):\n\n" + "\n".join(lines) + "\n"
 
 
 def study_table(frame: pd.DataFrame, *, order: list[str], n_seeds: int) -> pd.DataFrame:
@@ -158,6 +195,7 @@ def main() -> None:
         if table.empty:
             continue
         print(render(table, title=folder.name))
+        print(group_table(folder, order=order))
         tables.append(table.assign(study=folder.name))
         if args.figures:
             rows = [json.loads(x) for x in (folder / "results.jsonl").read_text().splitlines() if x.strip()]
