@@ -89,7 +89,7 @@ def weight_dynamics(
 ) -> pd.DataFrame:
     """Per-epoch medians of the adaptive weight ``lambda`` and the penalty ``R`` of every run that logged them.
 
-    Reads ``runs/<run_id>/train_log.csv`` (ERM-MinMaxGAP logs ``lambda_t`` and ``R_t`` every step; other
+    Reads ``runs/<run_id>/train_log.csv`` (for a pooled cross-validated row, its first fold's; ERM-MinMaxGAP logs ``lambda_t`` and ``R_t`` every step; other
     objectives' logs lack them and are skipped). Steps where no domain had both genders
     (``n_valid_domains == 0``: ``R_t = 0`` by definition, and a ``ratio`` weight of ``L_ERM / 1e-8``) are left
     out, and the median keeps a few extreme steps from dominating an epoch. Columns: ``run_id, objective,
@@ -99,7 +99,10 @@ def weight_dynamics(
     columns = ["run_id", "objective", "setting", "seed", "epoch", "lambda", "R", "steps"]
     frames = []
     for r in rows:
-        log_path = Path(path) / "runs" / str(r["run_id"]) / "train_log.csv"
+        run_id = str(r["run_id"])
+        if r.get("folds"):  # a pooled cross-validated row: its first fold's log (the pool has none)
+            run_id = str(r["folds"][0]["run_id"])
+        log_path = Path(path) / "runs" / run_id / "train_log.csv"
         if not log_path.is_file():
             continue
         try:
