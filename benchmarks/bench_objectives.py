@@ -8,7 +8,9 @@ same fixed batch for every objective; no sampler is used). Steps of all objectiv
 shuffled order each round, so machine noise hits them alike, and timed by this thread's CPU clock by
 default; each ratio is median(objective) / median(ERM). A second, identical ERM shows the noise floor (its
 ratio should be ~1). The goal (<= 1.1x ERM) is for every weighting mode of METHODS.md §3 (``weight``: fixed,
-dual, ratio; hard max, batch estimate); the smooth-max and EMA-estimate variants are printed beside them.
+dual, ratio; hard max, batch estimate); the smooth-max and EMA-estimate variants and the issue-13 options
+(``noise``, ``group_loss``, ``side``, ``heldout_folds``; the held-out folds over 24 speakers of the batch's
+rows, which stand in for the training set) are printed beside them.
 The last line is the worst ratio over the weighting modes. On a loaded machine each tiny op slows down far
 more than the head's matmuls, so run it when the machine is quiet (the load average is printed).
 """
@@ -37,6 +39,15 @@ VARIANTS: dict[str, tuple[str, dict]] = {
     "minmaxgap weight=ratio": ("minmaxgap", {"weight": "ratio"}),
     "minmaxgap dual max=smooth": ("minmaxgap", {"max": "smooth"}),
     "minmaxgap dual estimate=ema": ("minmaxgap", {"estimate": "ema"}),
+    # issue 13's options (METHODS.md §3 "Seeing the gap"), each alone and all together, with weight=dual
+    "mmg noise=permutation": ("minmaxgap", {"noise": "permutation"}),
+    "mmg group_loss=class_balanced": ("minmaxgap", {"group_loss": "class_balanced"}),
+    "mmg side=worse_only": ("minmaxgap", {"side": "worse_only"}),
+    "mmg heldout_folds=3": ("minmaxgap", {"heldout_folds": 3}),
+    "mmg all four": (
+        "minmaxgap",
+        {"noise": "permutation", "group_loss": "class_balanced", "side": "worse_only", "heldout_folds": 3},
+    ),
 }
 WEIGHTING_MODES = ("minmaxgap weight=fixed", "minmaxgap weight=dual", "minmaxgap weight=ratio")
 
@@ -71,9 +82,13 @@ def main() -> None:
         torch.manual_seed(0)
         model = nn.Sequential(nn.Linear(N_FEATURES, HIDDEN), nn.ReLU(), nn.Linear(HIDDEN, N_CLASSES))
         objective = build_objective(name, n_domains=N_DOMAINS, n_classes=N_CLASSES, **hparams)
+        if hparams.get("heldout_folds"):  # the batch's rows stand in for a training set of 24 speakers
+            objective.set_train_speakers(speakers=(torch.arange(BATCH) % 24).numpy())
+            objective.setup(domain=domain, sensitive=gender, y=y)
         optimizer = torch.optim.Adam([*model.parameters(), *objective.parameters()], lr=1e-3)
         setups[label] = (model, objective, optimizer)
 
+    index = torch.arange(BATCH)
     fixed_losses = F.cross_entropy(torch.randn(BATCH, N_CLASSES, generator=gen), y, reduction="none")
 
     clock = time.thread_time if args.clock == "thread" else time.perf_counter
@@ -83,13 +98,17 @@ def main() -> None:
         if args.objective_only:
             start = clock()
             losses = fixed_losses.clone().requires_grad_()
-            objective(GroupBatch(losses=losses, domain=domain, sensitive=gender)).loss.backward()
+            objective(
+                GroupBatch(losses=losses, domain=domain, sensitive=gender, y=y, index=index)
+            ).loss.backward()
             return (clock() - start,)
         t0 = clock()
         logits = model(x)
         losses = F.cross_entropy(logits, y, reduction="none")
         t1 = clock()
-        out = objective(GroupBatch(losses=losses, domain=domain, sensitive=gender, logits=logits, y=y))
+        out = objective(
+            GroupBatch(losses=losses, domain=domain, sensitive=gender, logits=logits, y=y, index=index)
+        )
         t2 = clock()
         optimizer.zero_grad(set_to_none=True)
         out.loss.backward()

@@ -559,3 +559,22 @@ def test_report_headline_shows_the_benchmarks_minimum_detectable_gaps(bench_dir,
     assert "80% power at α = 0.05" in headline and "MDG: not computed" not in headline
     gaps = pd.read_csv(report.out_dir / "gaps.csv")
     assert (gaps["mdg"] == 0.5).all() and gaps["below_mdg"].dropna().all()
+
+
+def test_weight_dynamics_of_a_pooled_cross_validated_row_read_its_first_fold(tmp_path):
+    from fairser.report import weight_dynamics
+
+    (tmp_path / "runs" / "cell__f0").mkdir(parents=True)
+    log = {"step": [0, 1], "epoch": [0, 0], "lambda": [1.0, 0.9], "R": [0.2, 0.4], "R_null": [0.1, 0.3]}
+    pd.DataFrame(log).to_csv(tmp_path / "runs" / "cell__f0" / "train_log.csv", index=False)
+    row = {
+        "run_id": "cell__pooled",
+        "fold": "pooled",
+        "folds": [{"run_id": "cell__f0"}, {"run_id": "cell__f1"}],
+        "objective_label": "MMG noise",
+        "setting": "audio",
+        "seed": 0,
+    }
+    dyn = weight_dynamics(tmp_path, [row])
+    assert len(dyn) == 1 and dyn["run_id"].iloc[0] == "cell__pooled"
+    assert dyn["lambda"].iloc[0] == pytest.approx(0.95) and dyn["R_null"].iloc[0] == pytest.approx(0.2)

@@ -182,3 +182,44 @@ def test_a_k_valued_and_an_intersectional_attribute_run_through_the_benchmark(tm
 
     gender_ids = {r.run_id for r in plan_runs(cfg.model_copy(update={"sensitive": ("gender",)}))}
     assert gender_ids.isdisjoint(r["run_id"] for r in rows)
+
+
+def test_minmaxgap_issue13_options_run_end_to_end_and_rows_state_the_head(tmp_path) -> None:
+    """All four issue-13 options together through execute_run (the run supplies the training speakers for
+    the held-out folds); every row states the head settings; ``epoch_selection: last`` trains every epoch."""
+    from fairser.run import execute_run, plan_runs, prepare_data
+
+    tiny_corpus(tmp_path / "corpus", speakers_per_gender=6, utterances=2)
+    params = {
+        "noise": "permutation",
+        "group_loss": "class_balanced",
+        "side": "worse_only",
+        "heldout_folds": 2,
+    }
+    cfg = _config(
+        tmp_path,
+        objectives=[{"name": "erm"}, {"name": "minmaxgap", "params": params}],
+        train={
+            "epochs": 3,
+            "batch_size": 16,
+            "hidden": 8,
+            "dropout": 0.4,
+            "weight_decay": 0.05,
+            "epoch_selection": "last",
+            "patience": 1,
+        },
+    )
+    prepared = prepare_data(cfg, progress=False)
+    erm, mmg = plan_runs(cfg)
+    row, _, logs = execute_run(mmg, prepared, cfg)
+    assert row["status"] == "ok" and row["epochs_run"] == 3 and row["best_epoch"] == 2
+    assert {"R_null", "R_excess", "heldout_fold"} <= set(logs[0])
+    assert [s["heldout_fold"] for s in logs if s["epoch"] in (0, 1, 2)][::1] == [
+        float(s["epoch"] % 2) for s in logs
+    ]
+    assert np.isfinite(row["mean_R_null_last_epoch"])
+    settings = row["head_settings"]
+    assert settings["dropout"] == 0.4 and settings["weight_decay"] == 0.05
+    assert settings["epoch_selection"] == "last" and settings["sampler"] == "stratified"
+    erm_row, _, _ = execute_run(erm, prepared, cfg)
+    assert erm_row["head_settings"] == settings  # the same head for every objective of the comparison

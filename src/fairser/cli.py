@@ -754,8 +754,9 @@ def report(
     """Self-contained HTML report (figures embedded, no network needed), PNG figures and a Markdown table.
 
     Figures: language x modality heatmap of the W-F1 gender gap per objective; W-F1 against worst-domain gap
-    per objective (error bars); per-class TPR gaps with CIs. Plus the paper-style table and every undefined
-    number with its reason.
+    per objective (error bars); per-class TPR gaps with CIs; for ERM-MinMaxGAP runs, lambda_t and R_t per
+    epoch, one panel per variant, with the permutation null R_null where it was logged. Plus the paper-style
+    table and every undefined number with its reason.
     """
     from fairser.report import build_report
 

@@ -196,6 +196,10 @@ class TrainConfig(_Strict):
     #: Model selection on the validation split only (METHODS.md §5).
     select_metric: Literal["weighted_f1", "uar", "accuracy", "macro_f1"] = "weighted_f1"
     patience: int = Field(10, ge=1)
+    #: Head settings against memorising the training speakers (issue 13; ``weight_decay``, ``dropout`` above):
+    #: ``best``: the epoch with the best validation score (early stopping after ``patience``); ``last``: the
+    #: last of ``epochs`` epochs, no early stopping. Every results row states them (``head_settings``).
+    epoch_selection: Literal["best", "last"] = "best"
     #: Audio feature normalisation, fitted on training rows only (a per-test-speaker fit leaks labels).
     #: ``per_corpus`` (cross-corpus work): each corpus standardised with its own training rows, or, for a
     #: corpus with none, its unlabelled ``adapt`` rows, else all its rows (features only; noted in the results).

@@ -12,6 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import ClassVar
 
+import numpy as np
 import torch
 from torch import Tensor, nn
 
@@ -149,6 +150,12 @@ class Objective(nn.Module):
 
     def on_epoch_end(self, epoch: int) -> None:
         """Hook called by the trainer after each epoch (default: nothing)."""
+
+    def set_train_speakers(self, *, speakers: np.ndarray) -> None:
+        """Hook called by the run pipeline before training with the speaker id of each training row (row
+        order of the training set, before any :meth:`~fairser.objectives.stages.StagedObjective.augment`),
+        for objectives that split the training speakers (ERM-MinMaxGAP's ``heldout_folds``); default: nothing.
+        """
 
     def run_summary(self, step_logs: list[dict]) -> dict:
         """Fields this objective adds to a run's results row, from the run's per-step logs (default: none)."""

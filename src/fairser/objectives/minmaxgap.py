@@ -16,7 +16,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from fairser.objectives._common import check_choice, check_range
+from fairser.objectives._common import check_choice, check_range, require_field
 from fairser.objectives.base import GroupBatch, Objective, ObjectiveOutput, register
 
 __all__ = ["GapPenalty", "GroupStats", "MinMaxGap"]
@@ -63,6 +63,26 @@ class _State:
     lam_t: float
     ema: list[float]
     ema_seen: list[bool]
+
+
+@dataclass
+class _Extended:
+    """State of the issue-13 options (plain Python values): the step counter of the permutation null, the
+    epoch counter (the held-out fold rotates with it), the current epoch's ``R_t - R_null_t`` (the noise-aware
+    dual update is made once per epoch), and the held-out rows' loss sums per cell, this epoch's and the last
+    complete epoch's (with the permutation null's beside them)."""
+
+    step: int
+    epoch: int
+    excess: list[float]
+    heldout: dict[str, np.ndarray | None]
+
+    @classmethod
+    def start(cls, n_groups: int) -> _Extended:
+        del n_groups
+        return cls(
+            0, 0, [], {"sums": None, "counts": None, "null_sums": None, "null_counts": None, "last": None}
+        )
 
 
 @register
@@ -160,6 +180,11 @@ class MinMaxGap(Objective):
         lam: float = 1.0,
         eta: float = 0.01,
         budget: float = 0.05,
+        noise: str = "none",
+        group_loss: str = "natural",
+        side: str = "both",
+        heldout_folds: int = 0,
+        seed: int = 0,
     ) -> None:
         super().__init__(n_domains=n_domains, n_classes=n_classes, n_values=n_values)
         owner = self.name
@@ -172,11 +197,39 @@ class MinMaxGap(Objective):
         self.lam = check_range(owner, "lam", lam, low=0.0)
         self.eta = check_range(owner, "eta", eta, low=0.0)
         self.budget = check_range(owner, "budget", budget, low=0.0)
+        # the options of issue 13 (METHODS.md §3, "Seeing the gap"); the defaults are the paper form
+        self.noise = check_choice(owner, "noise", noise, ("none", "permutation"))
+        self.group_loss = check_choice(owner, "group_loss", group_loss, ("natural", "class_balanced"))
+        self.side = check_choice(owner, "side", side, ("both", "worse_only"))
+        if int(heldout_folds) != heldout_folds or heldout_folds == 1 or heldout_folds < 0:
+            raise ValueError(f"{owner}: heldout_folds={heldout_folds!r} must be 0 (off) or an integer >= 2")
+        self.heldout_folds = int(heldout_folds)
+        if int(seed) != seed:
+            raise ValueError(f"{owner}: seed={seed!r} must be an integer")
+        self.seed = int(seed)
+        if self.noise != "none" and self.estimate == "ema":
+            raise ValueError(
+                f"{owner}: noise={self.noise!r} compares the batch gap with its permutation null; it cannot be "
+                "combined with estimate='ema' (set estimate: batch)"
+            )
+        if self.heldout_folds and self.estimate == "ema":
+            raise ValueError(
+                f"{owner}: heldout_folds={self.heldout_folds} estimates the gap on held-out rows; it cannot be "
+                "combined with estimate='ema' (set estimate: batch)"
+            )
+        self.extended = (
+            self.noise != "none"
+            or self.group_loss != "natural"
+            or self.side != "both"
+            or self.heldout_folds > 0
+        )
         # R_t = sum_g dR/d mean_g * mean_g exactly, so L is a fixed linear combination of the losses
         self.linear = self.gap == "abs" and self.max == "hard" and self.estimate == "batch"
         if self.n_domains < 1:
             raise ValueError(f"{owner}: n_domains={n_domains} must be >= 1")
         self._state = _State(self.lam, [0.0] * self.n_groups, [False] * self.n_groups)
+        self._ext = _Extended.start(self.n_groups)
+        self._row_fold: np.ndarray | None = None  # held-out fold of each training row (heldout_folds)
 
     @property
     def lam_t(self) -> Tensor:
@@ -193,21 +246,28 @@ class MinMaxGap(Objective):
         """Whether each group has been seen by the EMA (bool, a copy)."""
         return torch.tensor(self._state.ema_seen, dtype=torch.bool)
 
+    def _state_keys(self) -> tuple[str, ...]:
+        # the issue-13 options add their counters (the paper form's state_dict is unchanged)
+        return _STATE_KEYS + (("null_step", "epoch") if self.extended else ())
+
     def _save_to_state_dict(self, destination, prefix, keep_vars) -> None:
         super()._save_to_state_dict(destination, prefix, keep_vars)
         for key in _STATE_KEYS:
             destination[prefix + key] = getattr(self, key)
+        if self.extended:
+            destination[prefix + "null_step"] = torch.tensor(self._ext.step, dtype=torch.int64)
+            destination[prefix + "epoch"] = torch.tensor(self._ext.epoch, dtype=torch.int64)
 
     def _load_from_state_dict(
         self, state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys, error_msgs
     ) -> None:
-        own = {prefix + key: key for key in _STATE_KEYS}
+        own = {prefix + key: key for key in self._state_keys()}
         for full, key in own.items():
             if full not in state_dict:
                 missing_keys.append(full)
                 continue
             value = state_dict[full].detach().cpu()
-            expected = () if key == "lam_t" else (self.n_groups,)
+            expected = () if key in ("lam_t", "null_step", "epoch") else (self.n_groups,)
             if tuple(value.shape) != expected:
                 error_msgs.append(
                     f"size mismatch for {full}: copying a param with shape {tuple(value.shape)}, the shape in "
@@ -216,6 +276,10 @@ class MinMaxGap(Objective):
                 continue
             if key == "lam_t":
                 self._state.lam_t = float(value)
+            elif key == "null_step":
+                self._ext.step = int(value)
+            elif key == "epoch":
+                self._ext.epoch = int(value)
             elif key == "ema":
                 self._state.ema = [float(v) for v in value.tolist()]
             else:
@@ -273,7 +337,9 @@ class MinMaxGap(Objective):
         means = [total / count if count else 0.0 for total, count in zip(group_sums, counts, strict=True)]
         return GroupStats(means, counts, sum(sums) / slot.shape[0], slot, sums)
 
-    def gap_penalty(self, *, means: list[float], counts: list[int]) -> GapPenalty:
+    def gap_penalty(
+        self, *, means: list[float], counts: list[int], estimate: str | None = None
+    ) -> GapPenalty:
         """``R_t`` and ``dR_t / d mean_g`` from one batch's group means and counts (by group id).
 
         Values only, no autograd. With the EMA estimate, ``est_g = a_g + b_g * mean_g`` where ``b_g`` is 1
@@ -281,7 +347,7 @@ class MinMaxGap(Objective):
         EMA alone), and ``dR/d mean_g = b_g * dR/d est_g``.
         """
         present = [count > 0 for count in counts]
-        if self.estimate == "batch":  # a valid domain has two values present: every slope is 1
+        if (estimate or self.estimate) == "batch":  # a valid domain has two values present: every slope is 1
             est, available, slope = means, present, None
         else:
             beta = self.beta
@@ -334,21 +400,244 @@ class MinMaxGap(Objective):
             d_r_d_mean[lo] = -d_gap if slope is None else -d_gap * slope[lo]
         return GapPenalty(r, worst, len(gaps), d_r_d_mean, est, available)
 
+    # -- the issue-13 options (noise, group_loss, side, heldout_folds) ------------------------------------------
+    def set_train_speakers(self, *, speakers: np.ndarray) -> None:
+        """Speaker id of each training row (row order of the training set); ``heldout_folds`` deals the
+        speakers into folds from these at :meth:`setup`."""
+        self._speakers = np.asarray(speakers)
+
+    def setup(self, *, domain: Tensor, sensitive: Tensor, y: Tensor) -> None:
+        """With ``heldout_folds = K``: deal the training speakers into ``K`` folds, stratified by each
+        speaker's (domain, value) cell (its most frequent one) and seeded by ``seed``; the fold of every row
+        is kept for :meth:`forward` (``batch.index`` rows). Without it: nothing."""
+        if not self.heldout_folds:
+            return
+        speakers = getattr(self, "_speakers", None)
+        if speakers is None or len(speakers) != len(domain):
+            raise ValueError(
+                f"minmaxgap: heldout_folds={self.heldout_folds} needs the speaker of each of the {len(domain)} "
+                "training rows (set_train_speakers, which the run pipeline calls); "
+                + ("none were given" if speakers is None else f"got {len(speakers)}")
+            )
+        import pandas as pd
+
+        group = np.asarray(domain) * (self.n_values + 1) + np.asarray(sensitive) + 1
+        table = pd.DataFrame({"speaker": speakers, "cell": group})
+        cell = table.groupby("speaker", sort=True)["cell"].agg(lambda c: c.value_counts().index[0])
+        rng = np.random.default_rng([self.seed, 13])
+        fold_of = {}
+        for _, members in cell.groupby(cell, sort=True):
+            names = members.index.to_numpy()[rng.permutation(len(members))]
+            offset = int(rng.integers(self.heldout_folds))  # small cells do not all land in fold 0
+            for i, name in enumerate(names):
+                fold_of[name] = (i + offset) % self.heldout_folds
+        self._row_fold = table["speaker"].map(fold_of).to_numpy(dtype=np.int64)
+        self._ext = _Extended.start(self.n_groups)
+
+    def on_epoch_end(self, epoch: int) -> None:
+        """Noise-aware dual update (``noise: permutation``, ``weight: dual``): ``lambda <- max(0, lambda +
+        eta * T * (mean_t (R_t - R_null_t) - budget))`` over the epoch's ``T`` training steps; the held-out
+        fold rotates (its loss sums become the estimate of the next epoch)."""
+        if not self.extended or not self.training:
+            return
+        ext = self._ext
+        if self.noise != "none" and self.weight == "dual" and ext.excess:
+            mean_excess = sum(ext.excess) / len(ext.excess)
+            step = self.eta * len(ext.excess) * (mean_excess - self.budget)
+            self._state.lam_t = max(0.0, self._state.lam_t + step)
+        ext.excess = []
+        if self.heldout_folds:
+            h = ext.heldout
+            if h["sums"] is not None:
+                h["last"] = (h["sums"], h["counts"], h["null_sums"], h["null_counts"])
+            h["sums"] = h["counts"] = h["null_sums"] = h["null_counts"] = None
+        ext.epoch += 1
+
+    def _cells(self, gid: np.ndarray, cls: np.ndarray, keep: np.ndarray) -> np.ndarray:
+        """Cell id ``gid * C' + class`` (``C' = n_classes`` when class-balanced, else 1); -1 outside ``keep``."""
+        width = self.n_classes if self.group_loss == "class_balanced" else 1
+        return np.where(keep & (gid >= 0), gid * width + cls, -1)
+
+    def _cell_sums(self, cell: np.ndarray, loss: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        width = self.n_classes if self.group_loss == "class_balanced" else 1
+        n_cells = self.n_groups * width
+        ok = cell >= 0
+        sums = np.bincount(cell[ok], weights=loss[ok], minlength=n_cells)
+        counts = np.bincount(cell[ok], minlength=n_cells)
+        return sums, counts
+
+    def _reduce(self, sums: np.ndarray, counts: np.ndarray) -> tuple[list[float], list[int], np.ndarray]:
+        """Group losses from cell sums: ``natural`` the mean over the group's samples; ``class_balanced``
+        the mean over the group's emotions present of each emotion's mean loss. Also ``d mean_g / d l_i`` of
+        each cell's samples (``1 / n_g``; ``1 / (|C_g| n_gc)``; 0 for an empty cell)."""
+        width = self.n_classes if self.group_loss == "class_balanced" else 1
+        s = sums.reshape(self.n_groups, width)
+        c = counts.reshape(self.n_groups, width)
+        cell_mean = np.divide(s, c, out=np.zeros_like(s, dtype=np.float64), where=c > 0)
+        n_classes_present = (c > 0).sum(1)
+        means = np.divide(
+            cell_mean.sum(1), n_classes_present, out=np.zeros(self.n_groups), where=n_classes_present > 0
+        )
+        factor = np.divide(
+            1.0,
+            c * n_classes_present[:, None],
+            out=np.zeros_like(s, dtype=np.float64),
+            where=c > 0,
+        )
+        return means.tolist(), c.sum(1).tolist(), factor.reshape(-1)
+
+    def null_values(self, *, domain: np.ndarray, value: np.ndarray, keep: np.ndarray) -> np.ndarray:
+        """The sensitive values shuffled within each domain among the ``keep`` rows with a known value (the
+        permutation null of ``noise: permutation``), from ``default_rng([seed, step])``; other rows keep
+        their value. ``step`` counts the objective's training steps."""
+        rng = np.random.default_rng([self.seed, self._ext.step])
+        known = np.flatnonzero(keep & (value >= 0))
+        dk = domain[known]
+        a = known[np.argsort(dk, kind="stable")]
+        b = known[np.lexsort((rng.random(len(known)), dk))]
+        out = value.copy()
+        out[a] = value[b]
+        return out
+
+    def _forward_extended(self, batch: GroupBatch) -> ObjectiveOutput:
+        losses = batch.losses
+        stats = self.group_statistics(batch)  # checks the batch; the slots
+        k = self.n_values
+        slot = stats.slot
+        domain = slot // (k + 1)
+        value = slot % (k + 1) - 1
+        gid = np.where(value >= 0, k * domain + value, -1)
+        loss_np = losses.detach().double().numpy(force=True)
+        n = loss_np.shape[0]
+        if self.group_loss == "class_balanced":
+            y = require_field(batch, "y", self.name).numpy(force=True).astype(np.int64)
+            if (y >= self.n_classes).any():
+                raise ValueError(
+                    f"minmaxgap: emotion labels must be < n_classes={self.n_classes}; got {y.max()}"
+                )
+            labelled = y >= 0  # unlabelled rows (y = -1) count in no group loss
+            cls = np.where(labelled, y, 0)
+        else:
+            labelled, cls = np.ones(n, dtype=bool), np.zeros(n, dtype=np.int64)
+        train = np.ones(n, dtype=bool)
+        fold = -1
+        if self.heldout_folds:
+            if self._row_fold is None:
+                raise ValueError(
+                    "minmaxgap: heldout_folds needs setup() with the training set and set_train_speakers() "
+                    "first (fairser.train.fit and the run pipeline call them)"
+                )
+            index = require_field(batch, "index", self.name).numpy(force=True)
+            if (index < 0).any() or (index >= len(self._row_fold)).any():
+                raise ValueError(f"minmaxgap: batch.index must lie in [0, {len(self._row_fold)})")
+            fold = self._ext.epoch % self.heldout_folds
+            train = self._row_fold[index] != fold
+        held = ~train
+        cell_t = self._cells(gid, cls, train & labelled)
+        means_t, counts_t, factor_t = self._reduce(*self._cell_sums(cell_t, loss_np))
+
+        r_null = None
+        if (
+            self.heldout_folds
+        ):  # the gap of the held-out rows: the last complete fold, else this epoch's so far
+            h = self._ext.heldout
+            sums, counts = self._cell_sums(self._cells(gid, cls, held & labelled), loss_np)
+            if self.training:
+                h["sums"] = sums if h["sums"] is None else h["sums"] + sums
+                h["counts"] = counts if h["counts"] is None else h["counts"] + counts
+            source = h["last"] or (h["sums"], h["counts"], None, None)
+            if source[0] is None:
+                source = (sums, counts, None, None)
+            means_e, counts_e, _ = self._reduce(source[0], source[1])
+            pen = self.gap_penalty(means=means_e, counts=counts_e, estimate="batch")
+            if self.noise != "none":
+                null_value = self.null_values(domain=domain, value=value, keep=held & labelled)
+                null_gid = np.where(null_value >= 0, k * domain + null_value, -1)
+                ns, nc = self._cell_sums(self._cells(null_gid, cls, held & labelled), loss_np)
+                if self.training:
+                    h["null_sums"] = ns if h["null_sums"] is None else h["null_sums"] + ns
+                    h["null_counts"] = nc if h["null_counts"] is None else h["null_counts"] + nc
+                null_source = (
+                    (source[2], source[3]) if source[2] is not None else (h["null_sums"], h["null_counts"])
+                )
+                if null_source[0] is None:
+                    null_source = (ns, nc)
+                null_means, null_counts, _ = self._reduce(*null_source)
+                r_null = self.gap_penalty(means=null_means, counts=null_counts, estimate="batch").r
+        else:
+            pen = self.gap_penalty(means=means_t, counts=counts_t)
+            if self.noise != "none":
+                null_value = self.null_values(domain=domain, value=value, keep=train & labelled)
+                null_gid = np.where(null_value >= 0, k * domain + null_value, -1)
+                null_cell = self._cells(null_gid, cls, train & labelled)
+                null_means, null_counts, _ = self._reduce(*self._cell_sums(null_cell, loss_np))
+                r_null = self.gap_penalty(means=null_means, counts=null_counts, estimate="batch").r
+
+        d_r = pen.d_r_d_mean
+        if self.side == "worse_only":  # only the max-loss value's samples move: no weight below the ERM one
+            d_r = [g if g > 0.0 else 0.0 for g in d_r]
+        n_train = int(train.sum())
+        erm = float(loss_np[train].mean()) if n_train else 0.0
+        if self.weight == "fixed":
+            lam = self.lam
+        elif self.weight == "dual":
+            lam = self._state.lam_t
+        else:
+            lam = self.lam * erm / (pen.r + _RATIO_EPS)
+        width = self.n_classes if self.group_loss == "class_balanced" else 1
+        cell_weight = lam * np.repeat(np.asarray(d_r), width) * factor_t
+        w = np.where(train, 1.0 / max(n_train, 1), 0.0)
+        w = w + np.where(cell_t >= 0, cell_weight[np.maximum(cell_t, 0)], 0.0)
+        dtype = np.float64 if losses.dtype == torch.float64 else np.float32
+        loss = torch.dot(losses, torch.from_numpy(w.astype(dtype)).to(losses))
+        if not self.heldout_folds:  # shift the value to the exact L_ERM + lambda * R_t (the gradient stays)
+            loss = loss + (erm + lam * pen.r - float(np.dot(w, loss_np)))
+
+        if self.training:
+            if self.weight == "dual":
+                if r_null is None:
+                    self._state.lam_t = max(0.0, lam + self.eta * (pen.r - self.budget))
+                else:
+                    self._ext.excess.append(pen.r - r_null)
+            if self.estimate == "ema":
+                self._state.ema, self._state.ema_seen = pen.estimates, pen.seen
+            self._ext.step += 1
+
+        logs = {
+            "lambda": lam,
+            "R": pen.r,
+            "erm": erm,
+            "worst_domain": float(pen.worst),
+            "n_valid_domains": float(pen.n_valid),
+        }
+        if r_null is not None:
+            logs["R_null"] = r_null
+            logs["R_excess"] = pen.r - r_null
+        if self.heldout_folds:
+            logs["heldout_fold"] = float(fold)
+        return ObjectiveOutput(loss=loss, logs=logs)
+
     def run_summary(self, step_logs: list[dict]) -> dict:
         """``final_lambda``: the last logged ``lambda``; ``mean_R_last_epoch``: the mean logged ``R`` over the
         steps of the last logged step's epoch (each None without such logs)."""
         lam = [s["lambda"] for s in step_logs if "lambda" in s]
         last_epoch = step_logs[-1]["epoch"] if step_logs else None
         r_last = [s["R"] for s in step_logs if "R" in s and s["epoch"] == last_epoch]
-        return {
+        out = {
             "final_lambda": lam[-1] if lam else None,
             "mean_R_last_epoch": float(np.mean(r_last)) if r_last else None,
         }
+        null_last = [s["R_null"] for s in step_logs if "R_null" in s and s["epoch"] == last_epoch]
+        if null_last:  # noise: permutation (absent otherwise, so the paper form's rows are unchanged)
+            out["mean_R_null_last_epoch"] = float(np.mean(null_last))
+        return out
 
     def forward(self, batch: GroupBatch) -> ObjectiveOutput:
         losses = batch.losses
         if losses.shape[0] == 0:
             raise ValueError("minmaxgap: the batch is empty")
+        if self.extended:
+            return self._forward_extended(batch)
         stats = self.group_statistics(batch)
         erm = stats.erm
         pen = self.gap_penalty(means=stats.means, counts=stats.counts)

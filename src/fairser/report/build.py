@@ -180,7 +180,10 @@ def build_report(
                 f"{_two_values(sensitive)} left out), one line per run. With weight: dual, a λ_t that keeps rising means "
                 "R_t stays above the gap budget; with fixed it is flat, with ratio it moves against R_t. R_t "
                 "measured on batches includes sampling noise (a few samples per group), so it stays above zero "
-                "even when the groups' true training losses are equal.",
+                "even when the groups' true training losses are equal; with noise: permutation the gray dashed "
+                "line is R_null, the same gap with the values shuffled within each domain (its noise level), and "
+                "λ_t is updated once per epoch by the mean of R_t − R_null − budget, so it falls when the excess "
+                "gap is within budget.",
                 "Line plots of the penalty R_t and the weight lambda_t per epoch for each ERM-MinMaxGAP run",
             )
         )

@@ -89,17 +89,20 @@ def weight_dynamics(
 ) -> pd.DataFrame:
     """Per-epoch medians of the adaptive weight ``lambda`` and the penalty ``R`` of every run that logged them.
 
-    Reads ``runs/<run_id>/train_log.csv`` (ERM-MinMaxGAP logs ``lambda_t`` and ``R_t`` every step; other
+    Reads ``runs/<run_id>/train_log.csv`` (for a pooled cross-validated row, its first fold's; ERM-MinMaxGAP logs ``lambda_t`` and ``R_t`` every step; other
     objectives' logs lack them and are skipped). Steps where no domain had both genders
     (``n_valid_domains == 0``: ``R_t = 0`` by definition, and a ``ratio`` weight of ``L_ERM / 1e-8``) are left
     out, and the median keeps a few extreme steps from dominating an epoch. Columns: ``run_id, objective,
-    setting, seed, epoch, lambda, R, steps``; empty when no run logged both. Unreadable logs are skipped and
+    setting, seed, epoch, lambda, R, steps``, plus ``R_null`` (the permutation null) when a run logged it; empty when no run logged both. Unreadable logs are skipped and
     named in ``warnings``.
     """
     columns = ["run_id", "objective", "setting", "seed", "epoch", "lambda", "R", "steps"]
     frames = []
     for r in rows:
-        log_path = Path(path) / "runs" / str(r["run_id"]) / "train_log.csv"
+        run_id = str(r["run_id"])
+        if r.get("folds"):  # a pooled cross-validated row: its first fold's log (the pool has none)
+            run_id = str(r["folds"][0]["run_id"])
+        log_path = Path(path) / "runs" / run_id / "train_log.csv"
         if not log_path.is_file():
             continue
         try:
@@ -115,9 +118,10 @@ def weight_dynamics(
         log = log.dropna(subset=["lambda", "R"])
         if log.empty:
             continue
-        per_epoch = log.groupby("epoch", as_index=False).agg(
-            **{"lambda": ("lambda", "median"), "R": ("R", "median"), "steps": ("R", "size")}
-        )
+        aggs = {"lambda": ("lambda", "median"), "R": ("R", "median"), "steps": ("R", "size")}
+        if "R_null" in log.columns:  # noise: permutation
+            aggs["R_null"] = ("R_null", "median")
+        per_epoch = log.groupby("epoch", as_index=False).agg(**aggs)
         frames.append(
             per_epoch.assign(
                 run_id=r["run_id"], objective=r["objective_label"], setting=r["setting"], seed=r["seed"]
@@ -125,7 +129,8 @@ def weight_dynamics(
         )
     if not frames:
         return pd.DataFrame(columns=columns)
-    return pd.concat(frames, ignore_index=True)[columns]
+    out = pd.concat(frames, ignore_index=True)
+    return out[columns + (["R_null"] if "R_null" in out.columns else [])]
 
 
 def _baseline(rows: list[dict[str, Any]]) -> str:

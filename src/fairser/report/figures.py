@@ -537,43 +537,48 @@ def plot_weight_dynamics(
     synthetic: bool = False,
     source: str | None = None,
     sensitive: SensitiveLabels = GENDER,
+    max_columns: int = 4,
 ) -> Figure:
-    """ERM-MinMaxGAP's penalty ``R_t`` (top) and adaptive weight ``lambda_t`` (bottom) per epoch, one line per run.
+    """ERM-MinMaxGAP's penalty ``R_t`` (top) and adaptive weight ``lambda_t`` (bottom) per epoch, one panel
+    pair per (setting, variant), one line per run (seed).
 
     Pang, Gao, Kawahara, Chen (2026) weight the largest male-female loss gap adaptively; this shows whether
     the weight settles (the gap met its budget) or keeps rising (batch noise or a gap the penalty cannot
-    close). One column per ``setting``; objectives differ by line style and marker (grayscale), seeds are
-    separate lines of one style.
+    close). With ``noise: permutation`` the runs also logged ``R_null``, the same gap with the sensitive
+    values shuffled within each domain: drawn in gray (dashed) under ``R_t``, it shows how much of ``R_t`` is
+    sampling noise. Panel pairs wrap after ``max_columns``.
 
     Parameters
     ----------
     dynamics : DataFrame
         From :func:`fairser.report.data.weight_dynamics`: ``run_id, objective, setting, seed, epoch, lambda,
-        R`` (one line per ``run_id``).
+        R`` and optionally ``R_null`` (one line per ``run_id``).
     """
     if dynamics.empty:
         raise ValueError("plot_weight_dynamics: no run logged lambda and R")
+    panels = list(dict.fromkeys(zip(dynamics["setting"], dynamics["objective"], strict=True)))
     settings = list(dict.fromkeys(dynamics["setting"]))
     objectives = list(dict.fromkeys(dynamics["objective"]))
+    has_null = "R_null" in dynamics.columns and dynamics["R_null"].notna().any()
     gap = "male−female" if sensitive.is_gender else sensitive.name  # the caption says how it is taken
     r_label = f"R_t: largest {gap} loss gap\n(median over the epoch's batches)"
-    fig = _figure(4.4 * len(settings) + 0.8, 5.6)
-    axes = fig.subplots(2, len(settings), squeeze=False, sharex="col")
+    ncols = min(len(panels), max_columns)
+    nrows = math.ceil(len(panels) / ncols)
+    fig = _figure(4.4 * ncols + 0.8, 5.6 * nrows)
+    axes = fig.subplots(2 * nrows, ncols, squeeze=False, sharex="col")
     style = {
         obj: (_LINESTYLES[i % len(_LINESTYLES)], MARKERS[i % len(MARKERS)])
         for i, obj in enumerate(objectives)
     }
-    for col, setting in enumerate(settings):
-        sub = dynamics[dynamics["setting"] == setting]
-        labelled: set[str] = set()
+    for i, (setting, obj) in enumerate(panels):
+        top, bottom = axes[2 * (i // ncols)][i % ncols], axes[2 * (i // ncols) + 1][i % ncols]
+        sub = dynamics[(dynamics["setting"] == setting) & (dynamics["objective"] == obj)]
+        linestyle, marker = style[obj]
+        first = True
         for _, run in sub.groupby("run_id", sort=False):  # one line per run (a rerun is another line)
             run = run.sort_values("epoch")
-            obj = run["objective"].iloc[0]
-            linestyle, marker = style[obj]
-            first = obj not in labelled
-            labelled.add(obj)
-            for row, column in enumerate(("R", "lambda")):
-                axes[row][col].plot(
+            for ax, column in ((top, "R"), (bottom, "lambda")):
+                ax.plot(
                     run["epoch"],
                     run[column],
                     linestyle=linestyle,
@@ -582,15 +587,29 @@ def plot_weight_dynamics(
                     color="black",
                     linewidth=1.2,
                     alpha=0.85,
-                    label=str(obj) if first and row == 0 else None,  # legend: one entry per objective
+                    label=str(obj) if first and column == "R" else None,
                 )
-        axes[0][col].set_title(f"setting: {setting}" if len(settings) > 1 else "")
-        axes[0][col].set_ylabel(r_label)
-        axes[1][col].set_ylabel("λ_t (median over the epoch)")
-        axes[1][col].set_xlabel("epoch")
-        for ax in axes[:, col]:
+            if has_null and run["R_null"].notna().any():
+                top.plot(
+                    run["epoch"],
+                    run["R_null"],
+                    linestyle="--",
+                    color="0.55",
+                    linewidth=1.0,
+                    label="R_null (values shuffled within domain)" if first else None,
+                )
+            first = False
+        title = f"{obj}" + (f" · {setting}" if len(settings) > 1 else "")
+        top.set_title(title, fontsize=9)
+        top.set_ylabel(r_label)
+        bottom.set_ylabel("λ_t (median over the epoch)")
+        bottom.set_xlabel("epoch")
+        for ax in (top, bottom):
             ax.grid(True, color="0.85", linewidth=0.6)
-        axes[0][col].legend(fontsize=8, frameon=False)
+        top.legend(fontsize=7, frameon=False)
+    for i in range(len(panels), nrows * ncols):
+        axes[2 * (i // ncols)][i % ncols].set_visible(False)
+        axes[2 * (i // ncols) + 1][i % ncols].set_visible(False)
     fig.tight_layout(rect=(0, 0.05, 1, 0.95 if synthetic else 1.0))
     _decorate(fig, synthetic=synthetic, source=source)
     return fig

@@ -110,7 +110,7 @@ def pooled_row(
         **metrics,
         "notes": notes,
     }
-    for key in ("sensitive", "sampler", "head", "config_id"):
+    for key in ("sensitive", "sampler", "head", "head_settings", "config_id"):
         if key in first:
             row[key] = first[key]
     if "groups" in first:  # IDI: settings and agreement over all rows (the training rows differ by fold)

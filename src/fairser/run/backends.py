@@ -22,7 +22,27 @@ from fairser.objectives import Objective
 from fairser.run.prepare import PreparedData, normaliser
 from fairser.train import ArrayDataset, TrainResult, fit, predict_embedding, predict_proba
 
-__all__ = ["Backend", "FeatureBackend", "HeadTrainer"]
+__all__ = ["Backend", "FeatureBackend", "HeadTrainer", "head_settings"]
+
+#: The head settings every results row states (issue 13: the same for every objective of a comparison).
+HEAD_SETTINGS = (
+    "head",
+    "hidden",
+    "dropout",
+    "weight_decay",
+    "lr",
+    "batch_size",
+    "epochs",
+    "patience",
+    "select_metric",
+    "epoch_selection",
+    "sampler",
+)
+
+
+def head_settings(config: TrainConfig) -> dict[str, Any]:
+    """The training settings of a head that decide how much it can memorise, for the results row."""
+    return {name: getattr(config, name) for name in HEAD_SETTINGS}
 
 
 class Backend(Protocol):
@@ -99,6 +119,8 @@ class HeadTrainer:
         config = self.config
         if epochs is not None:
             config = TrainConfig.model_validate({**config.model_dump(), "epochs": epochs})
+        if main and config.epoch_selection == "last":  # train.epoch_selection (the pre-stages keep theirs)
+            keep = "last"
         return fit(
             model=model,
             objective=objective,
@@ -146,11 +168,7 @@ class FeatureBackend:
         )
 
     def trainer(self, *, spec: Any, train: ArrayDataset) -> HeadTrainer:
-        config = self.config.train
-        if spec.objective.sampler is not None:
-            config = config.model_copy(update={"sampler": spec.objective.sampler})
-        if spec.objective.head is not None:
-            config = config.model_copy(update={"head": spec.objective.head})
+        config = self.trainer_config(spec)
         self._trainer = HeadTrainer(
             config=config,
             seed=spec.seed,
@@ -175,10 +193,12 @@ class FeatureBackend:
         return None  # a head's stages are cheap: a resumed run trains them again
 
     def finish(self, *, spec: Any, result: TrainResult) -> dict[str, Any]:
-        """With ``train.save_model``: save the head (:func:`fairser.run.saved.save_head`) to
+        """The row's ``head_settings``; with ``train.save_model`` also save the head
+        (:func:`fairser.run.saved.save_head`) to
         ``<output_dir>/runs/<run_id>/model`` and name that folder in the row (``saved_model``)."""
+        row = {"head_settings": head_settings(self.trainer_config(spec))}
         if not self.config.train.save_model:
-            return {}
+            return row
         from fairser.run.saved import MODEL_DIR, save_head
 
         trainer = self._trainer
@@ -196,4 +216,13 @@ class FeatureBackend:
             },
             normaliser=self._normalise,
         )
-        return {"saved_model": str(path)}
+        return {**row, "saved_model": str(path)}
+
+    def trainer_config(self, spec: Any) -> TrainConfig:
+        """``train`` with the objective's own ``sampler`` / ``head`` (the settings the run trained with)."""
+        config = self.config.train
+        if spec.objective.sampler is not None:
+            config = config.model_copy(update={"sampler": spec.objective.sampler})
+        if spec.objective.head is not None:
+            config = config.model_copy(update={"head": spec.objective.head})
+        return config

@@ -157,6 +157,8 @@ def execute_run(
             **derived,
             **spec.objective.params,
         )
+        speakers = (train_meta["corpus"].astype(str) + "/" + train_meta["speaker"].astype(str)).to_numpy()
+        objective.set_train_speakers(speakers=speakers)  # e.g. ERM-MinMaxGAP's held-out folds of speakers
         staged = isinstance(objective, StagedObjective)
         n_train_before = len(train)
         if staged:

@@ -111,7 +111,7 @@ def plan_runs(config: BenchmarkConfig, *, n_folds: int | None = None) -> list[Ru
         # (save_model keeps the model; it changes nothing the run computes, so never its id)
         "train": _dump(
             config.train.model_copy(update={"save_model": False}),
-            unless_default={"head": "mlp", "save_model": False},
+            unless_default={"head": "mlp", "save_model": False, "epoch_selection": "best"},
         ),
         "evaluation": _dump(config.evaluation, unless_default={"gender_probe": False}),
     }
