@@ -28,6 +28,7 @@ def _config(tmp_path, **extra):
                     "speakers_per_gender": 4,
                     "split_speakers": {"train": 2, "valid": 1, "test": 1},
                     "utterances_per_emotion": 1,
+                    "extra_test_speakers": {},
                     "skew": {"de": {"gender": "female", "emotions": ["anger"], "drop_fraction": 1.0}},
                 },
             },
