@@ -216,7 +216,6 @@ def _minimum_detectable_gaps(
     not depend on which it was.
     """
     from fairser.features.cache import sha256_file
-    from fairser.metrics.power import minimum_detectable_gap
     from fairser.results import read_mdg
 
     power = {  # everything besides the predictions that the numbers depend on
@@ -232,7 +231,8 @@ def _minimum_detectable_gaps(
     if previous is not None and "source_sha256" not in previous:
         previous = None  # written before the key existed: recompute
     baseline = config.objectives[0].display
-    frames = []
+    frames: list[pd.DataFrame | None] = []
+    todo: list[tuple[int, str, str, Path, str]] = []  # (slot in frames, setting, run id, predictions, key)
     for setting in dict.fromkeys(r["setting"] for r in rows):
         first = next((r for r in rows if r["setting"] == setting and r["objective_label"] == baseline), None)
         path = None if first is None else out_dir / "runs" / first["run_id"] / "predictions.csv"
@@ -248,23 +248,41 @@ def _minimum_detectable_gaps(
             if len(same):
                 frames.append(same)
                 continue
-        mdg = minimum_detectable_gap(
-            read_fold_predictions(path),
-            labels=prepared.labels,
-            sensitive=config.sensitive,
-            domain_cols=tuple(power["domain_cols"]),
-            min_samples=power["min_samples"],
-            n_sim=power["n_sim"],
-            n_perm=power["n_perm"],
-            seed=power["seed"],
-        )
+        todo.append((len(frames), setting, first["run_id"], path, key))
+        frames.append(None)
+    paths = [t[3] for t in todo]
+    if config.n_jobs > 1 and len(todo) > 1:
+        # the settings are independent (and each simulation is seeded): one process per setting, as the runs
+        with ProcessPoolExecutor(
+            max_workers=min(config.n_jobs, len(todo)), mp_context=mp.get_context("forkserver")
+        ) as pool:
+            results = list(pool.map(_setting_mdg, paths, [power] * len(todo)))
+    else:
+        results = [_setting_mdg(path, power) for path in paths]
+    for (slot, setting, run_id, _, key), mdg in zip(todo, results, strict=True):
         mdg.insert(0, "setting", setting)
-        mdg.insert(1, "run_id", first["run_id"])
+        mdg.insert(1, "run_id", run_id)
         mdg["source_sha256"] = key
-        frames.append(mdg)
+        frames[slot] = mdg
     table = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
     table.to_csv(out_dir / "mdg.csv", index=False)
     return read_mdg(out_dir)
+
+
+def _setting_mdg(path: Path, power: dict[str, Any]) -> pd.DataFrame:
+    """The minimum detectable gaps of one setting's predictions table (a pool worker's task)."""
+    from fairser.metrics.power import minimum_detectable_gap
+
+    return minimum_detectable_gap(
+        read_fold_predictions(path),
+        labels=power["labels"],
+        sensitive=power["sensitive"],
+        domain_cols=tuple(power["domain_cols"]),
+        min_samples=power["min_samples"],
+        n_sim=power["n_sim"],
+        n_perm=power["n_perm"],
+        seed=power["seed"],
+    )
 
 
 def _write_comparison(
