@@ -2,22 +2,24 @@
 
 Run from the repository root (after ``make setup``)::
 
-    .venv/bin/python benchmarks/bench_scaling.py                  # 1x, 2x, 4x: ~3,300 / 6,600 / 13,000 utt.
+    .venv/bin/python benchmarks/bench_scaling.py                  # 1x, 2x, 4x: ~7,200 / 14,400 / 28,700 utt.
     .venv/bin/python benchmarks/bench_scaling.py --sizes 1,2      # cheaper
-    .venv/bin/python benchmarks/bench_scaling.py --quick          # 1/5-size base corpus, one seed
+    .venv/bin/python benchmarks/bench_scaling.py --quick          # 1/3-size base corpus, one seed
 
 Each size is a separate, cold ``fairser benchmark`` (empty corpus folder, empty feature cache, fresh output
-folder) measured as in ``bench_end_to_end.py`` (``benchmarks/_common.py``). The corpus grows by speakers:
-``corpus.synth.speakers_per_gender`` = 16 x size and the speaker splits (train/valid/test = 7/3/6 per
-gender and language) x size, so every speaker keeps 5 utterances per emotion and the skew rules apply as
-before (``--by utterances`` scales ``utterances_per_emotion`` instead). The grid (2 objectives x 3 seeds x
-2 modality settings, 40 epochs with early stopping, 1000 bootstrap + 1000 permutation resamples) is the
-default one. ``--quick`` uses ``utterances_per_emotion=1`` as the base size and one seed (4 runs).
+folder) measured as in ``bench_end_to_end.py`` (``benchmarks/_common.py``). The corpus grows by speakers: the
+generator's defaults (:class:`fairser.data.synth.SynthConfig`, or the base config's ``corpus.synth``) times
+size for ``speakers_per_gender``, the speaker splits (train/valid/test = 12/4/36 per gender and language in
+generator version 4) and the extra test speakers (en 4, ja 16), so every speaker keeps its utterances per
+emotion and the bias knobs apply as before (they are fractions of the training split; ``--by utterances``
+scales ``utterances_per_emotion`` instead). The grid (2 objectives x 3 seeds x 2 modality settings, 40 epochs
+with early stopping, 1000 bootstrap + 1000 permutation resamples) is the default one. ``--quick`` uses
+``utterances_per_emotion=1`` as the base size (a third of the default 3) and one seed (4 runs).
 
 Prints, per size, wall and CPU milliseconds per utterance of each stage and overall, then the per-utterance
 ratio of the largest to the smallest size last (1.0 = linear cost; wall is inflated by other users' load on
 a shared machine, the CPU ratio is the steadier one). Expected time of the full 1,2,4 run on 2 idle cores:
-about 7x the end-to-end benchmark (~35 min); on a loaded machine proportionally more.
+about 7x the end-to-end benchmark (~30 min); on a loaded machine proportionally more.
 """
 
 from __future__ import annotations
@@ -41,14 +43,18 @@ from _common import (
 
 
 def _overrides(size: int, *, by: str, quick: bool, extra: dict) -> dict:
+    from fairser.data.synth import SynthConfig
+
     base = yaml.safe_load(DEFAULT_CONFIG.read_text()) or {}
-    synth = (base.get("corpus") or {}).get("synth") or {}
-    upe = 1 if quick else synth.get("utterances_per_emotion", 5)
+    synth = SynthConfig.model_validate((base.get("corpus") or {}).get("synth") or {})
+    upe = 1 if quick else synth.utterances_per_emotion
     out: dict = {}
     if by == "speakers":
-        split = synth.get("split_speakers", {"train": 7, "valid": 3, "test": 6})
-        out["corpus.synth.speakers_per_gender"] = size * sum(split.values())
-        out["corpus.synth.split_speakers"] = {k: size * v for k, v in split.items()}
+        out["corpus.synth.speakers_per_gender"] = size * synth.speakers_per_gender
+        out["corpus.synth.split_speakers"] = {
+            k: size * v for k, v in synth.split_speakers.model_dump().items()
+        }
+        out["corpus.synth.extra_test_speakers"] = {k: size * v for k, v in synth.extra_test_speakers.items()}
         out["corpus.synth.utterances_per_emotion"] = upe
     else:
         out["corpus.synth.utterances_per_emotion"] = size * upe
@@ -63,7 +69,7 @@ def main() -> None:
     ap.add_argument("--sizes", default="1,2,4", help="comma-separated multiples of the default corpus size")
     ap.add_argument("--by", choices=("speakers", "utterances"), default="speakers", help="what grows")
     ap.add_argument(
-        "--quick", action="store_true", help="1/5-size base corpus (utterances_per_emotion=1), seed 0"
+        "--quick", action="store_true", help="1/3-size base corpus (utterances_per_emotion=1), seed 0"
     )
     ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="nested config override")
     args = ap.parse_args()

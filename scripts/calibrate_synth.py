@@ -1,9 +1,21 @@
-"""Calibrate the built-in synthetic corpus once, from first principles (results in docs/synthetic.md).
+"""Calibrate the built-in synthetic corpus's voices and prosody once, from first principles (docs/synthetic.md).
 
-Run from the repository root (about 5-10 min on 2 shared cores; features are cached in --work):
+Run from the repository root (features are cached in --work):
 
-    .venv/bin/python scripts/calibrate_synth.py --work /tmp/fairser_calib            # both phases
+    .venv/bin/python scripts/calibrate_synth.py --work /tmp/fairser_calib            # every phase
     .venv/bin/python scripts/calibrate_synth.py --work /tmp/fairser_calib --phase voices
+    .venv/bin/python scripts/calibrate_synth.py --work /tmp/fairser_calib_q --quick  # small corpora, ~3 min
+
+The full run synthesises and extracts the default corpus without biases (~7,400 utterances, ~5 min of
+eGeMAPS on 2 idle cores) and a voice-screening corpus; ``--quick`` uses 16 speakers per gender and language
+(7/3/6), one utterance per emotion and fewer screening speakers, to check that the script works.
+
+What it measures is the generator's *voice and prosody* calibration ("Voice and prosody calibration", measured
+once with generator version 1): emotion recognisability and the built-in voice gap, on the corpus **without**
+the injected biases (a) skew, (b) under-representation and (c) weak cues. The bias calibration of generator
+versions 3-4 ("Power and bias") is ERM through the real pipeline, not this script:
+``fairser benchmark --config configs/default.yaml`` with the ERM objective only (its gaps table gives each
+language's gap with CI, p-value and minimum detectable gap).
 
 Protocol (METHODS.md §5; SYNTHETIC.md): eGeMAPSv02 functionals (openSMILE, 88 dims), a StandardScaler fitted
 on the training speakers only (per-speaker normalisation with test statistics leaks the emotion) and a
@@ -11,12 +23,15 @@ multinomial logistic regression; every evaluation is speaker-disjoint.
 
 * ``voices``: a screening corpus in which every candidate eSpeak NG variant speaks as 2-3 speakers per
   language; each variant is held out in turn (leave-one-variant-out) and its accuracy and mean F0 reported.
-* ``male-offset``: the gender gap without skew when male voices get no base-pitch offset (female audio is
+* ``male-offset``: the gender gap without biases when male voices get no base-pitch offset (female audio is
   byte-identical, so only the male half is re-extracted).
-* ``main``: the default corpus without skew. 7-class accuracy / UAR per language (per-language models and one
-  shared multilingual model), per-voice test accuracy, a text-only baseline, a gender probe, and the W-F1 of
-  each gender per language with and without the default skew (the skew applied to the same utterances with
-  :func:`fairser.data.synth.apply_skew`), on the official split and over random speaker re-splits.
+* ``main``: the default corpus without biases. 7-class accuracy / UAR per language (per-language models and
+  one shared multilingual model), per-voice test accuracy, a text-only baseline, a gender probe, and the W-F1
+  of each gender per language with and without the default *training-data* biases (b) and (a), applied to
+  the same utterances with :func:`fairser.data.synth.apply_under_representation` then
+  :func:`fairser.data.synth.apply_skew` (the corpus with them is exactly this one minus the dropped rows;
+  (c) changes the audio and is not part of this paired comparison), on the official split and over random
+  speaker re-splits of the same sizes.
 
 The generator is not tuned to make any training objective win: only emotion recognisability (accuracy well
 below 100 %) and the existence of the injected shortcut are checked.
@@ -44,7 +59,7 @@ from threadpoolctl import threadpool_limits
 
 from fairser.data.labels import MELD_EMOTIONS
 from fairser.data.manifest import resolve_audio_paths
-from fairser.data.synth import SynthConfig, apply_skew, generate_corpus
+from fairser.data.synth import SynthConfig, apply_skew, apply_under_representation, generate_corpus
 
 FEMALE_CANDIDATES = ["f1", "f2", "f3", "f4", "f5", "Andrea", "anika", "belinda", "linda", "steph"]
 MALE_CANDIDATES = [
@@ -65,6 +80,25 @@ MALE_CANDIDATES = [
     "victor",
 ]
 F0_COLUMN = "F0semitoneFrom27.5Hz_sma3nz_amean"
+# the corpus without the injected biases (a) skew, (b) under-representation, (c) weak cues
+UNBIASED = {"skew": {}, "under_representation": {}, "weak_cues": {}}
+# --quick: version-2-sized corpora (16 speakers per gender and language), one utterance per emotion
+QUICK = {
+    "speakers_per_gender": 16,
+    "split_speakers": {"train": 7, "valid": 3, "test": 6},
+    "extra_test_speakers": {},
+    "utterances_per_emotion": 1,
+}
+
+
+def training_biases(manifest: pd.DataFrame, config: SynthConfig) -> pd.DataFrame:
+    """The rows kept under ``config``'s training-data biases: (b) under-representation, then (a) skew, as the
+    generator applies them."""
+    kept, _ = apply_under_representation(
+        manifest, under_representation=config.under_representation, seed=config.seed
+    )
+    kept, _ = apply_skew(kept, skew=config.skew, seed=config.seed)
+    return kept
 
 
 def _md5(path: Path) -> str:
@@ -166,13 +200,15 @@ def _gender_table(df: pd.DataFrame, pred: np.ndarray) -> dict:
     return out
 
 
-def resplit(manifest: pd.DataFrame, *, seed: int, sizes=(7, 3, 6)) -> pd.DataFrame:
-    """Random speaker-disjoint split with the same number of speakers per (language, gender)."""
+def resplit(manifest: pd.DataFrame, *, seed: int) -> pd.DataFrame:
+    """Random speaker-disjoint split with the same number of speakers per (language, gender) in each split."""
     rng = np.random.default_rng(seed)
     out = manifest.copy()
     for _, group in manifest.groupby(["language", "gender"]):
         speakers = rng.permutation(sorted(group["speaker"].unique()))
-        names = ["train"] * sizes[0] + ["valid"] * sizes[1] + ["test"] * sizes[2]
+        sizes = group.groupby("speaker")["split"].first().value_counts()
+        names = ["train"] * sizes.get("train", 0) + ["valid"] * sizes.get("valid", 0)
+        names += ["test"] * (len(speakers) - len(names))
         mapping = dict(zip(speakers, names, strict=True))
         out.loc[group.index, "split"] = group["speaker"].map(mapping)
     return out
@@ -187,14 +223,15 @@ def _md(df: pd.DataFrame, floatfmt: str = "{:.3f}") -> str:
     return "\n".join(lines)
 
 
-def phase_voices(work: Path, n_jobs: int) -> dict:
+def phase_voices(work: Path, n_jobs: int, quick: bool) -> dict:
     print("## Voice screening (leave-one-variant-out, per language)")
-    n = 30
+    n = 15 if quick else 30
     config = SynthConfig(
-        skew={},
+        **UNBIASED,
         speakers_per_gender=n,
         split_speakers={"train": n - 2, "valid": 1, "test": 1},
-        utterances_per_emotion=3,
+        extra_test_speakers={},
+        utterances_per_emotion=1 if quick else 3,
         voice_variants={"female": FEMALE_CANDIDATES, "male": MALE_CANDIDATES},
     )
     start = time.time()
@@ -231,10 +268,11 @@ def phase_voices(work: Path, n_jobs: int) -> dict:
     return {"table": out.reset_index().to_dict(orient="records")}
 
 
-def phase_main(work: Path, n_jobs: int, resplits: int) -> dict:
-    print("## Default corpus (no skew), speaker-disjoint")
-    default = SynthConfig()
-    config = SynthConfig(skew={})
+def phase_main(work: Path, n_jobs: int, resplits: int, quick: bool) -> dict:
+    print("## Default corpus without biases, speaker-disjoint")
+    size = QUICK if quick else {}
+    default = SynthConfig(**size)
+    config = SynthConfig(**UNBIASED, **size)
     start = time.time()
     manifest = generate_corpus(config=config, out_dir=work / "main_corpus", n_jobs=n_jobs, progress=False)
     synth_s = time.time() - start
@@ -271,7 +309,11 @@ def phase_main(work: Path, n_jobs: int, resplits: int) -> dict:
         }
     acc = pd.DataFrame(rows).T
     acc.index.name = "language"
-    print("\n### 7-class emotion, eGeMAPS + LR (official split: 7 train / 6 test speakers per gender)")
+    sizes = config.split_speakers
+    print(
+        f"\n### 7-class emotion, eGeMAPS + LR (official split: {sizes.train} train / {sizes.test} test speakers "
+        "per gender, plus the extra test speakers)"
+    )
     print(_md(acc))
     results["accuracy"] = acc.reset_index().to_dict(orient="records")
 
@@ -291,21 +333,21 @@ def phase_main(work: Path, n_jobs: int, resplits: int) -> dict:
     print(_md(per_voice))
     results["per_voice_test_acc"] = per_voice.reset_index().to_dict(orient="records")
 
-    # 4. skew: W-F1 per gender, with and without, official split + re-splits
-    kept, _ = apply_skew(df, skew=default.skew, seed=default.seed)
+    # 4. training-data biases (b) + (a): W-F1 per gender, with and without, official split + re-splits
+    kept = training_biases(df, default)
     train = kept[kept["split"] == "train"]
     share = train.assign(aj=train["emotion"].isin(["anger", "joy"])).pivot_table(
         index="language", columns="gender", values="aj", aggfunc="mean"
     )
     share.index.name = "language"
-    print("\n### Share of anger+joy among TRAIN utterances under the default skew (2/7 = 0.286 without)")
+    print("\n### Share of anger+joy among TRAIN utterances under the default biases (2/7 = 0.286 without)")
     print(_md(share))
     results["train_anger_joy_share"] = share.reset_index().to_dict(orient="records")
     gaps = gender_gaps(
         df,
         x,
         languages=config.languages,
-        skews={"none": {}, "default": default.skew},
+        skews={"none": SynthConfig(**UNBIASED), "default": default},
         seed=default.seed,
         resplits=resplits,
         mlp=True,
@@ -322,11 +364,11 @@ def phase_main(work: Path, n_jobs: int, resplits: int) -> dict:
             "recall_joy_male",
         ]
     ]
-    print("\n### W-F1 per gender (official split), without and with the default skew")
+    print("\n### W-F1 per gender (official split), without and with the default training-data biases")
     print(_md(official.reset_index().set_index("model")))
     summary = paired_summary(gaps, base="none", treated="default")
     print(
-        f"\n### Paired effect of the default skew (female - male W-F1 gap), official + {resplits} re-splits: mean and SD"
+        f"\n### Paired effect of the default training-data biases (female - male W-F1 gap), official + {resplits} re-splits: mean and SD"
     )
     print(_md(summary))
     results["skew_official"] = official.reset_index().to_dict(orient="records")
@@ -347,7 +389,8 @@ def gender_gaps(
 ) -> pd.DataFrame:
     """Per-gender W-F1 and anger/joy recall per language for each training condition, official split + re-splits.
 
-    ``skews`` maps a condition name to a skew (applied to the training split); ``variants`` optionally maps
+    ``skews`` maps a condition name to a config whose training-data biases (:func:`training_biases`) are applied
+    to the training split; ``variants`` optionally maps
     a condition name to another feature matrix (same rows) used for that condition.
     """
     rows = []
@@ -355,7 +398,7 @@ def gender_gaps(
     for tag, frame in splits:
         for name, skew in skews.items():
             feats = (variants or {}).get(name, x)
-            kept, _ = apply_skew(frame, skew=skew, seed=seed)
+            kept = training_biases(frame, skew)
             train = pd.Series(frame.index.isin(kept.index[kept["split"] == "train"]), index=frame.index)
             test = frame["split"] == "test"
             shared = pd.Series(_fit_predict(feats, frame["emotion"], train, test), index=frame.index[test])
@@ -403,11 +446,12 @@ def paired_summary(gaps: pd.DataFrame, *, base: str, treated: str) -> pd.DataFra
     return summary.reset_index().set_index("model")
 
 
-def phase_male_offset(work: Path, n_jobs: int, resplits: int) -> dict:
-    """Built-in voice gap (no skew) with the default male pitch offset and with none."""
-    print("## Male base-pitch offset: gender gap without any skew")
-    main_cfg = SynthConfig(skew={})
-    alt_cfg = SynthConfig(skew={}, male_pitch_offset=0.0)
+def phase_male_offset(work: Path, n_jobs: int, resplits: int, quick: bool) -> dict:
+    """Built-in voice gap (no biases) with the default male pitch offset and with none."""
+    print("## Male base-pitch offset: gender gap without any bias")
+    size = QUICK if quick else {}
+    main_cfg = SynthConfig(**UNBIASED, **size)
+    alt_cfg = SynthConfig(**UNBIASED, **size, male_pitch_offset=0.0)
     main = generate_corpus(config=main_cfg, out_dir=work / "main_corpus", n_jobs=n_jobs, progress=False)
     alt = generate_corpus(config=alt_cfg, out_dir=work / "male0_corpus", n_jobs=n_jobs, progress=False)
     x_main = extract_egemaps(main, cache=work / "main_egemaps.csv", n_jobs=n_jobs)
@@ -417,7 +461,7 @@ def phase_male_offset(work: Path, n_jobs: int, resplits: int) -> dict:
         df,
         x_main.reset_index(drop=True),
         languages=main_cfg.languages,
-        skews={f"offset{main_cfg.male_pitch_offset:g}": {}, "offset0": {}},
+        skews={f"offset{main_cfg.male_pitch_offset:g}": main_cfg, "offset0": main_cfg},
         seed=main_cfg.seed,
         resplits=resplits,
         variants={"offset0": x_alt.reset_index(drop=True)},
@@ -425,7 +469,7 @@ def phase_male_offset(work: Path, n_jobs: int, resplits: int) -> dict:
     gaps.to_csv(work / "male_offset_gaps.csv", index=False)
     summary = paired_summary(gaps, base="offset0", treated=f"offset{main_cfg.male_pitch_offset:g}")
     print(
-        f"\n### female - male W-F1 gap without skew: male offset 0 vs {main_cfg.male_pitch_offset:g} (official + {resplits} re-splits)"
+        f"\n### female - male W-F1 gap without biases: male offset 0 vs {main_cfg.male_pitch_offset:g} (official + {resplits} re-splits)"
     )
     print(_md(summary.iloc[:, :6]))
     return {"summary": summary.reset_index().to_dict(orient="records")}
@@ -438,6 +482,7 @@ def main() -> None:
     )
     parser.add_argument("--phase", choices=["voices", "main", "male-offset", "all"], default="all")
     parser.add_argument("--n-jobs", type=int, default=2)
+    parser.add_argument("--quick", action="store_true", help="small corpora: checks that the script works")
     parser.add_argument(
         "--resplits", type=int, default=5, help="random speaker re-splits for the skew effect"
     )
@@ -447,11 +492,11 @@ def main() -> None:
     # one BLAS thread: the cores are shared, and threaded BLAS spins under contention (x40 slower here)
     with threadpool_limits(limits=1):
         if args.phase in ("voices", "all"):
-            results["voices"] = phase_voices(args.work, args.n_jobs)
+            results["voices"] = phase_voices(args.work, args.n_jobs, args.quick)
         if args.phase in ("main", "all"):
-            results["main"] = phase_main(args.work, args.n_jobs, args.resplits)
+            results["main"] = phase_main(args.work, args.n_jobs, args.resplits, args.quick)
         if args.phase in ("male-offset", "all"):
-            results["male_offset"] = phase_male_offset(args.work, args.n_jobs, args.resplits)
+            results["male_offset"] = phase_male_offset(args.work, args.n_jobs, args.resplits, args.quick)
     out = args.work / f"calibration_{args.phase}.json"
     out.write_text(json.dumps(results, indent=2, default=float))
     print(f"\nresults: {out}")

@@ -28,6 +28,7 @@ def _config(tmp_path, **extra):
                     "speakers_per_gender": 4,
                     "split_speakers": {"train": 2, "valid": 1, "test": 1},
                     "utterances_per_emotion": 1,
+                    "extra_test_speakers": {},
                     "skew": {"de": {"gender": "female", "emotions": ["anger"], "drop_fraction": 1.0}},
                 },
             },
@@ -73,6 +74,11 @@ def test_benchmark_writes_table_and_resumes(tmp_path, capsys):
     # `fairser table` prints the same text from the folder (rows and mdg.csv)
     res = CliRunner().invoke(app, ["table", str(out)])
     assert res.exit_code == 0 and res.output == text + "\n"
+    # the power analysis in 2 processes (one per setting) writes the same mdg.csv and table
+    mdg_csv = (out / "mdg.csv").read_text()
+    (out / "mdg.csv").unlink()
+    run_benchmark(cfg.model_copy(update={"n_jobs": 2}), progress=False)
+    assert (out / "mdg.csv").read_text() == mdg_csv and (out / "table.md").read_text() == text
     meta = json.loads((out / "benchmark.json").read_text())
     assert meta["synthetic"] is True and meta["n_finished"] == 4
     # the training-data bias risk of the prepared manifest: de's training females have no anger (the skew)

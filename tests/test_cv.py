@@ -42,7 +42,7 @@ def _config(tmp_path, corpus, **overrides) -> BenchmarkConfig:
     return BenchmarkConfig.model_validate(data)
 
 
-def test_kfold_pools_out_of_fold_predictions_and_resumes_per_fold(tmp_path, corpus):
+def test_kfold_pools_out_of_fold_predictions_and_resumes_per_fold(tmp_path, corpus, monkeypatch):
     from fairser.bench import run_benchmark
     from fairser.run import plan_runs
 
@@ -111,6 +111,30 @@ def test_kfold_pools_out_of_fold_predictions_and_resumes_per_fold(tmp_path, corp
     audited = read_predictions(out)
     assert set(audited["run_id"]) == {r["run_id"] for r in pooled} and len(audited) == 2 * len(manifest)
 
+    # a re-run of the finished grid reuses mdg.csv (same runs, same predictions, same power settings): no
+    # simulation, and the table rendered from the reused rows is the same to the byte
+    mdg = pd.read_csv(out / "mdg.csv")
+    assert np.isfinite(mdg["mdg"]).all() and set(mdg["run_id"]) == {
+        r.pool_id for r in runs if r.objective.display == "ERM"
+    }
+    text, mdg_csv = (out / "table.md").read_text(), (out / "mdg.csv").read_text()
+    import fairser.metrics.power as power_module
+
+    def simulate_again(*args, **kwargs):
+        raise AssertionError("the minimum detectable gap was simulated again")
+
+    with monkeypatch.context() as m:
+        m.setattr(power_module, "minimum_detectable_gap", simulate_again)
+        run_benchmark(cfg, progress=False)
+        assert (out / "table.md").read_text() == text and (out / "mdg.csv").read_text() == mdg_csv
+        # changed predictions (here: one flipped label) are simulated again
+        path = out / "runs" / mdg["run_id"].iloc[0] / "predictions.csv"
+        changed = pd.read_csv(path)
+        changed.loc[0, "y_pred"] = next(x for x in LABELS if x != changed.loc[0, "y_pred"])
+        changed.to_csv(path, index=False)
+        with pytest.raises(AssertionError, match="simulated again"):
+            run_benchmark(cfg, progress=False)
+
     # resume per fold: drop one fold's row and the pooled row of its cell; only that fold is trained again
     victim = runs[1]
     before = {r["run_id"]: r for r in rows}
@@ -142,6 +166,32 @@ def test_loso_has_one_fold_per_speaker(tmp_path, corpus):
     assert any("leave-one-speaker-out" in n for n in prepared.notes)
     with pytest.raises(ValueError, match="number of folds"):
         plan_runs(cfg)
+
+
+def test_loso_folds_skip_the_bootstrap_and_the_pooled_row_keeps_it(tmp_path, corpus):
+    from fairser.bench import run_benchmark
+
+    cfg = _config(tmp_path, corpus, protocol="loso", valid_speakers=1, train={"epochs": 1, "hidden": 8})
+    run_benchmark(cfg, progress=False)
+    rows = ResultsStore(tmp_path / "out" / "results.jsonl").rows()
+    folds = [r for r in rows if isinstance(r.get("fold"), int)]
+    (pooled,) = [r for r in rows if r.get("fold") == "pooled"]
+    folds.sort(key=lambda r: r["fold"])
+    assert len(folds) == 12 and all(r["status"] == "ok" for r in rows)
+    for r in folds:  # one test speaker: no CI, no p-value, and the row says why
+        assert all(d.get("weighted_f1_ci_low") is None for d in r["domains"])
+        assert any("leave-one-speaker-out fold" in n for n in r["notes"])
+    # the pooled evaluation is the full one, equal to evaluating the concatenated fold predictions
+    d = pooled["domains"][0]
+    assert d["weighted_f1_p_value"] is not None and d["weighted_f1_ci_low"] is not None
+    hand = pd.concat(
+        [pd.read_csv(tmp_path / "out" / "runs" / r["run_id"] / "predictions.csv") for r in folds],
+        ignore_index=True,
+    )
+    metrics, _ = evaluate_run(hand, labels=LABELS, evaluation=cfg.evaluation, seed=0)
+    assert json.dumps(jsonable(metrics["domains"]), sort_keys=True) == json.dumps(
+        pooled["domains"], sort_keys=True
+    )
 
 
 def test_holdout_run_ids_do_not_see_the_new_fields(tmp_path, corpus):

@@ -49,6 +49,7 @@ def small_config(**overrides) -> SynthConfig:
         "skew": SKEW,
         "under_representation": UNDER,
         "weak_cues": {},
+        "extra_test_speakers": {},
     }
     return SynthConfig(**{**settings, **overrides})
 
@@ -324,6 +325,7 @@ def test_second_call_is_a_no_op_and_another_config_regenerates(tmp_path):
         split_speakers={"train": 1, "valid": 1, "test": 1},
         utterances_per_emotion=1,
         skew={},
+        extra_test_speakers={},
     )
     first = generate_corpus(config=config, out_dir=tmp_path, progress=False)
     wav = tmp_path / first["audio_path"].iloc[0]
@@ -353,6 +355,7 @@ def test_foreign_files_are_not_overwritten_without_consent(tmp_path):
         split_speakers={"train": 1, "valid": 1, "test": 1},
         utterances_per_emotion=1,
         skew={},
+        extra_test_speakers={},
     )
     with pytest.raises(FileExistsError, match="overwrite=True"):
         generate_corpus(config=config, out_dir=tmp_path, progress=False)
@@ -393,11 +396,12 @@ def test_config_rejects_bad_values(overrides, message):
 
 
 def test_default_config_plan_biases_and_control_language():
-    """The default corpus (docs/synthetic.md): 52 speakers per gender and language (12/4/36), 3 utterances per
-    emotion; en: (a) + (b) against women (female anger, joy, surprise), ja: (c) against men, de: no bias (the control)."""
+    """The default corpus (docs/synthetic.md): 52 speakers per gender and language (12/4/36) plus extra test
+    speakers (en 4, ja 16), 3 utterances per emotion; en: (a) + (b) against women (female anger, joy,
+    surprise), ja: (c) against men, de: no bias (the control)."""
     config = SynthConfig()
     plan = plan_corpus(config=config)
-    assert len(plan) == 3 * 2 * 52 * 7 * 3
+    assert len(plan) == 3 * 2 * 52 * 7 * 3 + (4 + 16) * 2 * 7 * 3
     kept, under = apply_under_representation(
         plan, under_representation=config.under_representation, seed=config.seed
     )
@@ -407,8 +411,12 @@ def test_default_config_plan_biases_and_control_language():
     assert dropped == {"en": {"female": {"anger": 8, "joy": 8, "surprise": 8}}}
     assert len(kept) == len(plan) - 9 * 21 - 24
     speakers = kept.groupby(["language", "split", "gender"])["speaker"].nunique()
-    assert (speakers.xs("test", level="split") == 36).all()
-    assert speakers[("en", "train", "female")] == 3 and speakers[("de", "train", "female")] == 12
+    test = speakers.xs("test", level="split")
+    assert test.to_dict() == {
+        (lang, g): n for lang, n in (("de", 36), ("en", 40), ("ja", 52)) for g in ("female", "male")
+    }
+    assert (speakers.xs("train", level="split").drop(("en", "female")) == 12).all()
+    assert speakers[("en", "train", "female")] == 3 and (speakers.xs("valid", level="split") == 4).all()
     train = kept[kept["split"] == "train"]
     assert train.groupby(["language", "gender", "emotion"]).size().min() > 0
     scales = plan.groupby(["language", "gender"])["cue_scale"].unique()
@@ -416,6 +424,28 @@ def test_default_config_plan_biases_and_control_language():
     assert (
         "de" not in config.skew and "de" not in config.under_representation and "de" not in config.weak_cues
     )
+
+
+def test_extra_test_speakers_are_test_only_and_change_no_base_speaker():
+    """Extra test speakers come from streams of their own: the plan with them is the plan without them plus
+    exactly the configured number of test speakers per gender, with the usual scripts, voices and prosody."""
+    config = small_config(extra_test_speakers={"ja": 3})
+    base = plan_corpus(config=small_config())
+    plan = plan_corpus(config=config)
+    pd.testing.assert_frame_equal(plan[plan["id"].isin(base["id"])].reset_index(drop=True), base)
+    extra = plan[~plan["id"].isin(base["id"])]
+    assert (extra["split"] == "test").all() and set(extra["language"]) == {"ja"}
+    assert extra.groupby("gender")["speaker"].nunique().to_dict() == {"female": 3, "male": 3}
+    assert (extra.groupby("speaker").size() == 7 * config.utterances_per_emotion).all()
+    # speaker slot k speaks the same script in every language, extra slots included
+    assert sorted(extra["speaker"].str[-3:].unique()) == ["f04", "f05", "f06", "m04", "m05", "m06"]
+    assert set(extra["voice"].str.split("+").str[1]) <= set(
+        config.voice_variants["female"] + config.voice_variants["male"]
+    )
+    # the biases act on the training split only, so the extras never lose a row
+    kept, _ = apply_under_representation(plan, under_representation=config.under_representation, seed=0)
+    kept, _ = apply_skew(kept, skew=config.skew, seed=0)
+    assert set(extra["id"]) <= set(kept["id"])
 
 
 def test_age_band_is_metadata_spread_evenly_over_each_split():
@@ -439,6 +469,7 @@ def test_age_band_is_metadata_spread_evenly_over_each_split():
         split_speakers={"train": 7, "valid": 3, "test": 6},
         utterances_per_emotion=5,
         weak_cues={},
+        extra_test_speakers={},
     )
     csv = plan_corpus(config=v1).drop(columns=["age_band", "cue_scale"]).to_csv(index=False).encode()
     assert (

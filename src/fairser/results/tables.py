@@ -359,7 +359,18 @@ def read_mdg(folder: str | Path) -> pd.DataFrame | None:
     path = Path(folder) / "mdg.csv"
     if not path.is_file() or path.stat().st_size <= 1:
         return None
-    text = {c: str for c in ("setting", "language", "modality", "speakers_per_group", "reason")}
+    text = {
+        c: str
+        for c in (
+            "setting",
+            "run_id",
+            "language",
+            "modality",
+            "speakers_per_group",
+            "reason",
+            "source_sha256",
+        )
+    }
     return pd.read_csv(path, dtype=text, keep_default_na=False, na_values={"mdg": [""], "mdg_se": [""]})
 
 

@@ -186,9 +186,16 @@ def execute_run(
     if not backend.is_main_process:  # the main process evaluates and reports; the others are done
         return {}, pd.DataFrame(), []
     pred = predictions_table(meta=meta, proba=proba, labels=labels, spec=spec, sensitive=config.sensitive)
+    evaluation = config.evaluation
+    if spec.fold is not None and config.protocol == "loso":
+        # one test speaker: a speaker-cluster bootstrap of one cluster and a permutation test without a second
+        # group say nothing; the cell's pooled row (every speaker once) carries the CIs and p-values
+        evaluation = evaluation.model_copy(update={"n_boot": 0, "n_perm": 0})
     metrics, notes = evaluate_run(
-        pred, labels=labels, evaluation=config.evaluation, seed=spec.seed, sensitive=config.sensitive
+        pred, labels=labels, evaluation=evaluation, seed=spec.seed, sensitive=config.sensitive
     )
+    if evaluation is not config.evaluation:
+        notes.append("leave-one-speaker-out fold: no bootstrap CIs or permutation tests (see the pooled row)")
     row = {
         **run_fields(spec=spec, result=result),
         # e.g. MinMaxGAP's final_lambda, mean_R_last_epoch

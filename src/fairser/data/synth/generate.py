@@ -112,11 +112,8 @@ def plan_corpus(*, config: SynthConfig) -> pd.DataFrame:
     utterance's emotion prosody (1 = full strength); it draws nothing from the random streams.
     """
     lines = {line.line_id: line for group in load_lines().values() for line in group}
-    scripts = {
-        (g, k): _script(config, gender=g, index=k)
-        for g in SYNTH_GENDERS
-        for k in range(config.speakers_per_gender)
-    }
+    n_max = config.speakers_per_gender + max(config.extra_test_speakers.values(), default=0)
+    scripts = {(g, k): _script(config, gender=g, index=k) for g in SYNTH_GENDERS for k in range(n_max)}
     sizes = config.split_speakers
     split_of_rank = ["train"] * sizes.train + ["valid"] * sizes.valid + ["test"] * sizes.test
     split_start = {"train": 0, "valid": sizes.train, "test": sizes.train + sizes.valid}
@@ -127,27 +124,35 @@ def plan_corpus(*, config: SynthConfig) -> pd.DataFrame:
         for gender in SYNTH_GENDERS:
             scale = weak.scale if weak is not None and weak.gender == gender else 1.0
             prosody = {e: _scaled(p, scale) for e, p in config.prosody.items()}
-            rng = _rng(config.seed, "speakers", lang, gender)
             variants = list(config.voice_variants[gender])
-            # spread speakers evenly over the variants, in a seeded order
-            order = np.concatenate(
-                [
-                    rng.permutation(len(variants))
-                    for _ in range(math.ceil(config.speakers_per_gender / len(variants)))
-                ]
-            )
-            ranks = rng.permutation(config.speakers_per_gender)
-            for k in range(config.speakers_per_gender):
+            n_base = config.speakers_per_gender
+            n_extra = config.extra_test_speakers.get(lang, 0)
+            # the base plan, then the extra test speakers from a stream of their own (so adding them changes
+            # no base speaker); each group spread evenly over the variants, in a seeded order
+            slots = []
+            for stream, first, n in (("speakers", 0, n_base), ("extra test speakers", n_base, n_extra)):
+                if n == 0:
+                    continue
+                rng = _rng(config.seed, stream, lang, gender)
+                order = np.concatenate(
+                    [rng.permutation(len(variants)) for _ in range(math.ceil(n / len(variants)))]
+                )
+                # rank -> split; the extra speakers rank after the base plan's test speakers (no draw)
+                ranks = rng.permutation(n) if first == 0 else np.arange(n) + len(split_of_rank)
+                for i in range(n):
+                    offsets = (
+                        rng.uniform(-spread.pitch, spread.pitch),
+                        rng.uniform(-spread.range, spread.range),
+                        rng.uniform(1 - spread.rate, 1 + spread.rate),
+                        rng.uniform(-spread.gain_db, spread.gain_db),
+                    )
+                    slots.append((first + i, variants[order[i]], int(ranks[i]), offsets))
+            for k, variant, rank, (s_pitch, s_range, s_rate, s_gain) in slots:
                 speaker = f"{lang}_{gender[0]}{k:02d}"
-                variant = variants[order[k]]
-                s_pitch = rng.uniform(-spread.pitch, spread.pitch)
-                s_range = rng.uniform(-spread.range, spread.range)
-                s_rate = rng.uniform(1 - spread.rate, 1 + spread.rate)
-                s_gain = rng.uniform(-spread.gain_db, spread.gain_db)
-                split = split_of_rank[ranks[k]]
+                split = split_of_rank[rank] if rank < len(split_of_rank) else "test"
                 # metadata only (no effect on the voice): bands cycle over the speakers of each split, so
                 # every (language, gender, split) cell spreads evenly over them and no RNG draw changes
-                age_band = AGE_BANDS[(ranks[k] - split_start[split]) % len(AGE_BANDS)]
+                age_band = AGE_BANDS[(rank - split_start[split]) % len(AGE_BANDS)]
                 urng = _rng(config.seed, "utterances", lang, gender, k)
                 for j, (emotion, wording, line_id) in enumerate(scripts[(gender, k)]):
                     table = prosody[emotion]
