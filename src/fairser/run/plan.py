@@ -91,6 +91,8 @@ def plan_runs(config: BenchmarkConfig, *, n_folds: int | None = None) -> list[Ru
         shared["protocol"] = {"name": config.protocol, "valid_speakers": config.valid_speakers}
         if config.protocol == "kfold":
             shared["protocol"]["folds"] = config.folds
+    if config.degrade_augment is not None:  # (absent without augmentation, so earlier run ids stay)
+        shared["degrade_augment"] = config.degrade_augment.model_dump(mode="json")
     if config.backbone is not None:  # a changed backbone (model, LoRA, lr, ...) must not reuse old runs
         shared["backbone"] = config.backbone.model_dump(mode="json")
     runs = []
