@@ -18,11 +18,18 @@ SRC = Path(__file__).resolve().parents[1] / "src"
 #: Layers from the bottom (manifest) to the top (command line), as in docs/ARCHITECTURE.md. A module belongs
 #: to the layer of its longest matching prefix; it may import its own layer and the layers below it only.
 LAYERS: list[tuple[str, ...]] = [
-    ("fairser", "fairser.errors", "fairser.grouping", "fairser.progress", "fairser.jsonable", "fairser.data.labels"),
+    (
+        "fairser",
+        "fairser.errors",
+        "fairser.grouping",
+        "fairser.progress",
+        "fairser.jsonable",
+        "fairser.data.labels",
+    ),
     ("fairser.data",),
     ("fairser.config",),
     ("fairser.features",),
-    ("fairser.augment",),
+    ("fairser.augment", "fairser.degrade"),
     ("fairser.models",),
     ("fairser.objectives",),
     (

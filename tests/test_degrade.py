@@ -99,7 +99,9 @@ def test_noise_snr_is_what_was_asked_and_seeded(tmp_path, kind, snr):
     y, measures = _apply(condition, x)
     noise = y.astype(np.float64) - x
     assert measures["snr_db"] == pytest.approx(snr, abs=1e-3)
-    assert 10 * np.log10(np.mean(x.astype(np.float64) ** 2) / np.mean(noise**2)) == pytest.approx(snr, abs=1e-2)
+    assert 10 * np.log10(np.mean(x.astype(np.float64) ** 2) / np.mean(noise**2)) == pytest.approx(
+        snr, abs=1e-2
+    )
     y_same, _ = _apply(condition, x)
     y_other, _ = _apply(condition, x, seed=1)
     y_file, _ = _apply(condition, x, content_hash="cd" * 32)
@@ -112,7 +114,8 @@ def test_noise_snr_is_what_was_asked_and_seeded(tmp_path, kind, snr):
         assert 5 < ratio < 20
 
 
-def test_neural_codec_round_trip_through_a_tiny_random_model_offline(tmp_path, block_network):
+@pytest.mark.usefixtures("block_network")
+def test_neural_codec_round_trip_through_a_tiny_random_model_offline(tmp_path):
     import torch
     from transformers import EncodecConfig, EncodecModel
 
@@ -168,14 +171,20 @@ def test_cache_key_distinguishes_conditions_and_seeds_and_a_warm_rerun_extracts_
     }
     assert len(keys) == 4 and encoder.fingerprint() not in keys
 
-    first = extract_degraded_features(paths=paths, condition=white, encoder=encoder, cache=cache, seed=0, progress=False)
+    first = extract_degraded_features(
+        paths=paths, condition=white, encoder=encoder, cache=cache, seed=0, progress=False
+    )
     assert (first.n_extracted, first.n_cached) == (3, 0) and first.ok.all()
     np.testing.assert_allclose(first.measure("snr_db"), 5.0, atol=1e-3)
-    warm = extract_degraded_features(paths=paths, condition=white, encoder=encoder, cache=cache, seed=0, progress=False)
+    warm = extract_degraded_features(
+        paths=paths, condition=white, encoder=encoder, cache=cache, seed=0, progress=False
+    )
     assert (warm.n_extracted, warm.n_cached) == (0, 3)
     np.testing.assert_array_equal(warm.features, first.features)
     np.testing.assert_array_equal(warm.measures, first.measures)
-    other = extract_degraded_features(paths=paths, condition=white, encoder=encoder, cache=cache, seed=1, progress=False)
+    other = extract_degraded_features(
+        paths=paths, condition=white, encoder=encoder, cache=cache, seed=1, progress=False
+    )
     assert other.n_extracted == 3 and not np.array_equal(other.features, first.features)
     a = extract_degraded_features(paths=paths, condition=mp3_16, encoder=encoder, cache=cache, progress=False)
     b = extract_degraded_features(paths=paths, condition=mp3_32, encoder=encoder, cache=cache, progress=False)
@@ -189,7 +198,11 @@ def test_cache_key_distinguishes_conditions_and_seeds_and_a_warm_rerun_extracts_
     np.testing.assert_array_equal(pooled.features, first.features)
     # a missing file fails alone, with its reason
     broken = extract_degraded_features(
-        paths=[*paths, tmp_path / "missing.wav"], condition=white, encoder=encoder, cache=cache, progress=False
+        paths=[*paths, tmp_path / "missing.wav"],
+        condition=white,
+        encoder=encoder,
+        cache=cache,
+        progress=False,
     )
     assert broken.ok.tolist() == [True, True, True, False] and "cannot read" in broken.failures[0][1]
 

@@ -52,7 +52,7 @@ class RefitModels:
     predictions against the stored ``runs/<run_id>/predictions.csv`` exactly (labels and float32 probabilities).
 
     The benchmark trains in worker processes with one torch thread (or in the main process with the default
-    thread count when it runs one job): both settings are tried, one thread first.
+    thread count when it runs one job): both settings are tried, the one the config implies first.
     """
 
     def __init__(self, results_dir: Path) -> None:
@@ -69,7 +69,9 @@ class RefitModels:
         default_threads = torch.get_num_threads()
         worst = ""
         try:
-            for threads in dict.fromkeys((1, default_threads)):
+            # the benchmark's pool (n_jobs > 1) trains with one thread; n_jobs: 1 trains in its main process
+            order = (1, default_threads) if config.n_jobs > 1 else (default_threads, 1)
+            for threads in dict.fromkeys(order):
                 torch.set_num_threads(threads)
                 fitted = fit_run(spec, prepared, config)
                 test, meta = fitted.views["test"]

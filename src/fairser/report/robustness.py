@@ -8,7 +8,7 @@ import pandas as pd
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-__all__ = ["plot_degradation_curves", "plot_per_class_heatmap"]
+__all__ = ["plot_degradation_curves", "plot_per_class_heatmap", "robustness_section"]
 
 _COLORS = {"male": "#1f77b4", "female": "#d62728"}
 
@@ -86,3 +86,64 @@ def plot_per_class_heatmap(per_class: pd.DataFrame, *, synthetic: bool = False) 
         fontsize=10,
     )
     return fig
+
+
+def robustness_section(path, *, synthetic: bool, source: str, dpi: int = 110):
+    """The report's robustness section when the folder holds ``robustness.csv`` (``fairser robustness``), else
+    None: per condition x language x modality of the first objective and setting, the change of W-F1 and of the
+    gender gap with their paired CIs, and the degradation curves."""
+    from pathlib import Path
+
+    from fairser.report.figures import figure_png
+    from fairser.report.html import ReportFigure
+    from fairser.report.risk import RiskSection
+
+    folder = Path(path)
+    file = folder / "robustness.csv"
+    if not file.is_file():
+        return None
+    table = pd.read_csv(file)
+    per_class_file = folder / "robustness_per_class.csv"
+    if table.empty:
+        return None
+    sub, title = _first_cell(table)
+
+    def ci(r, col):
+        return f"{r[col] * 100:+.1f} [{r[col + '_ci_low'] * 100:+.1f}, {r[col + '_ci_high'] * 100:+.1f}]"
+
+    shown = pd.DataFrame(
+        {
+            "condition": sub["condition"],
+            "language": sub["language"],
+            "modality": sub["modality"],
+            "W-F1 clean → degraded": [
+                f"{a * 100:.1f} → {b * 100:.1f}"
+                for a, b in zip(sub["weighted_f1_clean"], sub["weighted_f1_degraded"], strict=True)
+            ],
+            "ΔW-F1 [CI]": [ci(r, "delta_weighted_f1") for _, r in sub.iterrows()],
+            "gap clean → degraded": [
+                f"{a * 100:.1f} → {b * 100:.1f}"
+                for a, b in zip(sub["weighted_f1_gap_clean"], sub["weighted_f1_gap_degraded"], strict=True)
+            ],
+            "Δgap [CI]": [ci(r, "delta_weighted_f1_gap") for _, r in sub.iterrows()],
+            "p (Δgap)": [f"{p:.3f}" for p in sub["delta_weighted_f1_gap_p"]],
+        }
+    )
+    per_class = pd.read_csv(per_class_file) if per_class_file.is_file() else None
+    fig = plot_degradation_curves(table, per_class, synthetic=synthetic)
+    figure = ReportFigure(
+        "robustness_curves",
+        figure_png(fig, dpi=dpi),
+        f"W-F1 per gender on clean and degraded test audio ({title}), one panel per language x modality.",
+        "Line plots of W-F1 per gender across degradation conditions",
+    )
+    paragraphs = [
+        f"`fairser robustness` re-fitted every finished run (each reproduced its stored predictions exactly) and "
+        f"tested it on degraded test audio ({title} shown; every objective and the measured bitrate / SNR of each "
+        "condition are in `robustness.md` and `robustness*.csv`). Δ = degraded − clean in percentage points with "
+        "the paired speaker-level bootstrap CI; the gap is |W-F1(female) − W-F1(male)| (METHODS.md §6). The recall "
+        "change per class and gender is in `figures/robustness_per_class.png`.",
+        f"Data: {source}.",
+    ]
+    return RiskSection(id="robustness", title="Robustness to codecs, channels and noise", paragraphs=paragraphs,
+                       table=shown.reset_index(drop=True), figure=figure)  # fmt: skip
