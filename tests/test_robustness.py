@@ -118,6 +118,11 @@ def test_robustness_end_to_end_refits_checks_and_caches(tmp_path, corpus):
     for name in ("robustness.md", "figures/robustness_curves.png", "figures/robustness_per_class.png"):
         assert (out / name).is_file()
     assert "ΔW-F1" in (out / "robustness.md").read_text()
+    from fairser.report import build_report
+
+    report = build_report(out, n_boot=10)  # the report gains a robustness section
+    html = report.html.read_text()
+    assert "Robustness to codecs, channels and noise" in html and "white noise 0dB" in html
     # a warm re-run extracts nothing and gives the same table
     again = evaluate_robustness(out, conditions=conditions, n_boot=30, n_perm=30, progress=False)
     assert (again.conditions["n_extracted"] == 0).all()
