@@ -31,7 +31,7 @@ LAYERS: list[tuple[str, ...]] = [
     ("fairser.data",),
     ("fairser.config",),
     ("fairser.features",),
-    ("fairser.augment",),
+    ("fairser.augment", "fairser.degrade"),
     ("fairser.models",),
     ("fairser.objectives",),
     (

@@ -10,6 +10,7 @@ Stages (each can be run alone; ``benchmark`` runs them all):
   fairser table            print the paper-style table from a results folder
   fairser power            minimum detectable gap of a predictions table or a planned design; speakers needed
   fairser predict          apply a saved run (train.save_model) to an audio file, a folder or a manifest
+  fairser robustness       finished runs on degraded test audio (codecs, telephone, noise): accuracy and gap change
   fairser benchmark        all of the above, end to end
 """
 
@@ -904,6 +905,42 @@ def plan(
         for b in batch
     ]
     typer.echo(format_plan_table(plans, gpus=tuple(gpus)))
+
+
+# -- robustness (issue 15) ---------------------------------------------------------------------------------
+@app.command("robustness")
+def robustness(
+    results: Annotated[
+        Path, typer.Argument(help="A finished benchmark's output folder (config.yaml, results.jsonl, runs/).")
+    ],
+    conditions: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--conditions",
+            help="Degradation conditions, each name:key=value,... (e.g. mp3:bitrate_kbps=16, opus:bitrate_kbps=6, "
+            "aac:bitrate_kbps=16, amr_nb:bitrate_kbps=4.75, vorbis:quality=0, gsm, telephone:codec=mulaw, "
+            "bandlimit:high_hz=4000, resample:rate=8000, noise:kind=babble,snr_db=5, neural_codec:path=DIR) or a "
+            "preset (smoke, legacy_low, legacy, noise); repeat the option. Default: the config's robustness.conditions.",
+        ),
+    ] = None,
+    n_boot: Annotated[
+        int | None, typer.Option(help="Bootstrap resamples (default: the benchmark's).")
+    ] = None,
+    n_perm: Annotated[int | None, typer.Option(help="Permutations (default: the benchmark's).")] = None,
+    quiet: QuietOpt = False,
+) -> None:
+    """Test the finished runs of a results folder on degraded test audio (codecs, telephone, noise, neural
+    codecs): per condition x language x modality, W-F1, UAR and the gender gap, and their change against clean
+    audio with a paired speaker-level CI and p-value; per-class recall change per gender. Each run is re-fitted
+    from its config and seed and must reproduce its stored predictions exactly. Writes robustness.csv/.md,
+    robustness_per_class.csv, robustness_conditions.csv, robustness_runs.csv and figures/robustness_*.png."""
+    from fairser.bench.robustness import evaluate_robustness
+
+    res = evaluate_robustness(
+        results, conditions=conditions, n_boot=n_boot, n_perm=n_perm, progress=not quiet, console=console
+    )
+    typer.echo((results / "robustness.md").read_text())
+    console.print("wrote " + ", ".join(str(f) for f in res.files))
 
 
 def main() -> None:  # pragma: no cover

@@ -18,14 +18,17 @@ from fairser.errors import UserError
 __all__ = [
     "BackboneConfig",
     "BenchmarkConfig",
+    "ConditionSpec",
     "CorpusConfig",
     "CorpusSource",
     "CrossProtocol",
+    "DegradeAugment",
     "EvalConfig",
     "FeatureConfig",
     "GroupsConfig",
     "LoraOptions",
     "ObjectiveSpec",
+    "RobustnessConfig",
     "TrainConfig",
     "load_config",
 ]
@@ -356,6 +359,44 @@ class BackboneConfig(_Strict):
         return self
 
 
+# -- robustness (issue 15): degradation conditions, training-time degradation ------------------------------
+class ConditionSpec(_Strict):
+    """One degradation condition (``fairser.degrade``): a registered family ``name`` (mp3, opus, aac, amr_nb,
+    vorbis, gsm, telephone, bandlimit, resample, noise, neural_codec), its ``params`` (e.g. ``bitrate_kbps: 16``)
+    and an optional ``label`` for tables. Names and parameters are checked when the conditions are built
+    (:func:`fairser.degrade.build_conditions`; the config layer sits below the degradations)."""
+
+    name: str
+    params: dict[str, Any] = Field(default_factory=dict)
+    label: str | None = None
+
+
+class RobustnessConfig(_Strict):
+    """``fairser robustness``: the conditions the finished runs are tested under, the seed of their noise and
+    babble, and the size of the babble pool (training-split utterances)."""
+
+    conditions: tuple[ConditionSpec, ...] = ()
+    seed: int = 0
+    babble_pool: int = Field(64, ge=1)
+
+
+class DegradeAugment(_Strict):
+    """Training-time degradation: a seeded ``fraction`` of the training utterances is replaced by its copy
+    degraded with one of ``conditions`` (drawn uniformly per utterance), for any objective (heads on cached
+    features; backbones refuse it)."""
+
+    fraction: float = Field(0.5, gt=0, le=1)
+    conditions: tuple[ConditionSpec, ...]
+    seed: int = 0
+    babble_pool: int = Field(64, ge=1)
+
+    @model_validator(mode="after")
+    def _check(self) -> DegradeAugment:
+        if not self.conditions:
+            raise ValueError("degrade_augment.conditions must list at least one condition")
+        return self
+
+
 class BenchmarkConfig(_Strict):
     """The ERM-MinMaxGAP benchmark grid: corpus x language x modality x objective x seed."""
 
@@ -392,6 +433,10 @@ class BenchmarkConfig(_Strict):
     backbone: BackboneConfig | None = None
     #: Parallel training runs (processes); each run uses one torch thread.
     n_jobs: int = Field(2, ge=1)
+    #: ``fairser robustness``: the degradation conditions finished runs are tested under (issue 15).
+    robustness: RobustnessConfig = RobustnessConfig()
+    #: Training-time degradation of a fraction of the training utterances (issue 15); ``null``: none.
+    degrade_augment: DegradeAugment | None = None
 
     @field_validator("sensitive", mode="before")
     @classmethod
@@ -437,6 +482,11 @@ class BenchmarkConfig(_Strict):
                 raise ValueError(
                     f"protocol {self.protocol!r} runs heads on cached features only; a backbone uses protocol: holdout"
                 )
+        if self.backbone is not None and self.degrade_augment is not None:
+            raise ValueError(
+                "degrade_augment replaces cached features of training utterances; a backbone reads waveforms: "
+                "remove degrade_augment or the backbone section"
+            )
         if self.backbone is not None and "linear" in {self.train.head, *(o.head for o in self.objectives)}:
             raise ValueError("head: linear is a head on cached features; a backbone has its own classifier")
         zero_shot = self.backbone is not None and self.backbone.zero_shot

@@ -193,6 +193,12 @@ def build_report(
             data.path, data.rows, baseline=data.baseline, synthetic=data.synthetic, source=src_text, dpi=dpi
         )
     sections = [] if risk is None else [risk]
+    if data.kind == "benchmark":  # robustness to degradations, when the folder has robustness.csv
+        from fairser.report.robustness import robustness_section
+
+        robust = robustness_section(data.path, synthetic=data.synthetic, source=src_text, dpi=dpi)
+        if robust is not None:
+            sections.append(robust)
     paths: dict[str, Path] = {}
     for f in [*figures, *(s.figure for s in sections if s.figure is not None)]:
         f.filename = f"figures/{f.name}.png"

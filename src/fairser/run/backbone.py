@@ -272,6 +272,10 @@ class BackboneBackend:
     def stage_dir(self, spec: Any) -> Path | None:
         return self.run_dir(spec)
 
+    def degrade_train(self, *, spec: Any, train: Any, meta: Any, progress: bool = False) -> dict:
+        """Not implemented: a backbone reads waveforms (the config refuses ``degrade_augment`` with one)."""
+        raise ValueError("degrade_augment works on heads on cached features only, not on backbones")
+
     def finish(self, *, spec: Any, result) -> dict[str, Any]:
         """Save the adapter and drop the checkpoints (the run is finished: its row is the record); the
         ``backbone`` record of the results row (name, path, parameters, optimizer steps, median step time,

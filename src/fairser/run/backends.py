@@ -71,6 +71,9 @@ class Backend(Protocol):
     def stage_dir(self, spec: Any) -> Path | None:
         """Where pre-stages keep files a resumed run reuses (None: nowhere)."""
 
+    def degrade_train(self, *, spec: Any, train: Any, meta: pd.DataFrame, progress: bool = False) -> dict:
+        """``degrade_augment``: degrade a fraction of the training utterances in place; the record for the row."""
+
     def finish(self, *, spec: Any, result: Any) -> dict[str, Any]:
         """After prediction: save what the run keeps, and return this backend's fields of the results row."""
 
@@ -191,6 +194,16 @@ class FeatureBackend:
 
     def stage_dir(self, spec: Any) -> Path | None:
         return None  # a head's stages are cheap: a resumed run trains them again
+
+    def degrade_train(
+        self, *, spec: Any, train: ArrayDataset, meta: pd.DataFrame, progress: bool = False
+    ) -> dict:
+        """``degrade_augment``: degrade a seeded fraction of the training utterances (in place)."""
+        from fairser.run.degraded import augment_train
+
+        return augment_train(
+            self.prepared, self.config, train=train, meta=meta, run_seed=spec.seed, progress=progress
+        )
 
     def finish(self, *, spec: Any, result: TrainResult) -> dict[str, Any]:
         """The row's ``head_settings``; with ``train.save_model`` also save the head

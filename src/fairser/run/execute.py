@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +26,15 @@ from fairser.run.plan import RunSpec
 from fairser.run.prepare import PreparedData, effective_groups, featurizer
 from fairser.run.views import run_grouper, split_views
 
-__all__ = ["apply_inferred_groups", "derived_params", "execute_run", "fit_staged", "make_backend"]
+__all__ = [
+    "FittedRun",
+    "apply_inferred_groups",
+    "derived_params",
+    "execute_run",
+    "fit_run",
+    "fit_staged",
+    "make_backend",
+]
 
 
 def make_backend(prepared: PreparedData, config: BenchmarkConfig, *, progress: bool = False):
@@ -104,14 +113,33 @@ def fit_staged(*, objective: Any, context: Any) -> Any:
     )
 
 
-def execute_run(
-    spec: RunSpec, prepared: PreparedData, config: BenchmarkConfig, *, progress: bool = False
-) -> tuple[dict[str, Any], pd.DataFrame, list[dict[str, float]]]:
-    """Train, predict and evaluate one grid cell; returns its results row, test predictions and step logs.
+@dataclass
+class FittedRun:
+    """A trained run before prediction (:func:`fit_run`): what :func:`execute_run` predicts and evaluates with,
+    and what ``fairser robustness`` predicts degraded test audio with."""
 
-    Every process of an ``accelerate launch`` (backbone runs) calls this for the same run; only the main
-    process evaluates (the others return an empty row, table and log).
-    """
+    spec: RunSpec
+    prepared: PreparedData
+    backend: Any
+    trainer: Any
+    result: Any
+    views: dict[str, Any]
+    labels: tuple[str, ...]
+    grouper: Any
+    objective: Any
+    context: Any
+    staged: bool
+    n_train_before: int
+    train_used: int
+    groups_row: dict[str, Any] | None
+    t0: float
+    augmentation: dict[str, Any] | None = None
+
+
+def fit_run(
+    spec: RunSpec, prepared: PreparedData, config: BenchmarkConfig, *, progress: bool = False
+) -> FittedRun:
+    """Build one grid cell's views, objective and stages and train its model (everything before prediction)."""
     from fairser.objectives import build_objective
     from fairser.objectives.stages import RunData, StageContext, StagedObjective
 
@@ -132,11 +160,14 @@ def execute_run(
     )
     train, train_meta = views["train"]
     valid = views["valid"][0]
+    augmentation = None
+    if config.degrade_augment is not None:  # training-time degradation (METHODS.md §6)
+        augmentation = backend.degrade_train(spec=spec, train=train, meta=train_meta, progress=progress)
     groups_row = apply_inferred_groups(spec, prepared, config, train, train_meta)  # IDI, if configured
     trainer = backend.trainer(spec=spec, train=train)
     staged, n_train_before, objective = False, len(train), None
     if getattr(backend, "zero_shot", False):  # an audio LLM scored as it is: no objective, no training
-        result = trainer.zero_shot()
+        context, result = None, trainer.zero_shot()
     else:
         context = StageContext(
             trainer=trainer,
@@ -179,7 +210,39 @@ def execute_run(
             )
             context.train = train
         result = fit_staged(objective=objective, context=context)
+    return FittedRun(
+        spec=spec,
+        prepared=prepared,
+        backend=backend,
+        trainer=trainer,
+        result=result,
+        views=views,
+        labels=labels,
+        grouper=grouper,
+        objective=objective,
+        context=context,
+        staged=staged,
+        n_train_before=n_train_before,
+        train_used=len(train),
+        groups_row=groups_row,
+        t0=t0,
+        augmentation=augmentation,
+    )
 
+
+def execute_run(
+    spec: RunSpec, prepared: PreparedData, config: BenchmarkConfig, *, progress: bool = False
+) -> tuple[dict[str, Any], pd.DataFrame, list[dict[str, float]]]:
+    """Train, predict and evaluate one grid cell; returns its results row, test predictions and step logs.
+
+    Every process of an ``accelerate launch`` (backbone runs) calls this for the same run; only the main
+    process evaluates (the others return an empty row, table and log).
+    """
+    fitted = fit_run(spec, prepared, config, progress=progress)
+    prepared, backend, trainer, result = fitted.prepared, fitted.backend, fitted.trainer, fitted.result
+    views, labels, grouper, objective = fitted.views, fitted.labels, fitted.grouper, fitted.objective
+    context, staged, t0, groups_row = fitted.context, fitted.staged, fitted.t0, fitted.groups_row
+    n_train_before = fitted.n_train_before
     test, meta = views["test"]
     proba = trainer.predict_proba(result.model, test)
     extras = backend.finish(spec=spec, result=result)
@@ -219,10 +282,12 @@ def execute_run(
         row["groups"] = groups_row
     if spec.objective.sampler is not None:
         row["sampler"] = spec.objective.sampler
+    if fitted.augmentation is not None:
+        row["degrade_augment"] = fitted.augmentation
     if staged:
         row["method"] = jsonable(objective.summary())
         row["stages"] = jsonable(context.stages)
-        row["n_train"] = {"original": n_train_before, "used": len(train)}
+        row["n_train"] = {"original": n_train_before, "used": fitted.train_used}
     if config.evaluation.gender_probe:
         _gender_probe(row, notes, backend=backend, model=result.model, test=test, meta=meta, seed=spec.seed)
     return row, pred, result.step_logs

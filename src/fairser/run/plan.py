@@ -121,6 +121,8 @@ def plan_runs(config: BenchmarkConfig, *, n_folds: int | None = None) -> list[Ru
         shared["protocol"] = {"name": config.protocol, "valid_speakers": config.valid_speakers}
         if config.protocol == "kfold":
             shared["protocol"]["folds"] = config.folds
+    if config.degrade_augment is not None:  # (absent without augmentation, so earlier run ids stay)
+        shared["degrade_augment"] = config.degrade_augment.model_dump(mode="json")
     if config.backbone is not None:  # a changed backbone (model, LoRA, lr, ...) must not reuse old runs
         # (the zero-shot fields, added later, are left out while they hold their default: earlier runs resume)
         shared["backbone"] = _dump(
