@@ -8,7 +8,7 @@ $(BIN)/fairser: pyproject.toml
 	$(BIN)/pip install --quiet --upgrade pip
 	# torch pinned to the CPU wheel; an unpinned torch pulls a multi-GB GPU build
 	$(BIN)/pip install --quiet torch==2.13.0
-	$(BIN)/pip install --quiet -e '.[dev,llm,audformat,hf]'
+	$(BIN)/pip install --quiet -e '.[dev,llm,audformat,hf,robustness]'
 	touch $(BIN)/fairser
 
 setup: $(BIN)/fairser
