@@ -128,7 +128,7 @@ def extract_degraded_features(
     tasks, n_cached = [], 0
     for digest, rows in rows_by_hash.items():
         vector = cache.get(fingerprint=fp, content_hash=digest, dim=dim)
-        mvec = cache.get(fingerprint=mfp, content_hash=digest, dim=len(MEASURES))
+        mvec = cache.get(fingerprint=mfp, content_hash=digest, dim=len(MEASURES), allow_nan=True)
         if vector is None or mvec is None:
             tasks.append((digest, str(path_list[rows[0]])))
         else:

@@ -94,11 +94,14 @@ class FeatureCache:
         """Whether an entry file exists (without reading it)."""
         return self.entry_path(fingerprint=fingerprint, content_hash=content_hash).is_file()
 
-    def get(self, *, fingerprint: str, content_hash: str, dim: int | None = None) -> np.ndarray | None:
+    def get(
+        self, *, fingerprint: str, content_hash: str, dim: int | None = None, allow_nan: bool = False
+    ) -> np.ndarray | None:
         """The stored vector, or ``None`` when missing, unreadable, not of length ``dim`` or not finite.
 
         A non-finite entry (NaN/inf, e.g. written by an older version or damaged) is never reused: it is a
-        miss, recorded in :attr:`nonfinite`, and the next :meth:`put` replaces it.
+        miss, recorded in :attr:`nonfinite`, and the next :meth:`put` replaces it. ``allow_nan``: for records
+        whose NaN means "not measured" (a degradation's measures), not for features.
         """
         path = self.entry_path(fingerprint=fingerprint, content_hash=content_hash)
         try:
@@ -109,7 +112,7 @@ class FeatureCache:
             return None  # a damaged entry is a miss; the next put() replaces it
         if value.ndim != 1 or (dim is not None and value.shape[0] != dim):
             return None
-        if not np.isfinite(value).all():
+        if not (allow_nan or np.isfinite(value).all()):
             self.nonfinite.append(path)
             return None
         return value
