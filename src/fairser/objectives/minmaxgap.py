@@ -603,13 +603,7 @@ class MinMaxGap(Objective):
                 self._state.ema, self._state.ema_seen = pen.estimates, pen.seen
             self._ext.step += 1
 
-        logs = {
-            "lambda": lam,
-            "R": pen.r,
-            "erm": erm,
-            "worst_domain": float(pen.worst),
-            "n_valid_domains": float(pen.n_valid),
-        }
+        logs = _step_logs(lam=lam, pen=pen, erm=erm)
         if r_null is not None:
             logs["R_null"] = r_null
             logs["R_excess"] = pen.r - r_null
@@ -672,11 +666,16 @@ class MinMaxGap(Objective):
             if self.estimate == "ema":
                 self._state.ema, self._state.ema_seen = pen.estimates, pen.seen
 
-        logs = {
-            "lambda": lam,
-            "R": pen.r,
-            "erm": erm,
-            "worst_domain": float(pen.worst),
-            "n_valid_domains": float(pen.n_valid),
-        }
+        logs = _step_logs(lam=lam, pen=pen, erm=erm)
         return ObjectiveOutput(loss=loss, logs=logs)
+
+
+def _step_logs(*, lam: float, pen: GapPenalty, erm: float) -> dict[str, float]:
+    """What every MinMaxGAP step logs: λ, the gap R, the ERM loss, the arg-max domain, the valid domains."""
+    return {
+        "lambda": lam,
+        "R": pen.r,
+        "erm": erm,
+        "worst_domain": float(pen.worst),
+        "n_valid_domains": float(pen.n_valid),
+    }
