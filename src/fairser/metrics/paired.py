@@ -10,6 +10,11 @@ Both conditions score the same utterances of the same speakers, so the change is
 * **Paired permutation test** (Good 2005): under H0 the condition does not matter, so swapping a speaker's
   clean and degraded predictions leaves the distribution unchanged; ``p`` counts swaps (all seeds of a
   speaker at once) whose change is at least as large in absolute value as the observed one (never 0).
+  That is the null of a metric's change (W-F1, UAR, one gender's W-F1). For the change of a **gap** the
+  question is whether the condition hurts the groups *alike* (no interaction), not whether it matters at
+  all: a large main effect makes clean/degraded swaps shift the groups unevenly, which would drown any
+  interaction. So a gap's null shuffles the speakers' group labels instead (each speaker's clean and
+  degraded predictions, all seeds, stay together), keeping the main effect.
 
 Everything is a function of per-speaker confusion matrices, so all resamples are one matrix product.
 """
@@ -148,11 +153,19 @@ def paired_delta(
     # paired permutation: each speaker's clean and degraded predictions swap sides with probability 1/2
     flips = rng.integers(0, 2, size=(n_perm, k)).astype(float)
     perm_c, perm_d = metrics(1 - flips, flips), metrics(flips, 1 - flips)
+    # the gaps' null: group labels shuffled among the speakers that have one (no interaction)
+    known = np.flatnonzero(spk_group >= 0)
+    shuffled_member = np.zeros((n_perm, n_groups, k))
+    for r in range(n_perm):
+        shuffled = spk_group.copy()
+        shuffled[known] = rng.permutation(spk_group[known])
+        shuffled_member[r] = shuffled[None, :] == np.arange(n_groups)[:, None]
+    gap_null = _gap_changes(shuffled_member, flat_c=flat_c, flat_d=flat_d, shape=(n_seeds, n_groups, c))
     rows = []
     for metric in ("weighted_f1", "uar", "weighted_f1_gap", "uar_gap", *(f"weighted_f1_{v}" for v in values)):
         delta = float(obs_d[metric][0] - obs_c[metric][0])
         low, high = percentile_ci(boot_d[metric] - boot_c[metric], ci=ci)
-        null = perm_d[metric] - perm_c[metric]
+        null = gap_null[metric] if metric in gap_null else perm_d[metric] - perm_c[metric]
         rows.append({
             "metric": metric, "clean": float(obs_c[metric][0]), "degraded": float(obs_d[metric][0]),
             "delta": delta, "ci_low": float(low), "ci_high": float(high),
@@ -172,3 +185,18 @@ def paired_delta(
                 "n": int(((true_idx == j) & (group_of_row == value)).sum()),
             })  # fmt: skip
     return PairedDelta(pd.DataFrame(rows), pd.DataFrame(per_class))
+
+
+def _gap_changes(
+    member: np.ndarray, *, flat_c: np.ndarray, flat_d: np.ndarray, shape: tuple[int, int, int]
+) -> dict[str, np.ndarray]:
+    """Change (degraded − clean) of the W-F1 and UAR gaps for each group assignment ``member`` (R, G, K),
+    averaged over seeds; ``flat_*`` are the per-speaker confusion matrices (S, K, C·C)."""
+    n_seeds, n_groups, c = shape
+    with np.errstate(invalid="ignore", divide="ignore"):
+        cm_c = np.einsum("rgk,skx->rsgx", member, flat_c).reshape(-1, n_seeds, n_groups, c, c)
+        cm_d = np.einsum("rgk,skx->rsgx", member, flat_d).reshape(-1, n_seeds, n_groups, c, c)
+        return {
+            f"{name}_gap": group_gap(score(cm_d)).mean(1) - group_gap(score(cm_c)).mean(1)
+            for name, score in (("weighted_f1", weighted_f1_from_confusion), ("uar", uar_from_confusion))
+        }
