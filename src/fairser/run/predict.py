@@ -155,12 +155,9 @@ def read_input(
 
 
 def _read_manifest(path: Path, *, labels: tuple[str, ...] | None) -> tuple[pd.DataFrame, frozenset[str]]:
-    from fairser.data.manifest import MANIFEST_COLUMNS, validate_manifest
+    from fairser.data.manifest import MANIFEST_COLUMNS, read_table_file, validate_manifest
 
-    try:
-        df = pd.read_csv(path, dtype=str, keep_default_na=False)
-    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as err:
-        raise UserError(f"not a readable CSV: {err}", where=str(path)) from None
+    df = read_table_file(path)  # empty, non-UTF-8 or malformed: one ManifestError naming the file
     missing = [c for c in ("id", "audio_path") if c not in df.columns]
     if missing:
         raise UserError(
