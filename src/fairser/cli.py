@@ -927,17 +927,34 @@ def robustness(
         int | None, typer.Option(help="Bootstrap resamples (default: the benchmark's).")
     ] = None,
     n_perm: Annotated[int | None, typer.Option(help="Permutations (default: the benchmark's).")] = None,
+    source: Annotated[
+        str,
+        typer.Option(
+            help="Where each run's model comes from: saved (the model folder `train.save_model: true` wrote), "
+            "refit (re-train the run in this process from its config and seed), or auto (saved when every "
+            "finished run has one, else refit).",
+        ),
+    ] = "auto",
     quiet: QuietOpt = False,
 ) -> None:
     """Test the finished runs of a results folder on degraded test audio (codecs, telephone, noise, neural
     codecs): per condition x language x modality, W-F1, UAR and the gender gap, and their change against clean
-    audio with a paired speaker-level CI and p-value; per-class recall change per gender. Each run is re-fitted
-    from its config and seed and must reproduce its stored predictions exactly. Writes robustness.csv/.md,
-    robustness_per_class.csv, robustness_conditions.csv, robustness_runs.csv and figures/robustness_*.png."""
+    audio with a paired speaker-level CI and p-value; per-class recall change per gender. Works for heads on
+    cached features (degraded features, cached) and raw-audio backbones: SSL encoders, audio LLMs with LoRA,
+    zero-shot audio LLMs (degraded waveforms, cached in the feature cache). Each run's model is loaded from its
+    saved model folder or re-fitted (--source) and must reproduce its stored predictions exactly. Writes
+    robustness.csv/.md, robustness_per_class.csv, robustness_conditions.csv, robustness_runs.csv,
+    robustness.json and figures/robustness_*.png."""
     from fairser.bench.robustness import evaluate_robustness
 
     res = evaluate_robustness(
-        results, conditions=conditions, n_boot=n_boot, n_perm=n_perm, progress=not quiet, console=console
+        results,
+        conditions=conditions,
+        source=source,
+        n_boot=n_boot,
+        n_perm=n_perm,
+        progress=not quiet,
+        console=console,
     )
     typer.echo((results / "robustness.md").read_text())
     console.print("wrote " + ", ".join(str(f) for f in res.files))

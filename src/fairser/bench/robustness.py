@@ -1,29 +1,34 @@
 """``fairser robustness``: finished runs tested on degraded test audio (METHODS.md §6, robustness).
 
-For each finished run of a results folder, the model is obtained from a *model source* and its test split
-is predicted once on clean audio and once per condition. The default source, :class:`RefitModels`, re-fits
-the run in this process from its config and seed (the pipeline is seeded) and refuses a run whose clean
-test predictions differ in any way from its stored ``predictions.csv``; a source that loads saved models
-only has to return the same :class:`~fairser.run.execute.FittedRun` fields (``prepared``, ``views``,
-``trainer``, ``result.model``).
+For each finished run of a results folder, the model comes from a *model source* and its test split is
+predicted once on clean audio and once per condition. :class:`SavedModels` loads the model each run saved
+(``train.save_model``: ``runs/<run_id>/model/``, with ``fairser predict``'s loaders); :class:`RefitModels`
+re-fits the run in this process from its config and seed (the pipeline is seeded). ``auto`` (the default)
+loads saved models when every finished run has one, else re-fits. Either way a run whose clean test
+predictions differ in any way from its stored ``predictions.csv`` is refused.
 
-The test audio is degraded once per condition for all runs (cached; :mod:`fairser.run.degraded`), and
-normalised with each run's own clean statistics. Cross-validated folds are pooled per cell as in the
-benchmark. Per condition x objective x setting x language x modality the outputs hold W-F1, UAR and the
-gender gap, the change against clean audio with a paired speaker-level bootstrap CI and a paired
-permutation p-value (:func:`fairser.metrics.paired.paired_delta`; seeds of a cell averaged), the recall
-change per class and gender, and per run the benchmark's own evaluation of the degraded predictions
+Heads on cached features read degraded *features* (cached; :func:`fairser.degrade.extract_degraded_features`),
+normalised with each run's own clean statistics; raw-audio backbones (SSL encoders, audio LLMs with LoRA,
+zero-shot audio LLMs) read degraded *waveforms*, written once per file x condition x seed into the feature
+cache (:func:`fairser.degrade.extract_degraded_audio`). The test audio is degraded once per condition for all
+runs. From the predictions on, both paths share the evaluation: cross-validated folds pooled per cell as in
+the benchmark; per condition x objective x setting x language x modality W-F1, UAR and the gender gap, the
+change against clean audio with a paired speaker-level bootstrap CI and a paired permutation p-value
+(:func:`fairser.metrics.paired.paired_delta`; seeds of a cell averaged), the recall change per class and
+gender, and per run the benchmark's own evaluation of the degraded predictions
 (:func:`fairser.results.rows.evaluate_run`: gap CI and p-value).
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
+import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 import numpy as np
 import pandas as pd
@@ -34,17 +39,67 @@ from fairser.errors import UserError
 from fairser.results import ResultsStore, read_fold_predictions
 from fairser.results.rows import evaluate_run, predictions_table
 from fairser.run import PreparedData, RunSpec, plan_runs, prepare_data
-from fairser.run.execute import FittedRun, fit_run
 
-__all__ = ["ModelSource", "RefitModels", "RobustnessResult", "evaluate_robustness", "robustness_conditions"]
+__all__ = [
+    "SOURCES",
+    "ModelSource",
+    "RefitModels",
+    "RobustnessResult",
+    "RunModel",
+    "SavedModels",
+    "evaluate_robustness",
+    "model_source",
+    "robustness_conditions",
+]
 
 CLEAN = "clean"
+#: What ``source`` / ``--source`` accepts.
+SOURCES = ("auto", "saved", "refit")
+
+
+@dataclasses.dataclass
+class RunModel:
+    """A finished run's model as robustness applies it: the run's fold of the data, its split views
+    (``views[split] = (dataset, meta)``, as the run built them), its label order, and ``predict_proba(dataset)``
+    (class probabilities, N x C) for a dataset of the run's kind (a clean or degraded test view)."""
+
+    prepared: PreparedData
+    views: dict[str, Any]
+    labels: tuple[str, ...]
+    predict_proba: Callable[[Any], np.ndarray]
 
 
 class ModelSource(Protocol):
-    """Where the trained model of a finished run comes from."""
+    """Where the trained model of a finished run comes from; ``model`` must return a model whose clean test
+    predictions equal the run's stored ones (else raise :class:`UserError`)."""
 
-    def fitted(self, spec: RunSpec, prepared: PreparedData, config: BenchmarkConfig) -> FittedRun: ...
+    #: ``saved`` or ``refit`` (recorded in ``robustness.json``).
+    name: str
+
+    def model(self, spec: RunSpec, prepared: PreparedData, config: BenchmarkConfig) -> RunModel: ...
+
+
+def _stored_predictions(results_dir: Path, spec: RunSpec) -> tuple[Path, pd.DataFrame]:
+    path = results_dir / "runs" / spec.run_id / "predictions.csv"
+    if not path.is_file():
+        raise UserError(f"run {spec.run_id} has no stored predictions", where=str(path),
+                        fix="re-run `fairser benchmark` on this config to finish it")  # fmt: skip
+    return path, read_fold_predictions(path)
+
+
+def _mismatch(stored: pd.DataFrame, model: RunModel) -> str | None:
+    """None when ``model`` predicts exactly the stored test predictions (ids in order, float32
+    probabilities), else what differs."""
+    test, meta = model.views["test"]
+    if len(stored) != len(meta) or not np.array_equal(
+        stored["id"].to_numpy(), meta["id"].astype(str).to_numpy()
+    ):
+        return f"{len(stored)} stored rows vs {len(meta)} test rows, or in another order"
+    proba = np.asarray(model.predict_proba(test)).astype(np.float32)
+    prob = stored[[f"prob_{lab}" for lab in model.labels]].to_numpy(dtype=np.float64).astype(np.float32)
+    if not np.array_equal(prob, proba):
+        return f"probabilities differ by up to {float(np.abs(prob - proba).max()):.3g}"
+    return None
 
 
 class RefitModels:
@@ -52,20 +107,21 @@ class RefitModels:
     predictions against the stored ``runs/<run_id>/predictions.csv`` exactly (labels and float32 probabilities).
 
     The benchmark trains in worker processes with one torch thread (or in the main process with the default
-    thread count when it runs one job): both settings are tried, the one the config implies first.
+    thread count when it runs one job): both settings are tried, the one the config implies first. A
+    backbone's re-fit checkpoints into a temporary folder, never into the results folder.
     """
+
+    name = "refit"
 
     def __init__(self, results_dir: Path) -> None:
         self.results_dir = Path(results_dir)
 
-    def fitted(self, spec: RunSpec, prepared: PreparedData, config: BenchmarkConfig) -> FittedRun:
+    def model(self, spec: RunSpec, prepared: PreparedData, config: BenchmarkConfig) -> RunModel:
         import torch
 
-        path = self.results_dir / "runs" / spec.run_id / "predictions.csv"
-        if not path.is_file():
-            raise UserError(f"run {spec.run_id} has no stored predictions", where=str(path),
-                            fix="re-run `fairser benchmark` on this config to finish it")  # fmt: skip
-        stored = read_fold_predictions(path)
+        from fairser.run.execute import fit_run
+
+        path, stored = _stored_predictions(self.results_dir, spec)
         default_threads = torch.get_num_threads()
         worst = ""
         try:
@@ -73,12 +129,18 @@ class RefitModels:
             order = (1, default_threads) if config.n_jobs > 1 else (default_threads, 1)
             for threads in dict.fromkeys(order):
                 torch.set_num_threads(threads)
-                fitted = fit_run(spec, prepared, config)
-                test, meta = fitted.views["test"]
-                proba = fitted.trainer.predict_proba(fitted.result.model, test).astype(np.float32)
-                mismatch = _compare(stored, meta=meta, proba=proba, labels=fitted.labels)
+                with contextlib.ExitStack() as stack:
+                    cfg = config
+                    if config.backbone is not None:  # its checkpoints and stage files go to a scratch folder
+                        scratch = stack.enter_context(tempfile.TemporaryDirectory(prefix="fairser-refit-"))
+                        cfg = config.model_copy(update={"output_dir": Path(scratch)})
+                    fitted = fit_run(spec, prepared, cfg)
+                trainer, net = fitted.trainer, fitted.result.model
+                model = RunModel(prepared=fitted.prepared, views=fitted.views, labels=fitted.labels,
+                                 predict_proba=lambda data, t=trainer, m=net: t.predict_proba(m, data))  # fmt: skip
+                mismatch = _mismatch(stored, model)
                 if mismatch is None:
-                    return fitted
+                    return model
                 worst = mismatch
         finally:
             torch.set_num_threads(default_threads)
@@ -86,22 +148,88 @@ class RefitModels:
             f"re-fitting run {spec.run_id} does not reproduce its stored test predictions ({worst})",
             where=str(path),
             fix="the code, data or features changed since the benchmark ran: re-run `fairser benchmark` with this "
-            "checkout, then `fairser robustness` (or load saved models instead of re-fitting)",
+            "checkout, then `fairser robustness` (or train with `train.save_model: true` and use --source saved)",
         )
 
 
-def _compare(
-    stored: pd.DataFrame, *, meta: pd.DataFrame, proba: np.ndarray, labels: Sequence[str]
-) -> str | None:
-    """None when ``stored`` holds exactly these predictions, else what differs."""
-    if len(stored) != len(meta) or not np.array_equal(
-        stored["id"].to_numpy(), meta["id"].astype(str).to_numpy()
-    ):
-        return f"{len(stored)} stored rows vs {len(meta)} test rows, or in another order"
-    prob = stored[[f"prob_{lab}" for lab in labels]].to_numpy(dtype=np.float64).astype(np.float32)
-    if not np.array_equal(prob, proba):
-        return f"probabilities differ by up to {float(np.abs(prob - proba).max()):.3g}"
-    return None
+class SavedModels:
+    """Load each run's saved model (``runs/<run_id>/model/``, written by ``train.save_model``) with the loaders
+    of ``fairser predict`` (:func:`fairser.run.predict.load_predictor`: weights checked against their sha256, a
+    backbone's base model against its recorded identity), apply it to the run's own test view, and check its
+    clean test predictions against the stored ``predictions.csv`` exactly. Nothing is trained."""
+
+    name = "saved"
+
+    def __init__(self, results_dir: Path) -> None:
+        self.results_dir = Path(results_dir)
+
+    def has_model(self, spec: RunSpec) -> bool:
+        """Whether the run saved a model folder."""
+        from fairser.run.saved import model_dir
+
+        try:
+            model_dir(self.results_dir / "runs" / spec.run_id)
+        except UserError:
+            return False
+        return True
+
+    def model(self, spec: RunSpec, prepared: PreparedData, config: BenchmarkConfig) -> RunModel:
+        from fairser.run.execute import run_views
+        from fairser.run.predict import load_predictor
+
+        path, stored = _stored_predictions(self.results_dir, spec)
+        run_dir = self.results_dir / "runs" / spec.run_id
+        predictor = load_predictor(run_dir, n_jobs=config.features.n_jobs)
+        where = str(run_dir / "model")
+        if predictor.identity["run_id"] != spec.run_id:
+            raise UserError(f"the model folder of run {spec.run_id} holds run {predictor.identity['run_id']}",
+                            where=where, fix="restore the run's own model folder, or use --source refit")  # fmt: skip
+        cell = run_views(spec, prepared, config)
+        labels = tuple(cell.prepared.labels)
+        if tuple(predictor.labels) != labels:
+            raise UserError(f"the saved model's labels {list(predictor.labels)} are not the config's {list(labels)}",
+                            where=where, fix="use the results folder the model was trained in")  # fmt: skip
+        model = RunModel(prepared=cell.prepared, views=cell.views, labels=labels,
+                         predict_proba=predictor.predict_dataset)  # fmt: skip
+        mismatch = _mismatch(stored, model)
+        if mismatch is not None:
+            raise UserError(
+                f"the saved model of run {spec.run_id} does not reproduce its stored test predictions ({mismatch})",
+                where=str(path),
+                fix="the data, features or model folder changed since the benchmark ran: re-run `fairser benchmark` "
+                "with this checkout (or try --source refit)",
+            )
+        return model
+
+
+def model_source(
+    source: str | ModelSource | None, *, results_dir: Path, runs: Sequence[RunSpec]
+) -> tuple[ModelSource, str]:
+    """The model source ``source`` names (``auto``/None: saved models when every run in ``runs`` has one, else
+    re-fitting), and why it was chosen."""
+    if source is not None and not isinstance(source, str):
+        return source, "given"
+    source = source or "auto"
+    if source not in SOURCES:
+        raise UserError(
+            f"unknown model source {source!r}", where="--source", fix=f"one of {', '.join(SOURCES)}"
+        )
+    saved = SavedModels(results_dir)
+    missing = [r.run_id for r in runs if not saved.has_model(r)]
+    if source == "refit":
+        return RefitModels(results_dir), "asked for"
+    if source == "saved":
+        if missing:
+            raise UserError(
+                f"{len(missing)} of {len(runs)} finished run(s) have no saved model (e.g. {missing[0]})",
+                where=str(results_dir / "runs" / missing[0]),
+                fix="use --source refit, or set `train.save_model: true` and run the benchmark again into a fresh "
+                "output_dir",
+            )
+        return saved, "asked for"
+    if missing:
+        return RefitModels(results_dir), f"{len(missing)} of {len(runs)} run(s) saved no model"
+    return saved, f"all {len(runs)} run(s) saved their model"
 
 
 @dataclasses.dataclass
@@ -114,6 +242,7 @@ class RobustnessResult:
     runs: pd.DataFrame
     files: list[Path]
     timings: dict[str, float]
+    source: str = ""
 
 
 def robustness_conditions(texts: Sequence[str] | None, config: BenchmarkConfig) -> tuple[ConditionSpec, ...]:
@@ -137,11 +266,129 @@ def robustness_conditions(texts: Sequence[str] | None, config: BenchmarkConfig) 
     return tuple(specs)
 
 
+# -- degraded test inputs: features for heads, waveforms for backbones ----------------------------------------
+def _condition_row(label: str, condition: Any, res: Any, *, n_files: int) -> dict[str, Any]:
+    """A row of ``robustness_conditions.csv``: counts and the measures (mean, min, max over the files)."""
+    from fairser.degrade import MEASURES
+
+    row = {"condition": label, "name": condition.name, "params": json.dumps(condition.config(), default=str),
+           "n_files": n_files, "n_failed": len(res.failures), "n_extracted": res.n_extracted,
+           "n_cached": res.n_cached}  # fmt: skip
+    for m in MEASURES:
+        v = res.measure(m)[res.ok]
+        v = v[np.isfinite(v)]
+        row[f"{m}_mean"] = float(v.mean()) if v.size else np.nan
+        row[f"{m}_min"] = float(v.min()) if v.size else np.nan
+        row[f"{m}_max"] = float(v.max()) if v.size else np.nan
+    return row
+
+
+def _warn_failures(console: Console, label: str, res: Any) -> None:
+    if res.failures:
+        console.print(f"[yellow]warning:[/] {label}: {len(res.failures)} test file(s) could not be degraded "
+                      f"and are left out of this condition's comparison (e.g. {res.failures[0]})")  # fmt: skip
+
+
+class _DegradedFeatures:
+    """Heads on cached features: the degraded features of every test row per condition (cached), normalised
+    with each run's clean training statistics when applied."""
+
+    kind = "features"
+
+    def __init__(self, built, prepared: PreparedData, config: BenchmarkConfig, *, test_rows: np.ndarray,
+                 seed: int, progress: bool, console: Console) -> None:  # fmt: skip
+        from fairser.degrade import extract_degraded_features
+        from fairser.features import FeatureCache, build_audio_encoder
+
+        self.config, self.labels = config, [label for label, _ in built]
+        encoder = build_audio_encoder(config.features.audio, **config.features.audio_options)
+        cache = FeatureCache(config.features.cache_dir)
+        n = len(prepared.manifest)
+        self.raw: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+        rows = []
+        for label, condition in built:
+            res = extract_degraded_features(
+                paths=[prepared.paths[i] for i in test_rows], condition=condition, encoder=encoder, cache=cache,
+                seed=seed, n_jobs=config.features.n_jobs, progress=progress, description=f"{label} features",
+            )  # fmt: skip
+            feats = np.full((n, res.features.shape[1]), np.nan, dtype=np.float32)
+            ok = np.zeros(n, dtype=bool)
+            feats[test_rows], ok[test_rows] = res.features, res.ok
+            self.raw[label] = (feats, ok)
+            rows.append(_condition_row(label, condition, res, n_files=len(test_rows)))
+            _warn_failures(console, label, res)
+        self.conditions = pd.DataFrame(rows)
+
+    def test_sets(self, model: RunModel) -> Iterator[tuple[str, Any, np.ndarray]]:
+        """(condition, degraded test set, which rows were degraded) per condition."""
+        from fairser.run.prepare import normaliser
+
+        test, meta = model.views["test"]
+        normalise = normaliser(model.prepared, self.config)
+        rows = meta["row"].to_numpy()
+        for label in self.labels:
+            feats, ok = self.raw[label]
+            yield (
+                label,
+                dataclasses.replace(test, audio=normalise(np.nan_to_num(feats[rows]), rows)),
+                ok[rows],
+            )
+
+
+class _DegradedWaveforms:
+    """Raw-audio backbones: every test file degraded per condition and written once into the feature cache
+    (float WAV at the backbone's rate); a run's degraded test set is its own test view reading those files."""
+
+    kind = "waveforms"
+
+    def __init__(self, built, prepared: PreparedData, config: BenchmarkConfig, *, test_rows: np.ndarray,
+                 seed: int, progress: bool, console: Console) -> None:  # fmt: skip
+        from fairser.degrade import extract_degraded_audio
+        from fairser.features import FeatureCache
+        from fairser.features.audio import DEFAULT_SAMPLE_RATE
+
+        self.labels = [label for label, _ in built]
+        self.sample_rate = DEFAULT_SAMPLE_RATE  # what AudioDataset reads files at
+        cache = FeatureCache(config.features.cache_dir)
+        n = len(prepared.manifest)
+        self.files: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+        rows = []
+        for label, condition in built:
+            res = extract_degraded_audio(
+                paths=[prepared.paths[i] for i in test_rows], condition=condition, cache=cache, seed=seed,
+                sample_rate=self.sample_rate, n_jobs=config.features.n_jobs, progress=progress,
+                description=f"{label} audio",
+            )  # fmt: skip
+            files = np.full(n, None, dtype=object)
+            ok = np.zeros(n, dtype=bool)
+            files[test_rows] = [None if f is None else str(f) for f in res.files]
+            ok[test_rows] = res.ok
+            self.files[label] = (files, ok)
+            rows.append(_condition_row(label, condition, res, n_files=len(test_rows)))
+            _warn_failures(console, label, res)
+        self.conditions = pd.DataFrame(rows)
+
+    def test_sets(self, model: RunModel) -> Iterator[tuple[str, Any, np.ndarray]]:
+        """(condition, degraded test set, which rows were degraded) per condition. Only the audio changes (an
+        ``audio+text`` row keeps its transcript); a row whose file failed keeps its clean file (its prediction
+        is left out of the comparison)."""
+        test, meta = model.views["test"]
+        if test.sample_rate != self.sample_rate:
+            raise RuntimeError(
+                f"the run reads audio at {test.sample_rate} Hz, degraded at {self.sample_rate} Hz"
+            )
+        rows = meta["row"].to_numpy()
+        for label in self.labels:
+            files, ok = self.files[label]
+            audio = [files[r] if ok[r] else clean for r, clean in zip(rows, test.audio, strict=True)]
+            yield label, dataclasses.replace(test, audio=audio), ok[rows]
+
+
 def evaluate_robustness(
     results_dir: str | Path,
     *,
     conditions: Sequence[str] | None = None,
-    source: ModelSource | None = None,
+    source: str | ModelSource | None = None,
     n_boot: int | None = None,
     n_perm: int | None = None,
     progress: bool = True,
@@ -149,7 +396,8 @@ def evaluate_robustness(
 ) -> RobustnessResult:
     """Test the finished runs of ``results_dir`` under degraded test audio; writes ``robustness.csv`` /
     ``.md``, ``robustness_per_class.csv``, ``robustness_conditions.csv``, ``robustness_runs.csv`` and the
-    figures into ``results_dir``. ``n_boot`` / ``n_perm`` default to the benchmark's ``evaluation``."""
+    figures into ``results_dir``. ``source``: ``auto`` (default), ``saved``, ``refit`` or a
+    :class:`ModelSource`. ``n_boot`` / ``n_perm`` default to the benchmark's ``evaluation``."""
     console = console or Console()
     results_dir = Path(results_dir)
     cfg_path = results_dir / "config.yaml"
@@ -157,9 +405,6 @@ def evaluate_robustness(
         raise UserError("not a benchmark results folder (no config.yaml)", where=str(results_dir),
                         fix="give the output_dir of a finished `fairser benchmark`")  # fmt: skip
     config = load_config(cfg_path)
-    if config.backbone is not None:
-        raise UserError("robustness of raw-audio backbone runs is not implemented yet (heads on cached features only)",
-                        where=str(cfg_path), fix="run it on a benchmark of heads on cached features")  # fmt: skip
     specs = robustness_conditions(conditions, config)
     timings: dict[str, float] = {}
     t0 = time.perf_counter()
@@ -176,73 +421,47 @@ def evaluate_robustness(
     if not runs:
         raise UserError("no finished runs of this config in the results folder", where=str(results_dir / "results.jsonl"),
                         fix="run `fairser benchmark` first")  # fmt: skip
+    source, why = model_source(source, results_dir=results_dir, runs=runs)
+    console.print(f"model source: {source.name} ({why})")
 
-    # 1. degraded features of every test row, once per condition (cached)
+    # 1. degraded inputs of every test row, once per condition (cached): features for heads, waveforms for
+    # raw-audio backbones
     t0 = time.perf_counter()
     test_rows = (
         np.flatnonzero((prepared.manifest["split"] == "test").to_numpy())
         if config.protocol == "holdout"
         else np.arange(len(prepared.manifest))
     )
-    raw: dict[str, tuple[np.ndarray, np.ndarray]] = {}
-    cond_rows = []
-    from fairser.degrade import MEASURES, extract_degraded_features
-    from fairser.features import FeatureCache, build_audio_encoder
+    inputs_cls = _DegradedFeatures if config.backbone is None else _DegradedWaveforms
+    inputs = inputs_cls(built, prepared, config, test_rows=test_rows, seed=rob.seed, progress=progress,
+                        console=console)  # fmt: skip
+    timings[f"degraded_{inputs.kind}"] = time.perf_counter() - t0
+    conditions_frame = inputs.conditions
 
-    encoder = build_audio_encoder(config.features.audio, **config.features.audio_options)
-    cache = FeatureCache(config.features.cache_dir)
-    for label, condition in built:
-        res = extract_degraded_features(
-            paths=[prepared.paths[i] for i in test_rows], condition=condition, encoder=encoder, cache=cache,
-            seed=rob.seed, n_jobs=config.features.n_jobs, progress=progress, description=f"{label} features",
-        )  # fmt: skip
-        feats = np.full((len(prepared.manifest), res.features.shape[1]), np.nan, dtype=np.float32)
-        ok = np.zeros(len(prepared.manifest), dtype=bool)
-        feats[test_rows], ok[test_rows] = res.features, res.ok
-        raw[label] = (feats, ok)
-        row = {"condition": label, "name": condition.name, "params": json.dumps(condition.config(), default=str),
-               "n_files": len(test_rows), "n_failed": len(res.failures), "n_extracted": res.n_extracted,
-               "n_cached": res.n_cached}  # fmt: skip
-        for m in MEASURES:
-            v = res.measure(m)[res.ok]
-            v = v[np.isfinite(v)]
-            row[f"{m}_mean"] = float(v.mean()) if v.size else np.nan
-            row[f"{m}_min"] = float(v.min()) if v.size else np.nan
-            row[f"{m}_max"] = float(v.max()) if v.size else np.nan
-        cond_rows.append(row)
-        if res.failures:
-            console.print(f"[yellow]warning:[/] {label}: {len(res.failures)} test file(s) could not be degraded "
-                          f"and are left out of this condition's comparison (e.g. {res.failures[0]})")  # fmt: skip
-    timings["degraded_features"] = time.perf_counter() - t0
-    conditions_frame = pd.DataFrame(cond_rows)
-
-    # 2. each run: its model (re-fit and checked), clean and degraded test predictions
+    # 2. each run: its model (checked against its stored predictions), clean and degraded test predictions
     t0 = time.perf_counter()
-    source = source or RefitModels(results_dir)
     preds: dict[tuple[str, str], list[pd.DataFrame]] = {}  # (cell id, condition) -> folds' tables
     cell_of: dict[str, RunSpec] = {}
     for i, spec in enumerate(runs):
-        console.print(f"[{i + 1}/{len(runs)}] {spec.run_id}: model, then {len(built)} condition(s)")
-        fitted = source.fitted(spec, prepared, config)
-        test, meta = fitted.views["test"]
-        model, trainer = fitted.result.model, fitted.trainer
-        from fairser.run.prepare import normaliser
-
-        normalise = normaliser(fitted.prepared, config)
-        rows = meta["row"].to_numpy()
+        console.print(
+            f"[{i + 1}/{len(runs)}] {spec.run_id}: model ({source.name}), then {len(built)} condition(s)"
+        )
+        model = source.model(spec, prepared, config)
+        test, meta = model.views["test"]
         cell = spec.pool_id or spec.run_id
         cell_of[cell] = spec
-        tables = {CLEAN: predictions_table(meta=meta, proba=trainer.predict_proba(model, test), labels=fitted.labels,
-                                           spec=spec, sensitive=config.sensitive)}  # fmt: skip
-        for label, _ in built:
-            feats, ok = raw[label]
-            degraded = dataclasses.replace(test, audio=normalise(np.nan_to_num(feats[rows]), rows))
-            table = predictions_table(meta=meta, proba=trainer.predict_proba(model, degraded), labels=fitted.labels,
-                                      spec=spec, sensitive=config.sensitive)  # fmt: skip
-            table["degraded_ok"] = ok[rows]
-            tables[label] = table
-        for label, table in tables.items():
-            preds.setdefault((cell, label), []).append(table)
+
+        def table(data, *, meta=meta, model=model, spec=spec) -> pd.DataFrame:
+            return predictions_table(meta=meta, proba=model.predict_proba(data), labels=model.labels, spec=spec,
+                                     sensitive=config.sensitive)  # fmt: skip
+
+        tables = {CLEAN: table(test)}
+        for label, degraded, ok in inputs.test_sets(model):
+            tables[label] = table(degraded)
+            tables[label]["degraded_ok"] = ok
+        for label, frame in tables.items():
+            preds.setdefault((cell, label), []).append(frame)
+        del model
     timings["models_and_predictions"] = time.perf_counter() - t0
 
     # 3. evaluate per cell (folds pooled) and condition
@@ -250,8 +469,46 @@ def evaluate_robustness(
     ev = config.evaluation
     n_boot = ev.n_boot if n_boot is None else n_boot
     n_perm = ev.n_perm if n_perm is None else n_perm
+    table, per_class, runs_frame = _evaluate(preds, cell_of=cell_of, conditions=[label for label, _ in built],
+                                             config=config, labels=list(prepared.labels), n_boot=n_boot,
+                                             n_perm=n_perm)  # fmt: skip
+    timings["evaluation"] = time.perf_counter() - t0
+    if not conditions_frame.empty:
+        table = table.merge(
+            conditions_frame[["condition", "bitrate_kbps_mean", "snr_db_mean"]], on="condition", how="left"
+        )
+    files = _write(results_dir, table=table, per_class=per_class, conditions=conditions_frame, runs=runs_frame,
+                   config=config, prepared=prepared, ci=ev.ci)  # fmt: skip
+    (results_dir / "robustness.json").write_text(json.dumps({
+        "conditions": [s.model_dump(mode="json") for s in specs], "seed": rob.seed, "n_boot": n_boot,
+        "n_perm": n_perm, "model_source": source.name, "model_source_reason": why, "inputs": inputs.kind,
+        "n_runs": len(runs), "timings_s": timings,
+    }, indent=2))  # fmt: skip
+    return RobustnessResult(table=table, per_class=per_class, conditions=conditions_frame, runs=runs_frame,
+                            files=files, timings=timings, source=source.name)  # fmt: skip
+
+
+def _evaluate(
+    preds: dict[tuple[str, str], list[pd.DataFrame]],
+    *,
+    cell_of: dict[str, RunSpec],
+    conditions: Sequence[str],
+    config: BenchmarkConfig,
+    labels: list[str],
+    n_boot: int,
+    n_perm: int,
+) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+    """The paired-change table, the per-class table and the per-run evaluation of clean and degraded
+    predictions (``preds[(cell, condition)]``: the cell's folds' prediction tables; degraded ones carry
+    ``degraded_ok``), whatever model kind made them."""
+    from fairser.metrics.paired import paired_delta
+
+    ev = config.evaluation
     evaluation = ev.model_copy(update={"n_boot": n_boot, "n_perm": n_perm})
-    labels = list(prepared.labels)
+    sensitive = config.sensitive[0] if len(config.sensitive) == 1 else None
+    if sensitive is None:
+        raise UserError("fairser robustness measures gaps of one sensitive column",
+                        where=f"sensitive: {list(config.sensitive)}", fix="use sensitive: [gender]")  # fmt: skip
     pooled = {key: pd.concat(parts, ignore_index=True) for key, parts in preds.items()}
     run_rows, table_rows, class_rows = [], [], []
     for (cell, label), pred in pooled.items():
@@ -268,10 +525,9 @@ def evaluate_robustness(
     groups: dict[tuple[str, str], list[str]] = {}
     for cell, spec in cell_of.items():
         groups.setdefault((spec.objective.display, spec.setting), []).append(cell)
-    sensitive = config.sensitive[0] if len(config.sensitive) == 1 else None
     values = ("male", "female") if sensitive == "gender" else None
     for (objective, setting), cells in groups.items():
-        for label, _ in built:
+        for label in conditions:
             clean_all = [pooled[(c, CLEAN)] for c in cells]
             deg_all = [pooled[(c, label)] for c in cells]
             for (lang, modality), _ in clean_all[0].groupby(["language", "modality"], sort=False):
@@ -281,14 +537,9 @@ def evaluate_robustness(
                     _domain(f, lang=lang, modality=modality, keep=keep).drop(columns="degraded_ok")
                     for f in deg_all
                 ]
-                if sensitive is None:
-                    raise UserError("fairser robustness measures gaps of one sensitive column",
-                                    where=f"sensitive: {list(config.sensitive)}", fix="use sensitive: [gender]")  # fmt: skip
                 vals = values or tuple(sorted(set(c_parts[0][sensitive]) - {"unknown"}))
-                from fairser.metrics.paired import paired_delta
-
                 res = paired_delta(clean=c_parts, degraded=d_parts, labels=labels, sensitive=sensitive, values=vals,
-                                   n_boot=n_boot, n_perm=n_perm, ci=ev.ci, seed=rob.seed)  # fmt: skip
+                                   n_boot=n_boot, n_perm=n_perm, ci=ev.ci, seed=config.robustness.seed)  # fmt: skip
                 key = {"condition": label, "objective": objective, "setting": setting, "language": lang,
                        "modality": modality, "n_seeds": len(cells)}  # fmt: skip
                 out = dict(key)
@@ -301,22 +552,7 @@ def evaluate_robustness(
                 table_rows.append(out)
                 for _, r in res.per_class.iterrows():
                     class_rows.append({**key, **r.to_dict()})
-    timings["evaluation"] = time.perf_counter() - t0
-    table = pd.DataFrame(table_rows)
-    per_class = pd.DataFrame(class_rows)
-    runs_frame = pd.DataFrame(run_rows)
-    if not conditions_frame.empty:
-        table = table.merge(
-            conditions_frame[["condition", "bitrate_kbps_mean", "snr_db_mean"]], on="condition", how="left"
-        )
-    files = _write(results_dir, table=table, per_class=per_class, conditions=conditions_frame, runs=runs_frame,
-                   config=config, prepared=prepared, ci=ev.ci)  # fmt: skip
-    (results_dir / "robustness.json").write_text(json.dumps({
-        "conditions": [s.model_dump(mode="json") for s in specs], "seed": rob.seed, "n_boot": n_boot,
-        "n_perm": n_perm, "model_source": type(source).__name__, "n_runs": len(runs), "timings_s": timings,
-    }, indent=2))  # fmt: skip
-    return RobustnessResult(table=table, per_class=per_class, conditions=conditions_frame, runs=runs_frame,
-                            files=files, timings=timings)  # fmt: skip
+    return pd.DataFrame(table_rows), pd.DataFrame(class_rows), pd.DataFrame(run_rows)
 
 
 def _domain(frame: pd.DataFrame, *, lang: str, modality: str, keep: np.ndarray) -> pd.DataFrame:

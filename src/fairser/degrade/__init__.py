@@ -27,19 +27,23 @@ from fairser.degrade.registry import (
     condition_label,
     parse_condition,
 )
+from fairser.degrade.waveforms import DegradedAudio, degraded_audio_fingerprints, extract_degraded_audio
 
 __all__ = [
     "CONDITIONS",
     "MEASURES",
     "PRESETS",
     "Condition",
+    "DegradedAudio",
     "DegradedFeatures",
     "build_condition",
     "build_conditions",
     "condition_fingerprint",
     "condition_label",
     "degrade_file",
+    "degraded_audio_fingerprints",
     "degraded_fingerprints",
+    "extract_degraded_audio",
     "extract_degraded_features",
     "file_rng",
     "parse_condition",

@@ -28,12 +28,14 @@ from fairser.run.views import run_grouper, split_views
 
 __all__ = [
     "FittedRun",
+    "RunViews",
     "apply_inferred_groups",
     "derived_params",
     "execute_run",
     "fit_run",
     "fit_staged",
     "make_backend",
+    "run_views",
 ]
 
 
@@ -136,6 +138,38 @@ class FittedRun:
     augmentation: dict[str, Any] | None = None
 
 
+@dataclass
+class RunViews:
+    """A grid cell's data before any training (:func:`run_views`)."""
+
+    prepared: PreparedData
+    backend: Any
+    grouper: Any
+    views: dict[str, Any]
+
+
+def run_views(
+    spec: RunSpec, prepared: PreparedData, config: BenchmarkConfig, *, progress: bool = False
+) -> RunViews:
+    """A grid cell's fold of the data, its backend (checked against the cell) and grouper, and its split views
+    (``views[split] = (dataset, meta)``): what :func:`fit_run` trains on, and what a saved model of the run is
+    applied to."""
+    if spec.fold is not None:  # kfold / loso: this fold's train / valid / test speakers
+        prepared = prepared.for_fold(spec.fold)
+    backend = make_backend(prepared, config, progress=progress)
+    backend.check(spec)
+    grouper = run_grouper(prepared.manifest, setting=spec.setting, config=config)
+    views = split_views(
+        prepared.manifest,
+        setting=spec.setting,
+        config=config,
+        grouper=grouper,
+        labels=tuple(prepared.labels),
+        make=backend.dataset,
+    )
+    return RunViews(prepared=prepared, backend=backend, grouper=grouper, views=views)
+
+
 def fit_run(
     spec: RunSpec, prepared: PreparedData, config: BenchmarkConfig, *, progress: bool = False
 ) -> FittedRun:
@@ -143,21 +177,10 @@ def fit_run(
     from fairser.objectives import build_objective
     from fairser.objectives.stages import RunData, StageContext, StagedObjective
 
-    if spec.fold is not None:  # kfold / loso: this fold's train / valid / test speakers
-        prepared = prepared.for_fold(spec.fold)
-    backend = make_backend(prepared, config, progress=progress)
-    backend.check(spec)
     t0 = time.perf_counter()
+    cell = run_views(spec, prepared, config, progress=progress)
+    prepared, backend, grouper, views = cell.prepared, cell.backend, cell.grouper, cell.views
     labels = tuple(prepared.labels)
-    grouper = run_grouper(prepared.manifest, setting=spec.setting, config=config)
-    views = split_views(
-        prepared.manifest,
-        setting=spec.setting,
-        config=config,
-        grouper=grouper,
-        labels=labels,
-        make=backend.dataset,
-    )
     train, train_meta = views["train"]
     valid = views["valid"][0]
     augmentation = None

@@ -257,6 +257,13 @@ class HeadPredictor:
             {} if norm["mode"] in ("none", "per_speaker") else tensors_stats(saved, list(norm["units"]))
         )
 
+    def predict_dataset(self, data: Any) -> np.ndarray:
+        """Class probabilities (N, C) of a run's own dataset of normalised features (an
+        :class:`~fairser.train.ArrayDataset`, e.g. a benchmark run's test view), as the run predicted them."""
+        from fairser.train import predict_proba as head_proba
+
+        return head_proba(self.model, data)
+
     def _check_inputs(self, inputs: PredictInput) -> None:
         mode = self.normalise_mode
         if mode == "per_speaker" and not inputs.has_speakers:
@@ -431,6 +438,19 @@ class BackbonePredictor:
         self.accelerator = make_accelerator(mixed_precision=self.config.mixed_precision)
         self.model = self.accelerator.prepare_model(self.model, evaluation_mode=True)
         self.model.eval()
+
+    def predict_dataset(self, data: Any, *, progress: bool = False) -> np.ndarray:
+        """Class probabilities (N, C) of a run's own :class:`~fairser.scale.data.AudioDataset` (e.g. a benchmark
+        run's test view, or its degraded waveforms), batched as the run predicted."""
+        from fairser.scale.loop import predict_backbone
+
+        return predict_backbone(
+            self.model,
+            data,
+            batch_size=self.config.eval_batch_size,
+            accelerator=self.accelerator,
+            progress=progress,
+        )
 
     def predict_proba(
         self, meta: pd.DataFrame, *, inputs: Any, batch_size: int | None = None, progress: bool = True
