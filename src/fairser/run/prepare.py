@@ -304,6 +304,7 @@ def prepare_data(
             source=source,
             timings=timings,
             notes=notes,
+            paths=list(paths),
             inferred=inferred,
         )
 

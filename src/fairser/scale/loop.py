@@ -20,6 +20,7 @@ import contextlib
 import inspect
 import math
 import os
+import random
 import shutil
 import time
 from collections.abc import Mapping
@@ -354,7 +355,12 @@ def fit_backbone(
         )
     if len(train) == 0 or len(valid) == 0:
         raise ValueError(f"fit_backbone: empty split (train {len(train)} rows, valid {len(valid)} rows)")
+    # every generator a training step may draw from: transformers' SpecAugment masks of wav2vec2 / HuBERT / WavLM
+    # draw from NumPy's global one, so an unseeded start made SSL runs differ run to run (a checkpoint keeps
+    # all three states for an exact resume)
     torch.manual_seed(seed)
+    np.random.seed(seed)
+    random.seed(seed)
     objective.setup(
         domain=torch.tensor(train.domain), sensitive=torch.tensor(train.sensitive), y=torch.tensor(train.y)
     )
