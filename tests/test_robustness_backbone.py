@@ -194,3 +194,57 @@ def test_saved_head_models_give_the_refit_table(tmp_path):
     pd.testing.assert_frame_equal(again.table, saved.table)
     with pytest.raises(UserError, match=f"1 of 2 finished run.s. have no saved model .e.g. {spec.run_id}"):
         evaluate_robustness(out, conditions=conditions, source="saved", progress=False)
+
+
+@pytest.mark.slow
+def test_zero_shot_audio_llm_runs_on_degraded_waveforms(tmp_path):
+    """A zero-shot tiny Qwen2-Audio (nothing trained, configs/tiny_qwen2_audio_zero_shot.yaml): its saved and
+    its "re-fitted" (loaded) model reproduce the stored predictions and give the same table, in both settings
+    (audio+text keeps its transcripts)."""
+    pytest.importorskip(
+        "transformers", reason="transformers is not installed (pip install transformers peft)"
+    )
+    from pathlib import Path
+
+    import yaml
+
+    from assets.tiny_models import save_tiny_qwen2_audio
+    from fairser.bench import run_benchmark
+    from fairser.bench.robustness import evaluate_robustness
+    from fairser.data.labels import MELD_EMOTIONS
+
+    config = Path(__file__).resolve().parents[1] / "configs" / "tiny_qwen2_audio_zero_shot.yaml"
+    data = yaml.safe_load(config.read_text())
+    data["output_dir"] = str(tmp_path / "out")
+    data["corpus"]["path"] = str(tmp_path / "corpus")
+    data["corpus"]["synth"]["utterances_per_emotion"] = 1
+    data["features"] = {"cache_dir": str(tmp_path / "cache"), "n_jobs": 1}
+    data["backbone"]["path"] = str(
+        save_tiny_qwen2_audio(tmp_path / "model", words=MELD_EMOTIONS, vocab_size=520)
+    )
+    data["evaluation"] = {"n_boot": 20, "n_perm": 20, "min_samples": 3}
+    data["train"] = {"save_model": True}
+    run_benchmark(BenchmarkConfig.model_validate(data), progress=False)
+    out = tmp_path / "out"
+    n_test = int((pd.read_csv(tmp_path / "corpus" / "manifest.csv")["split"] == "test").sum())
+    saved = evaluate_robustness(
+        out, conditions=["noise:kind=white,snr_db=5"], n_boot=20, n_perm=20, progress=False
+    )
+    assert saved.source == "saved"
+    cond = saved.conditions.iloc[0]
+    assert (
+        cond["n_files"] == n_test
+        and cond["n_extracted"] == n_test
+        and cond["snr_db_mean"] == pytest.approx(5.0, abs=1e-3)
+    )
+    # one row per setting x language; both settings read the same cached noisy files
+    assert set(saved.table["modality"]) == {"audio", "audio+text"} and set(saved.table["language"]) == {
+        "en",
+        "de",
+    }
+    assert saved.table["delta_weighted_f1"].notna().all()
+    loaded = evaluate_robustness(
+        out, conditions=["noise:kind=white,snr_db=5"], source="refit", n_boot=20, n_perm=20, progress=False
+    )
+    assert loaded.conditions.iloc[0]["n_extracted"] == 0
+    pd.testing.assert_frame_equal(loaded.table, saved.table)
