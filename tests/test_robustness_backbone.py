@@ -248,3 +248,38 @@ def test_zero_shot_audio_llm_runs_on_degraded_waveforms(tmp_path):
     )
     assert loaded.conditions.iloc[0]["n_extracted"] == 0
     pd.testing.assert_frame_equal(loaded.table, saved.table)
+
+
+def test_degraded_waveforms_are_seeded_cached_and_name_their_failures(tmp_path):
+    from assets.zoo_corpus import harmonic_voice
+    from fairser.degrade import build_condition, degrade_file, extract_degraded_audio
+    from fairser.features import FeatureCache
+
+    paths = [tmp_path / "a.wav", tmp_path / "b.wav", tmp_path / "a_copy.wav", tmp_path / "bad.wav"]
+    for p, f0 in zip(paths[:3], (120.0, 220.0, 120.0), strict=True):
+        sf.write(p, harmonic_voice(f0, seed=0), 16000)
+    paths[3].write_bytes(b"not audio at all")
+    cache = FeatureCache(tmp_path / "cache")
+    noise = build_condition("noise", kind="white", snr_db=10)
+    res = extract_degraded_audio(paths=paths, condition=noise, cache=cache, seed=3, progress=False)
+    # a.wav and its byte-identical copy share one entry (content-addressed); the bad file is named, not dropped
+    assert (
+        res.ok.tolist() == [True, True, True, False] and res.files[0] == res.files[2] and res.files[3] is None
+    )
+    assert res.n_extracted == 3 and res.n_cached == 0 and res.failures[0][0] == paths[3]
+    assert np.allclose(res.measure("snr_db")[:3], 10.0, atol=1e-3)
+    expected, _ = degrade_file(
+        paths[1], condition=noise, seed=3, content_hash=cache.file_hash(paths[1]), sample_rate=16000
+    )
+    assert np.array_equal(sf.read(res.files[1], dtype="float32")[0], expected)
+    # warm: nothing degraded, the same files; another seed: other noise, other files
+    warm = extract_degraded_audio(paths=paths, condition=noise, cache=cache, seed=3, progress=False)
+    assert (warm.n_extracted, warm.n_cached) == (0, 3) and warm.files == res.files
+    other = extract_degraded_audio(paths=paths[:2], condition=noise, cache=cache, seed=4, progress=False)
+    assert other.n_extracted == 2 and other.files[1] != res.files[1]
+    assert not np.array_equal(sf.read(other.files[1], dtype="float32")[0], expected)
+    # a damaged entry is degraded again (and only it)
+    res.files[1].write_bytes(b"RIFF")
+    again = extract_degraded_audio(paths=paths[:2], condition=noise, cache=cache, seed=3, progress=False)
+    assert (again.n_extracted, again.n_cached) == (1, 1)
+    assert np.array_equal(sf.read(again.files[1], dtype="float32")[0], expected)
