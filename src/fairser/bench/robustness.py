@@ -61,12 +61,14 @@ SOURCES = ("auto", "saved", "refit")
 class RunModel:
     """A finished run's model as robustness applies it: the run's fold of the data, its split views
     (``views[split] = (dataset, meta)``, as the run built them), its label order, and ``predict_proba(dataset)``
-    (class probabilities, N x C) for a dataset of the run's kind (a clean or degraded test view)."""
+    (class probabilities, N x C) for a dataset of the run's kind (a clean or degraded test view);
+    ``clean_proba``: its clean test predictions, once checked against the stored ones."""
 
     prepared: PreparedData
     views: dict[str, Any]
     labels: tuple[str, ...]
     predict_proba: Callable[[Any], np.ndarray]
+    clean_proba: np.ndarray | None = None
 
 
 class ModelSource(Protocol):
@@ -89,13 +91,14 @@ def _stored_predictions(results_dir: Path, spec: RunSpec) -> tuple[Path, pd.Data
 
 def _mismatch(stored: pd.DataFrame, model: RunModel) -> str | None:
     """None when ``model`` predicts exactly the stored test predictions (ids in order, float32
-    probabilities), else what differs."""
+    probabilities; kept as ``model.clean_proba``), else what differs."""
     test, meta = model.views["test"]
     if len(stored) != len(meta) or not np.array_equal(
         stored["id"].to_numpy(), meta["id"].astype(str).to_numpy()
     ):
         return f"{len(stored)} stored rows vs {len(meta)} test rows, or in another order"
-    proba = np.asarray(model.predict_proba(test)).astype(np.float32)
+    model.clean_proba = np.asarray(model.predict_proba(test))
+    proba = model.clean_proba.astype(np.float32)
     prob = stored[[f"prob_{lab}" for lab in model.labels]].to_numpy(dtype=np.float64).astype(np.float32)
     if not np.array_equal(prob, proba):
         return f"probabilities differ by up to {float(np.abs(prob - proba).max()):.3g}"
@@ -455,7 +458,9 @@ def evaluate_robustness(
             return predictions_table(meta=meta, proba=model.predict_proba(data), labels=model.labels, spec=spec,
                                      sensitive=config.sensitive)  # fmt: skip
 
-        tables = {CLEAN: table(test)}
+        clean = model.predict_proba(test) if model.clean_proba is None else model.clean_proba
+        tables = {CLEAN: predictions_table(meta=meta, proba=clean, labels=model.labels, spec=spec,
+                                           sensitive=config.sensitive)}  # fmt: skip
         for label, degraded, ok in inputs.test_sets(model):
             tables[label] = table(degraded)
             tables[label]["degraded_ok"] = ok
