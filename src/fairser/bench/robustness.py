@@ -379,10 +379,15 @@ def _write(results_dir: Path, *, table, per_class, conditions, runs, config, pre
                         ("robustness_conditions.csv", conditions), ("robustness_runs.csv", runs)):  # fmt: skip
         frame.to_csv(results_dir / name, index=False)
         files.append(results_dir / name)
+    from fairser.report.robustness import (
+        plot_degradation_curves,
+        plot_per_class_heatmap,
+        render_class_changes,
+    )
+
     md = render_robustness(table, conditions, synthetic=prepared.synthetic, source=prepared.source, ci=ci)
-    (results_dir / "robustness.md").write_text(md)
+    (results_dir / "robustness.md").write_text(md + "\n" + render_class_changes(per_class, ci=ci))
     files.append(results_dir / "robustness.md")
-    from fairser.report.robustness import plot_degradation_curves, plot_per_class_heatmap
 
     fig_dir = results_dir / "figures"
     fig_dir.mkdir(exist_ok=True)

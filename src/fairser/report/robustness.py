@@ -8,7 +8,13 @@ import pandas as pd
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-__all__ = ["plot_degradation_curves", "plot_per_class_heatmap", "robustness_section"]
+__all__ = [
+    "class_ranking",
+    "plot_degradation_curves",
+    "plot_per_class_heatmap",
+    "render_class_changes",
+    "robustness_section",
+]
 
 _COLORS = {"male": "#1f77b4", "female": "#d62728"}
 
@@ -147,3 +153,96 @@ def robustness_section(path, *, synthetic: bool, source: str, dpi: int = 110):
     ]
     return RiskSection(id="robustness", title="Robustness to codecs, channels and noise", paragraphs=paragraphs,
                        table=shown.reset_index(drop=True), figure=figure)  # fmt: skip
+
+
+def class_ranking(per_class: pd.DataFrame, *, alpha: float = 0.05) -> pd.DataFrame:
+    """Which classes lose most recall under degradation, per objective x setting x language x modality x group:
+    the mean recall change over the conditions (``mean_delta``, descriptive), its rank within the group (1 =
+    the largest loss), the worst condition, and in how many conditions this group's change differs from the
+    other group's at p < ``alpha`` (``n_worse`` / ``n_better``: this group lost significantly more / less).
+    The per-condition changes with their CIs are the rows of ``per_class`` itself."""
+    keys = ["objective", "setting", "language", "modality", "group"]
+    frame = per_class.copy()
+    has_inter = "delta_vs_other_p" in frame
+    sig = frame["delta_vs_other_p"] < alpha if has_inter else pd.Series(False, index=frame.index)
+    frame["worse"] = sig & (frame.get("delta_vs_other", 0) < 0)
+    frame["better"] = sig & (frame.get("delta_vs_other", 0) > 0)
+    worst = frame.loc[
+        frame.groupby([*keys, "label"], sort=False)["delta"].idxmin(), [*keys, "label", "condition"]
+    ]
+    out = (
+        frame.groupby([*keys, "label"], sort=False)
+        .agg(
+            mean_delta=("delta", "mean"),
+            n_conditions=("delta", "size"),
+            n_worse=("worse", "sum"),
+            n_better=("better", "sum"),
+            n=("n", "first"),
+        )  # fmt: skip
+        .reset_index()
+        .merge(worst.rename(columns={"condition": "worst_condition"}), on=[*keys, "label"])
+    )
+    out["rank"] = out.groupby(keys, sort=False)["mean_delta"].rank(method="min").astype(int)
+    return out
+
+
+def render_class_changes(per_class: pd.DataFrame, *, ci: float = 0.95, alpha: float = 0.05) -> str:
+    """Markdown: the class ranking (:func:`class_ranking`) per objective x setting x language x modality, men and
+    women side by side, then every condition's recall change per class and group with the paired CI and the
+    women − men difference with its CI and p (the class x gender interaction)."""
+    if per_class.empty:
+        return ""
+    pct = int(round(ci * 100))
+    ranking = class_ranking(per_class, alpha=alpha)
+    groups = list(dict.fromkeys(per_class["group"]))
+    lines = ["## Which classes lose most recall", "",
+             "Mean recall change over the conditions (percentage points; rank 1 = largest loss within the group). "
+             f"'worse in k' counts the conditions in which this group lost significantly more recall than the other "
+             f"(paired permutation of group labels among speakers, p < {alpha}); the per-condition changes with their "
+             f"{pct}% CIs follow.", ""]  # fmt: skip
+    cell_keys = ["objective", "setting", "language", "modality"]
+    for key, sub in ranking.groupby(cell_keys, sort=False):
+        lines += [f"### {key[0]}, setting {key[1]}: {key[2]} / {key[3]}", "",
+                  "| class | " + " | ".join(f"{g}: mean Δ (rank) | {g}: worst condition | {g}: worse in k" for g in groups) + " |",
+                  "|---|" + "---|---|---|" * len(groups)]  # fmt: skip
+        for label, rows in sub.groupby("label", sort=False):
+            cells = []
+            for g in groups:
+                r = rows[rows["group"] == g]
+                if r.empty:
+                    cells += ["—", "—", "—"]
+                    continue
+                r = r.iloc[0]
+                cells += [f"{r['mean_delta'] * 100:+.1f} ({r['rank']})", str(r["worst_condition"]),
+                          f"{int(r['n_worse'])}/{int(r['n_conditions'])}"]  # fmt: skip
+            lines.append(f"| {label} | " + " | ".join(cells) + " |")
+        lines.append("")
+    lines += ["### Recall change per condition, class and group", "",
+              f"Δ = degraded − clean recall (pp) with the paired speaker-level {pct}% CI; '{groups[-1]} − {groups[0]}' is "
+              "the difference of the two groups' changes with its CI and p.", ""]  # fmt: skip
+    two = len(groups) == 2 and "delta_vs_other" in per_class
+    head = "| objective | setting | condition | language | modality | class | " + " | ".join(
+        f"Δ {g} [CI]" for g in groups
+    )
+    head += f" | {groups[-1]} − {groups[0]} [CI] | p |" if two else " |"
+    lines += [head, "|---" * (6 + len(groups) + (2 if two else 0)) + "|"]
+    for key, sub in per_class.groupby([*cell_keys[:2], "condition", *cell_keys[2:], "label"], sort=False):
+        by = sub.set_index("group")
+        cells = [
+            _ci_text(by.loc[g], "delta", low="ci_low", high="ci_high") if g in by.index else "—"
+            for g in groups
+        ]
+        if two and groups[-1] in by.index:
+            r = by.loc[groups[-1]]
+            cells += [_ci_text(r, "delta_vs_other"), f"{r['delta_vs_other_p']:.3f}"]
+        lines.append("| " + " | ".join(str(k) for k in key) + " | " + " | ".join(cells) + " |")
+    lines.append("")
+    return "\n".join(lines)
+
+
+def _ci_text(row: pd.Series, col: str, *, low: str | None = None, high: str | None = None) -> str:
+    v = row[col]
+    if not np.isfinite(v):
+        return "—"
+    lo, hi = row[low or col + "_ci_low"], row[high or col + "_ci_high"]
+    return f"{v * 100:+.1f} [{lo * 100:+.1f}, {hi * 100:+.1f}]"
