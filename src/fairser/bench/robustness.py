@@ -307,7 +307,11 @@ def evaluate_robustness(
     runs_frame = pd.DataFrame(run_rows)
     if not conditions_frame.empty:
         table = table.merge(
-            conditions_frame[["condition", "bitrate_kbps_mean", "snr_db_mean"]], on="condition", how="left"
+            conditions_frame[["condition", "name", "bitrate_kbps_mean", "snr_db_mean"]].rename(
+                columns={"name": "family"}
+            ),
+            on="condition",
+            how="left",
         )
     files = _write(results_dir, table=table, per_class=per_class, conditions=conditions_frame, runs=runs_frame,
                    config=config, prepared=prepared, ci=ev.ci)  # fmt: skip

@@ -29,34 +29,74 @@ def _first_cell(frame: pd.DataFrame) -> tuple[pd.DataFrame, str]:
 def plot_degradation_curves(
     table: pd.DataFrame, per_class: pd.DataFrame | None = None, *, synthetic: bool = False
 ) -> Figure:
-    """W-F1 per gender, clean then each condition, one panel per language x modality (first objective)."""
+    """W-F1 per gender under degradation (first objective and setting), one column per language x modality.
+
+    Top row: every condition as its own point (clean as a dashed reference line per gender), since distinct
+    conditions are categories, not a scale. Bottom row (when the table has a ``family`` and a measured
+    ``bitrate_kbps_mean``): the codec families' W-F1 against the measured bitrate (log scale), one line per
+    family and gender, so a family tested at several bitrates shows a degradation curve."""
     sub, title = _first_cell(table)
     panels = list(dict.fromkeys(zip(sub["language"], sub["modality"], strict=True)))
-    fig = Figure(figsize=(max(4.5 * len(panels), 6), 4.2))
+    has_rate = "family" in sub and "bitrate_kbps_mean" in sub and np.isfinite(sub["bitrate_kbps_mean"]).any()
+    n_rows = 2 if has_rate else 1
+    fig = Figure(figsize=(max(4.5 * len(panels), 6), 4.2 * n_rows))
     FigureCanvasAgg(fig)
     conditions = list(dict.fromkeys(sub["condition"]))
-    x = np.arange(len(conditions) + 1)
+    x = np.arange(len(conditions))
+    offsets = {"male": -0.12, "female": 0.12}
     for i, (lang, modality) in enumerate(panels):
-        ax = fig.add_subplot(1, len(panels), i + 1)
-        part = (
-            sub[(sub["language"] == lang) & (sub["modality"] == modality)]
-            .set_index("condition")
-            .loc[conditions]
-        )
+        part = sub[(sub["language"] == lang) & (sub["modality"] == modality)].set_index("condition")
+        part = part.loc[[c for c in conditions if c in part.index]]
+        ax = fig.add_subplot(n_rows, len(panels), i + 1)
         for value, color in _COLORS.items():
             col = f"weighted_f1_{value}"
             if f"{col}_clean" not in part:
                 continue
-            y = [part[f"{col}_clean"].iloc[0], *part[f"{col}_degraded"]]
-            ax.plot(x, np.asarray(y) * 100, marker="o", color=color, label=value)
-        ax.plot(x, np.r_[part["weighted_f1_clean"].iloc[0], part["weighted_f1_degraded"]] * 100,
-                color="grey", ls="--", label="all")  # fmt: skip
-        ax.set_xticks(x, ["clean", *conditions], rotation=45, ha="right", fontsize=8)
+            ax.axhline(
+                part[f"{col}_clean"].iloc[0] * 100, color=color, ls="--", lw=1, label=f"{value}, clean"
+            )
+            xs = np.array([conditions.index(c) for c in part.index]) + offsets[value]
+            ax.plot(
+                xs,
+                part[f"{col}_degraded"] * 100,
+                ls="none",
+                marker="o",
+                color=color,
+                label=f"{value}, degraded",
+            )
+        ax.set_xticks(x, conditions, rotation=45, ha="right", fontsize=8)
         ax.set_title(f"{lang} / {modality}", fontsize=10)
         ax.set_ylabel("W-F1 (%)")
         ax.grid(alpha=0.3)
         if i == 0:
-            ax.legend(fontsize=8)
+            ax.legend(fontsize=7)
+        if not has_rate:
+            continue
+        ax = fig.add_subplot(n_rows, len(panels), len(panels) + i + 1)
+        rated = part[np.isfinite(part["bitrate_kbps_mean"].to_numpy(dtype=float))]
+        styles = ["-", "--", ":", "-."]
+        for f, (family, fam) in enumerate(rated.groupby("family", sort=False)):
+            fam = fam.sort_values("bitrate_kbps_mean")
+            for value, color in _COLORS.items():
+                col = f"weighted_f1_{value}_degraded"
+                if col in fam:
+                    ax.plot(fam["bitrate_kbps_mean"], fam[col] * 100, marker="o", color=color,
+                            ls=styles[f % len(styles)], label=f"{family} · {value}")  # fmt: skip
+        for value, color in _COLORS.items():
+            if f"weighted_f1_{value}_clean" in part:
+                ax.axhline(part[f"weighted_f1_{value}_clean"].iloc[0] * 100, color=color, ls="--", lw=1)
+        ax.set_xscale("log")
+        ticks = [t for t in (2, 4, 8, 16, 32, 64, 128, 256) if len(rated)]
+        ax.set_xticks(ticks, [f"{t:g}" for t in ticks])
+        ax.minorticks_off()
+        if len(rated):
+            rates = rated["bitrate_kbps_mean"].to_numpy(dtype=float)
+            ax.set_xlim(rates.min() / 1.3, rates.max() * 1.3)
+        ax.set_xlabel("measured bitrate (kbps, log)")
+        ax.set_ylabel("W-F1 (%)")
+        ax.grid(alpha=0.3, which="both")
+        if i == 0:
+            ax.legend(fontsize=6, ncol=2)
     fig.suptitle(
         ("SYNTHETIC DATA — " if synthetic else "") + f"W-F1 per gender under degradation ({title})",
         fontsize=10,
