@@ -479,3 +479,33 @@ def test_sigkill_during_feature_extraction_leaves_no_worker(tmp_path, corpus):
     n, left = _kill_and_count_survivors(popen, lambda kids: len(kids) >= 2, timeout=60)
     assert n >= 2 and left == 0, f"{left} of {n} extraction workers survived the SIGKILL"
     shutil.rmtree(tmp_path / "cache", ignore_errors=True)
+
+
+_SYNTH_SCRIPT = """
+import sys, time
+from pathlib import Path
+from fairser.data.synth import generate
+
+generate._WORKER = Path(sys.argv[1])  # a worker busy for a minute, deaf to its stdin closing
+pool = generate._WorkerPool(2)
+time.sleep(120)
+"""
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="process-tree checks use Linux /proc")
+def test_sigkill_during_synthesis_leaves_no_worker(tmp_path):
+    """The eSpeak synthesis workers (subprocesses fed over pipes) die with their parent even mid-batch, when
+    the closed pipe alone would not end them."""
+    pytest.importorskip("psutil")
+    busy = tmp_path / "busy_worker.py"
+    busy.write_text("import time\ntime.sleep(60)\n")
+    env = dict(os.environ, PYTHONPATH=str(REPO / "src"))
+    popen = subprocess.Popen(
+        [sys.executable, "-c", _SYNTH_SCRIPT, str(busy)],
+        env=env,
+        start_new_session=True,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    n, left = _kill_and_count_survivors(popen, lambda kids: len(kids) >= 2, timeout=60)
+    assert n >= 2 and left == 0, f"{left} of {n} synthesis workers survived the SIGKILL"

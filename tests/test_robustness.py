@@ -58,6 +58,14 @@ def test_paired_delta_on_a_hand_made_example():
         -1.0,
         -1.0,
     )
+    # the class x gender interaction: women's recall change of 'b' (-1) minus men's (0), CI [-1, -1] (every
+    # speaker of a gender changes alike); the shuffled-gender null reaches |-1| for {f1, f2} or {m1, m2}: p ~ 1/3
+    fb, mb = per_class.loc[("female", "b")], per_class.loc[("male", "b")]
+    assert (fb["delta_vs_other"], mb["delta_vs_other"]) == pytest.approx((-1.0, 1.0))
+    assert (fb["delta_vs_other_ci_low"], fb["delta_vs_other_ci_high"]) == pytest.approx((-1.0, -1.0))
+    assert 0.28 < fb["delta_vs_other_p"] < 0.39
+    assert per_class.loc[("female", "a"), "delta_vs_other"] == pytest.approx(0.0)
+    assert per_class.loc[("female", "a"), "delta_vs_other_p"] == 1.0
     # no change at all: delta 0, CI [0, 0], p = 1
     same = paired_delta(clean=[clean], degraded=[clean.copy()], labels=["a", "b"], n_boot=50, n_perm=50)
     assert same.row("weighted_f1")["delta"] == 0 and same.row("weighted_f1")["p_value"] == 1.0
@@ -120,7 +128,19 @@ def test_robustness_end_to_end_refits_checks_and_caches(tmp_path, corpus):
     assert len(per_class) == 2 * 2 * len(LABELS)  # conditions x genders x classes
     for name in ("robustness.md", "figures/robustness_curves.png", "figures/robustness_per_class.png"):
         assert (out / name).is_file()
-    assert "ΔW-F1" in (out / "robustness.md").read_text()
+    md = (out / "robustness.md").read_text()
+    assert "ΔW-F1" in md and "## Which classes lose most recall" in md
+    # the ranking: per cell and group, rank 1 is the class whose mean recall change is lowest
+    from fairser.report.robustness import class_ranking
+
+    ranking = class_ranking(per_class)
+    for _, sub in ranking.groupby(["objective", "setting", "language", "modality", "group"]):
+        assert sub.loc[sub["rank"] == 1, "mean_delta"].min() == sub["mean_delta"].min()
+        assert (sub["n_conditions"] == len(conditions)).all()
+    means = per_class.groupby(["objective", "setting", "language", "modality", "group", "label"])[
+        "delta"
+    ].mean()
+    assert np.allclose(ranking.set_index(means.index.names)["mean_delta"].loc[means.index], means)
     from fairser.report import build_report
 
     report = build_report(out, n_boot=10)  # the report gains a robustness section

@@ -480,7 +480,11 @@ def evaluate_robustness(
     timings["evaluation"] = time.perf_counter() - t0
     if not conditions_frame.empty:
         table = table.merge(
-            conditions_frame[["condition", "bitrate_kbps_mean", "snr_db_mean"]], on="condition", how="left"
+            conditions_frame[["condition", "name", "bitrate_kbps_mean", "snr_db_mean"]].rename(
+                columns={"name": "family"}
+            ),
+            on="condition",
+            how="left",
         )
     files = _write(results_dir, table=table, per_class=per_class, conditions=conditions_frame, runs=runs_frame,
                    config=config, prepared=prepared, ci=ev.ci)  # fmt: skip
@@ -620,10 +624,15 @@ def _write(results_dir: Path, *, table, per_class, conditions, runs, config, pre
                         ("robustness_conditions.csv", conditions), ("robustness_runs.csv", runs)):  # fmt: skip
         frame.to_csv(results_dir / name, index=False)
         files.append(results_dir / name)
+    from fairser.report.robustness import (
+        plot_degradation_curves,
+        plot_per_class_heatmap,
+        render_class_changes,
+    )
+
     md = render_robustness(table, conditions, synthetic=prepared.synthetic, source=prepared.source, ci=ci)
-    (results_dir / "robustness.md").write_text(md)
+    (results_dir / "robustness.md").write_text(md + "\n" + render_class_changes(per_class, ci=ci))
     files.append(results_dir / "robustness.md")
-    from fairser.report.robustness import plot_degradation_curves, plot_per_class_heatmap
 
     fig_dir = results_dir / "figures"
     fig_dir.mkdir(exist_ok=True)

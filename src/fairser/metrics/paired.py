@@ -93,7 +93,9 @@ def paired_delta(
         ``summary``: metric (``weighted_f1``, ``uar``, ``weighted_f1_gap``, ``uar_gap``, ``weighted_f1_<value>``
         per value), clean, degraded,
         delta, ci_low, ci_high, p_value, n_speakers, n; ``per_class``: label, group, recall_clean,
-        recall_degraded, delta, ci_low, ci_high, n.
+        recall_degraded, delta, ci_low, ci_high, n and, for two groups, ``delta_vs_other`` (this group's recall
+        change minus the other group's: the class x condition x group interaction) with its CI and p-value
+        (group labels shuffled among speakers, as for the gaps).
     """
     if len(clean) != len(degraded) or not clean:
         raise ValueError("paired_delta: give one degraded table per clean table (at least one)")
@@ -160,7 +162,8 @@ def paired_delta(
         shuffled = spk_group.copy()
         shuffled[known] = rng.permutation(spk_group[known])
         shuffled_member[r] = shuffled[None, :] == np.arange(n_groups)[:, None]
-    gap_null = _gap_changes(shuffled_member, flat_c=flat_c, flat_d=flat_d, shape=(n_seeds, n_groups, c))
+    gap_null = _group_changes(shuffled_member, flat_c=flat_c, flat_d=flat_d, shape=(n_seeds, n_groups, c))
+    recall_null = gap_null.pop("recall")
     rows = []
     for metric in ("weighted_f1", "uar", "weighted_f1_gap", "uar_gap", *(f"weighted_f1_{v}" for v in values)):
         delta = float(obs_d[metric][0] - obs_c[metric][0])
@@ -174,6 +177,17 @@ def paired_delta(
         })  # fmt: skip
     rec_c, rec_d = obs_c["recall"][0], obs_d["recall"][0]  # (G, C)
     low, high = percentile_ci(boot_d["recall"] - boot_c["recall"], ci=ci)
+    # two groups: a class's recall change of one group minus the other's (the class x condition x group
+    # interaction), its CI from the same resamples, its p from the shuffled group labels
+    inter = inter_low = inter_high = inter_p = np.full((n_groups, c), np.nan)
+    if n_groups == 2:
+        boot_delta = boot_d["recall"] - boot_c["recall"]  # (B, G, C)
+        obs = (rec_d - rec_c) - (rec_d - rec_c)[::-1]
+        inter = obs
+        inter_low, inter_high = percentile_ci(boot_delta - boot_delta[:, ::-1], ci=ci)
+        null = recall_null - recall_null[:, ::-1]  # (R, G, C)
+        inter_p = np.array([[permutation_p_value(np.array(obs[g, j]), null[:, g, j]) if n_perm else np.nan
+                             for j in range(c)] for g in range(n_groups)])  # fmt: skip
     per_class = []
     true_idx = encode_labels(first["y_true"], labels=labels)
     group_of_row = first[sensitive].to_numpy()
@@ -183,20 +197,25 @@ def paired_delta(
                 "label": lab, "group": value, "recall_clean": rec_c[g, j], "recall_degraded": rec_d[g, j],
                 "delta": rec_d[g, j] - rec_c[g, j], "ci_low": low[g, j], "ci_high": high[g, j],
                 "n": int(((true_idx == j) & (group_of_row == value)).sum()),
+                "delta_vs_other": inter[g, j], "delta_vs_other_ci_low": inter_low[g, j],
+                "delta_vs_other_ci_high": inter_high[g, j], "delta_vs_other_p": float(inter_p[g, j]),
             })  # fmt: skip
     return PairedDelta(pd.DataFrame(rows), pd.DataFrame(per_class))
 
 
-def _gap_changes(
+def _group_changes(
     member: np.ndarray, *, flat_c: np.ndarray, flat_d: np.ndarray, shape: tuple[int, int, int]
 ) -> dict[str, np.ndarray]:
-    """Change (degraded − clean) of the W-F1 and UAR gaps for each group assignment ``member`` (R, G, K),
-    averaged over seeds; ``flat_*`` are the per-speaker confusion matrices (S, K, C·C)."""
+    """Change (degraded − clean) of the W-F1 and UAR gaps (R,) and of the recall per group and class
+    (``recall``: R, G, C) for each group assignment ``member`` (R, G, K), averaged over seeds; ``flat_*`` are
+    the per-speaker confusion matrices (S, K, C·C)."""
     n_seeds, n_groups, c = shape
     with np.errstate(invalid="ignore", divide="ignore"):
         cm_c = np.einsum("rgk,skx->rsgx", member, flat_c).reshape(-1, n_seeds, n_groups, c, c)
         cm_d = np.einsum("rgk,skx->rsgx", member, flat_d).reshape(-1, n_seeds, n_groups, c, c)
-        return {
+        out = {
             f"{name}_gap": group_gap(score(cm_d)).mean(1) - group_gap(score(cm_c)).mean(1)
             for name, score in (("weighted_f1", weighted_f1_from_confusion), ("uar", uar_from_confusion))
         }
+        out["recall"] = (recall_from_confusion(cm_d) - recall_from_confusion(cm_c)).mean(1)
+        return out

@@ -52,6 +52,7 @@ from fairser.data.synth.config import (
 )
 from fairser.data.synth.espeak import espeak_version
 from fairser.data.synth.lines import load_lines
+from fairser.lifeline import set_parent_death_signal
 
 __all__ = [
     "CORPUS_INFO",
@@ -302,6 +303,8 @@ class _WorkerPool:
                 stdout=subprocess.PIPE,
                 stderr=log,
                 env=env,
+                # the kernel kills the worker when this process dies, even by SIGKILL (the tie survives exec)
+                preexec_fn=set_parent_death_signal,
             )
             for log in self._logs
         ]
