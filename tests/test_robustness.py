@@ -150,6 +150,21 @@ def test_robustness_end_to_end_refits_checks_and_caches(tmp_path, corpus):
     again = evaluate_robustness(out, conditions=conditions, n_boot=30, n_perm=30, progress=False)
     assert (again.conditions["n_extracted"] == 0).all()
     pd.testing.assert_frame_equal(again.table, table)
+    # conditions add up over calls with the same settings: the noise alone again keeps the earlier resample
+    # rows and replaces the noise rows (same numbers, no duplicates); other settings or keep_previous=False
+    # start anew
+    noise_only = evaluate_robustness(out, conditions=conditions[1:], n_boot=30, n_perm=30, progress=False)
+    pd.testing.assert_frame_equal(noise_only.table, table, check_exact=False, rtol=1e-12)
+    assert len(pd.read_csv(out / "robustness_per_class.csv")) == len(per_class)
+    assert set(noise_only.runs["condition"]) == {"clean", "resample 4kHz", "white noise 0dB"}
+    assert len(noise_only.runs) == len(runs)
+    assert "resample 4kHz" in (out / "robustness.md").read_text()
+    other = evaluate_robustness(out, conditions=conditions[1:], n_boot=20, n_perm=30, progress=False)
+    assert list(other.table["condition"]) == ["white noise 0dB"]
+    fresh = evaluate_robustness(
+        out, conditions=conditions[:1], n_boot=20, n_perm=30, keep_previous=False, progress=False
+    )
+    assert list(fresh.table["condition"]) == ["resample 4kHz"]  # the noise rows of `other` are not kept
     # a run whose stored predictions the re-fit does not reproduce is refused, by name
     run_dir = next(p for p in (out / "runs").iterdir() if "seed1" in p.name)
     pred = pd.read_csv(run_dir / "predictions.csv")

@@ -935,6 +935,14 @@ def robustness(
             "finished run has one, else refit).",
         ),
     ] = "auto",
+    fresh: Annotated[
+        bool,
+        typer.Option(
+            "--fresh",
+            help="Start the robustness tables anew. By default the conditions an earlier call wrote into this "
+            "folder with the same settings stay beside the new ones (one re-tested is replaced).",
+        ),
+    ] = False,
     quiet: QuietOpt = False,
 ) -> None:
     """Test the finished runs of a results folder on degraded test audio (codecs, telephone, noise, neural
@@ -953,6 +961,7 @@ def robustness(
         source=source,
         n_boot=n_boot,
         n_perm=n_perm,
+        keep_previous=not fresh,
         progress=not quiet,
         console=console,
     )

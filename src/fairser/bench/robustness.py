@@ -394,13 +394,19 @@ def evaluate_robustness(
     source: str | ModelSource | None = None,
     n_boot: int | None = None,
     n_perm: int | None = None,
+    keep_previous: bool = True,
     progress: bool = True,
     console: Console | None = None,
 ) -> RobustnessResult:
     """Test the finished runs of ``results_dir`` under degraded test audio; writes ``robustness.csv`` /
     ``.md``, ``robustness_per_class.csv``, ``robustness_conditions.csv``, ``robustness_runs.csv`` and the
     figures into ``results_dir``. ``source``: ``auto`` (default), ``saved``, ``refit`` or a
-    :class:`ModelSource`. ``n_boot`` / ``n_perm`` default to the benchmark's ``evaluation``."""
+    :class:`ModelSource`. ``n_boot`` / ``n_perm`` default to the benchmark's ``evaluation``.
+
+    ``keep_previous``: the conditions an earlier call wrote into ``results_dir`` with the same settings (seed,
+    resamples, inputs, finished runs) stay in the tables beside this call's (a condition tested again is
+    replaced), so conditions can be added one command at a time; with other settings they are replaced, and
+    the console says so."""
     console = console or Console()
     results_dir = Path(results_dir)
     cfg_path = results_dir / "config.yaml"
@@ -486,15 +492,85 @@ def evaluate_robustness(
             on="condition",
             how="left",
         )
-    files = _write(results_dir, table=table, per_class=per_class, conditions=conditions_frame, runs=runs_frame,
-                   config=config, prepared=prepared, ci=ev.ci)  # fmt: skip
+    settings = {"seed": rob.seed, "n_boot": n_boot, "n_perm": n_perm, "inputs": inputs.kind,
+                "runs": sorted(r.run_id for r in runs)}  # fmt: skip
+    frames = {"table": table, "per_class": per_class, "conditions": conditions_frame, "runs": runs_frame}
+    kept: list[dict] = []
+    if keep_previous:
+        frames, kept = _with_previous(results_dir, frames, new=[label for label, _ in built], settings=settings,
+                                      console=console)  # fmt: skip
+    files = _write(results_dir, table=frames["table"], per_class=frames["per_class"], conditions=frames["conditions"],
+                   runs=frames["runs"], config=config, prepared=prepared, ci=ev.ci)  # fmt: skip
     (results_dir / "robustness.json").write_text(json.dumps({
-        "conditions": [s.model_dump(mode="json") for s in specs], "seed": rob.seed, "n_boot": n_boot,
-        "n_perm": n_perm, "model_source": source.name, "model_source_reason": why, "inputs": inputs.kind,
-        "n_runs": len(runs), "timings_s": timings,
+        "conditions": kept + [s.model_dump(mode="json") for s in specs], "settings": settings,
+        "seed": rob.seed, "n_boot": n_boot, "n_perm": n_perm, "model_source": source.name,
+        "model_source_reason": why, "inputs": inputs.kind, "n_runs": len(runs), "timings_s": timings,
     }, indent=2))  # fmt: skip
+    table, per_class, conditions_frame, runs_frame = (
+        frames[k] for k in ("table", "per_class", "conditions", "runs")
+    )
     return RobustnessResult(table=table, per_class=per_class, conditions=conditions_frame, runs=runs_frame,
                             files=files, timings=timings, source=source.name)  # fmt: skip
+
+
+_FRAMES = {"table": "robustness.csv", "per_class": "robustness_per_class.csv",
+           "conditions": "robustness_conditions.csv", "runs": "robustness_runs.csv"}  # fmt: skip
+
+
+def _with_previous(
+    results_dir: Path,
+    frames: dict[str, pd.DataFrame],
+    *,
+    new: Sequence[str],
+    settings: dict,
+    console: Console,
+) -> tuple[dict[str, pd.DataFrame], list[dict]]:
+    """``frames`` with the rows of the conditions an earlier ``fairser robustness`` wrote into ``results_dir``
+    under the same ``settings`` put first (those of ``new`` conditions dropped: they are re-tested), and the
+    earlier condition specs kept."""
+    record = results_dir / "robustness.json"
+    if not record.is_file() or not all((results_dir / f).is_file() for f in _FRAMES.values()):
+        return frames, []
+    try:
+        old = json.loads(record.read_text())
+    except json.JSONDecodeError:
+        old = {}
+    old_settings = old.get("settings")
+    if old_settings != json.loads(json.dumps(settings)):
+        console.print(f"[yellow]note:[/] the earlier robustness results in {results_dir} were made with other "
+                      "settings (seed, resamples, inputs or finished runs) and are replaced")  # fmt: skip
+        return frames, []
+    previous = {k: pd.read_csv(results_dir / f) for k, f in _FRAMES.items()}
+    if previous["table"].empty or "condition" not in previous["table"]:
+        return frames, []
+    gone = set(new)
+    kept_labels = [c for c in dict.fromkeys(previous["table"]["condition"]) if c not in gone]
+    if not kept_labels:
+        return frames, []
+    out = {}
+    for key, frame in frames.items():
+        before = previous[key]
+        if "condition" in before:
+            before = before[before["condition"].isin(kept_labels)]
+        if key == "runs":  # the clean rows are re-evaluated by this call
+            before = before[before["condition"] != CLEAN]
+        out[key] = pd.concat([before, frame], ignore_index=True)
+    specs = [c for c in old.get("conditions", []) if _spec_label(c) in kept_labels]
+    console.print(f"kept the earlier conditions {', '.join(kept_labels)} (same settings); "
+                  "`--fresh` starts the tables anew")  # fmt: skip
+    return out, specs
+
+
+def _spec_label(spec: dict) -> str:
+    """The table label of a condition spec as recorded in ``robustness.json``."""
+    from fairser.degrade import build_condition, condition_label
+
+    if spec.get("label"):
+        return spec["label"]
+    try:
+        return condition_label(build_condition(spec["name"], **spec.get("params", {})))
+    except ValueError:  # a spec that no longer builds (a UserError) is simply not kept
+        return ""
 
 
 def _evaluate(
