@@ -85,6 +85,25 @@ def test_vorbis_bitrate_falls_with_quality_and_band_limits_cut_the_band():
         assert after[f < 3500].sum() > 0.9 * before[f < 3500].sum()  # and the band below stays
 
 
+def test_band_filter_designs_each_setting_once_and_keeps_the_design_intact():
+    from scipy import signal as sps
+
+    from fairser.degrade.channel import band_filter
+
+    x = _speechlike(0.5)
+    settings = [(300.0, 3400.0, 4), (300.0, 3400.0, 8), (None, 4000.0, 4), (100.0, None, 4)]
+    outputs = []
+    for low, high, order in settings * 2:  # the second pass reads the memoised designs
+        y = band_filter(x, sample_rate=SR, low_hz=low, high_hz=high, order=order)
+        btype = "bandpass" if low and high else "highpass" if low else "lowpass"
+        sos = sps.butter(
+            order, [low, high] if low and high else low or high, btype=btype, fs=SR, output="sos"
+        )
+        np.testing.assert_array_equal(y, sps.sosfiltfilt(sos, x.astype(np.float64)).astype(np.float32))
+        outputs.append(y)
+    assert all(not np.array_equal(a, b) for i, a in enumerate(outputs[:4]) for b in outputs[i + 1 : 4])
+
+
 @pytest.mark.parametrize("kind", ["white", "pink", "babble"])
 @pytest.mark.parametrize("snr", [20.0, 5.0, 0.0])
 def test_noise_snr_is_what_was_asked_and_seeded(tmp_path, kind, snr):
