@@ -4,6 +4,8 @@ conditions apart and a warm re-run extracts nothing."""
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import pytest
 import soundfile as sf
@@ -224,6 +226,61 @@ def test_cache_key_distinguishes_conditions_and_seeds_and_a_warm_rerun_extracts_
         progress=False,
     )
     assert broken.ok.tolist() == [True, True, True, False] and "cannot read" in broken.failures[0][1]
+
+
+class _InterruptedEncoder(_TinyEncoder):
+    """The tiny encoder (same fingerprint), interrupted like Ctrl-C at its ``stop_at``-th file."""
+
+    def __init__(self, stop_at):
+        self.stop_at, self.calls = stop_at, 0
+
+    def encode_signal(self, signal, *, sample_rate):
+        self.calls += 1
+        if self.calls == self.stop_at:
+            raise KeyboardInterrupt
+        return super().encode_signal(signal, sample_rate=sample_rate)
+
+
+def test_an_interrupted_extraction_keeps_finished_files_and_never_leaves_a_wrong_entry(tmp_path, monkeypatch):
+    import fairser.features.cache as cache_module
+
+    paths = []
+    for i in range(5):
+        paths.append(tmp_path / f"u{i}.wav")
+        sf.write(paths[-1], _speechlike(0.6, seed=10 + i), SR)
+    white = build_condition("noise", kind="white", snr_db=5)
+    ref = extract_degraded_features(paths=paths, condition=white, encoder=_TinyEncoder(),
+                                    cache=FeatureCache(tmp_path / "ref"), seed=3, progress=False)  # fmt: skip
+    cache = FeatureCache(tmp_path / "cache")
+    with pytest.raises(KeyboardInterrupt):  # files 0-2 finish, file 3 is interrupted while encoding
+        extract_degraded_features(paths=paths, condition=white, encoder=_InterruptedEncoder(4), cache=cache,
+                                  seed=3, progress=False)  # fmt: skip
+    fp, mfp = degraded_fingerprints(encoder=_TinyEncoder(), condition=white, seed=3)
+    hashes = cache.file_hashes(paths)
+    assert [cache.contains(fingerprint=fp, content_hash=h) for h in hashes] == [True] * 3 + [False] * 2
+    # a crash between a file's two writes (features stored, measures not) and a damaged entry
+    cache.entry_path(fingerprint=mfp, content_hash=hashes[1]).unlink()
+    damaged = cache.entry_path(fingerprint=fp, content_hash=hashes[0])
+    damaged.write_bytes(damaged.read_bytes()[:40])
+    # an interruption inside a write leaves no entry and no temporary file
+    real_replace = os.replace
+    monkeypatch.setattr(cache_module.os, "replace", lambda *a: (_ for _ in ()).throw(KeyboardInterrupt()))
+    with pytest.raises(KeyboardInterrupt):
+        extract_degraded_features(paths=paths[3:4], condition=white, encoder=_TinyEncoder(), cache=cache,
+                                  seed=3, progress=False)  # fmt: skip
+    monkeypatch.setattr(cache_module.os, "replace", real_replace)
+    assert not cache.contains(fingerprint=fp, content_hash=hashes[3])
+    assert not list(cache.root.rglob("*.tmp"))
+
+    resumed = extract_degraded_features(paths=paths, condition=white, encoder=_TinyEncoder(), cache=cache,
+                                        seed=3, progress=False)  # fmt: skip
+    assert (resumed.n_cached, resumed.n_extracted) == (1, 4) and resumed.ok.all()  # only file 2 was whole
+    np.testing.assert_array_equal(resumed.features, ref.features)
+    np.testing.assert_array_equal(resumed.measures, ref.measures)
+    warm = extract_degraded_features(paths=paths, condition=white, encoder=_TinyEncoder(), cache=cache,
+                                     seed=3, progress=False)  # fmt: skip
+    assert (warm.n_cached, warm.n_extracted) == (5, 0)
+    np.testing.assert_array_equal(warm.features, ref.features)
 
 
 def test_conditions_are_validated_by_name_and_parameter():
