@@ -4,6 +4,8 @@ conditions apart and a warm re-run extracts nothing."""
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import pytest
 import soundfile as sf
@@ -83,6 +85,25 @@ def test_vorbis_bitrate_falls_with_quality_and_band_limits_cut_the_band():
         after = np.abs(np.fft.rfft(y)) ** 2
         assert after[f > 4200].sum() < 1e-4 * after.sum()  # ...which is gone
         assert after[f < 3500].sum() > 0.9 * before[f < 3500].sum()  # and the band below stays
+
+
+def test_band_filter_designs_each_setting_once_and_keeps_the_design_intact():
+    from scipy import signal as sps
+
+    from fairser.degrade.channel import band_filter
+
+    x = _speechlike(0.5)
+    settings = [(300.0, 3400.0, 4), (300.0, 3400.0, 8), (None, 4000.0, 4), (100.0, None, 4)]
+    outputs = []
+    for low, high, order in settings * 2:  # the second pass reads the memoised designs
+        y = band_filter(x, sample_rate=SR, low_hz=low, high_hz=high, order=order)
+        btype = "bandpass" if low and high else "highpass" if low else "lowpass"
+        sos = sps.butter(
+            order, [low, high] if low and high else low or high, btype=btype, fs=SR, output="sos"
+        )
+        np.testing.assert_array_equal(y, sps.sosfiltfilt(sos, x.astype(np.float64)).astype(np.float32))
+        outputs.append(y)
+    assert all(not np.array_equal(a, b) for i, a in enumerate(outputs[:4]) for b in outputs[i + 1 : 4])
 
 
 @pytest.mark.parametrize("kind", ["white", "pink", "babble"])
@@ -205,6 +226,61 @@ def test_cache_key_distinguishes_conditions_and_seeds_and_a_warm_rerun_extracts_
         progress=False,
     )
     assert broken.ok.tolist() == [True, True, True, False] and "cannot read" in broken.failures[0][1]
+
+
+class _InterruptedEncoder(_TinyEncoder):
+    """The tiny encoder (same fingerprint), interrupted like Ctrl-C at its ``stop_at``-th file."""
+
+    def __init__(self, stop_at):
+        self.stop_at, self.calls = stop_at, 0
+
+    def encode_signal(self, signal, *, sample_rate):
+        self.calls += 1
+        if self.calls == self.stop_at:
+            raise KeyboardInterrupt
+        return super().encode_signal(signal, sample_rate=sample_rate)
+
+
+def test_an_interrupted_extraction_keeps_finished_files_and_never_leaves_a_wrong_entry(tmp_path, monkeypatch):
+    import fairser.features.cache as cache_module
+
+    paths = []
+    for i in range(5):
+        paths.append(tmp_path / f"u{i}.wav")
+        sf.write(paths[-1], _speechlike(0.6, seed=10 + i), SR)
+    white = build_condition("noise", kind="white", snr_db=5)
+    ref = extract_degraded_features(paths=paths, condition=white, encoder=_TinyEncoder(),
+                                    cache=FeatureCache(tmp_path / "ref"), seed=3, progress=False)  # fmt: skip
+    cache = FeatureCache(tmp_path / "cache")
+    with pytest.raises(KeyboardInterrupt):  # files 0-2 finish, file 3 is interrupted while encoding
+        extract_degraded_features(paths=paths, condition=white, encoder=_InterruptedEncoder(4), cache=cache,
+                                  seed=3, progress=False)  # fmt: skip
+    fp, mfp = degraded_fingerprints(encoder=_TinyEncoder(), condition=white, seed=3)
+    hashes = cache.file_hashes(paths)
+    assert [cache.contains(fingerprint=fp, content_hash=h) for h in hashes] == [True] * 3 + [False] * 2
+    # a crash between a file's two writes (features stored, measures not) and a damaged entry
+    cache.entry_path(fingerprint=mfp, content_hash=hashes[1]).unlink()
+    damaged = cache.entry_path(fingerprint=fp, content_hash=hashes[0])
+    damaged.write_bytes(damaged.read_bytes()[:40])
+    # an interruption inside a write leaves no entry and no temporary file
+    real_replace = os.replace
+    monkeypatch.setattr(cache_module.os, "replace", lambda *a: (_ for _ in ()).throw(KeyboardInterrupt()))
+    with pytest.raises(KeyboardInterrupt):
+        extract_degraded_features(paths=paths[3:4], condition=white, encoder=_TinyEncoder(), cache=cache,
+                                  seed=3, progress=False)  # fmt: skip
+    monkeypatch.setattr(cache_module.os, "replace", real_replace)
+    assert not cache.contains(fingerprint=fp, content_hash=hashes[3])
+    assert not list(cache.root.rglob("*.tmp"))
+
+    resumed = extract_degraded_features(paths=paths, condition=white, encoder=_TinyEncoder(), cache=cache,
+                                        seed=3, progress=False)  # fmt: skip
+    assert (resumed.n_cached, resumed.n_extracted) == (1, 4) and resumed.ok.all()  # only file 2 was whole
+    np.testing.assert_array_equal(resumed.features, ref.features)
+    np.testing.assert_array_equal(resumed.measures, ref.measures)
+    warm = extract_degraded_features(paths=paths, condition=white, encoder=_TinyEncoder(), cache=cache,
+                                     seed=3, progress=False)  # fmt: skip
+    assert (warm.n_cached, warm.n_extracted) == (5, 0)
+    np.testing.assert_array_equal(warm.features, ref.features)
 
 
 def test_conditions_are_validated_by_name_and_parameter():

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any, ClassVar
 
 import numpy as np
@@ -14,6 +15,19 @@ from fairser.degrade.base import resample
 __all__ = ["BandLimit", "Resample", "band_filter"]
 
 
+@lru_cache(maxsize=32)
+def _butter_sos(order: int, low_hz: float | None, high_hz: float | None, sample_rate: int) -> np.ndarray:
+    """The filter's second-order sections, designed once per setting (read-only: shared between calls)."""
+    if low_hz is not None and high_hz is not None:
+        sos = sps.butter(order, [low_hz, high_hz], btype="bandpass", fs=sample_rate, output="sos")
+    elif low_hz is not None:
+        sos = sps.butter(order, low_hz, btype="highpass", fs=sample_rate, output="sos")
+    else:
+        sos = sps.butter(order, high_hz, btype="lowpass", fs=sample_rate, output="sos")
+    sos.setflags(write=False)
+    return sos
+
+
 def band_filter(
     x: np.ndarray, *, sample_rate: int, low_hz: float | None, high_hz: float | None, order: int
 ) -> np.ndarray:
@@ -23,12 +37,7 @@ def band_filter(
         high_hz = None
     if low_hz is None and high_hz is None:
         return np.asarray(x, dtype=np.float32)
-    if low_hz is not None and high_hz is not None:
-        sos = sps.butter(order, [low_hz, high_hz], btype="bandpass", fs=sample_rate, output="sos")
-    elif low_hz is not None:
-        sos = sps.butter(order, low_hz, btype="highpass", fs=sample_rate, output="sos")
-    else:
-        sos = sps.butter(order, high_hz, btype="lowpass", fs=sample_rate, output="sos")
+    sos = _butter_sos(order, low_hz, high_hz, sample_rate).copy()  # scipy wants a writable buffer
     if x.size <= 3 * (2 * sos.shape[0] + 1):
         return np.asarray(x, dtype=np.float32)  # too short to filter forward-backward
     return sps.sosfiltfilt(sos, np.asarray(x, dtype=np.float64)).astype(np.float32)

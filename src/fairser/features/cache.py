@@ -24,6 +24,7 @@ import contextlib
 import hashlib
 import json
 import os
+import re
 import sqlite3
 import tempfile
 import time
@@ -36,6 +37,7 @@ import numpy as np
 __all__ = ["FeatureCache", "sha256_file", "sha256_text"]
 
 _HASH_DB = "file_hashes.sqlite"
+_HEX64 = re.compile(r"[0-9a-f]{64}")  # a lowercase sha256 hex digest
 
 
 def sha256_file(path: str | os.PathLike) -> str:
@@ -50,7 +52,7 @@ def sha256_text(text: str) -> str:
 
 
 def _check_hex(value: str, what: str) -> str:
-    if not isinstance(value, str) or len(value) != 64 or any(c not in "0123456789abcdef" for c in value):
+    if not isinstance(value, str) or _HEX64.fullmatch(value) is None:
         raise ValueError(f"{what} must be a 64-character lowercase sha256 hex digest, got {value!r}")
     return value
 
