@@ -41,6 +41,12 @@ def test_paired_delta_on_a_hand_made_example():
     assert gap["delta"] == pytest.approx(2 / 3)
     assert res.row("weighted_f1_female")["delta"] == pytest.approx(1 / 3 - 1)
     assert res.row("weighted_f1_male")["delta"] == pytest.approx(0.0)
+    # the signed gap (female − male) goes 0 -> 1/3 - 1: women lost 2/3 more; its CI is that point (every
+    # speaker of a gender changes alike) and its p uses the shuffled-gender null (~ 1/3, as the gap's)
+    signed = res.row("weighted_f1_signed_gap")
+    assert (signed["clean"], signed["delta"]) == pytest.approx((0.0, -2 / 3))
+    assert (signed["ci_low"], signed["ci_high"]) == pytest.approx((-2 / 3, -2 / 3))
+    assert 0.28 < signed["p_value"] < 0.39
     # within each gender every speaker changes alike, so every paired resample gives the same change
     assert (wf1["ci_low"], wf1["ci_high"]) == pytest.approx((11 / 15 - 1, 11 / 15 - 1))
     assert (gap["ci_low"], gap["ci_high"]) == pytest.approx((2 / 3, 2 / 3))

@@ -634,6 +634,8 @@ def _evaluate(
                                 f"delta_{m}_ci_low": r["ci_low"], f"delta_{m}_ci_high": r["ci_high"],
                                 f"delta_{m}_p": r["p_value"]})  # fmt: skip
                     out["n_speakers"], out["n"] = r["n_speakers"], r["n"]
+                if len(vals) == 2:
+                    out["signed_gap_of"] = f"{vals[1]} − {vals[0]}"
                 table_rows.append(out)
                 for _, r in res.per_class.iterrows():
                     class_rows.append({**key, **r.to_dict()})
@@ -652,6 +654,13 @@ def _fmt_ci(v, lo, hi, *, scale: float = 100.0) -> str:
     return f"{v * scale:+.1f} [{lo * scale:+.1f}, {hi * scale:+.1f}]"
 
 
+def _signed_of(table: pd.DataFrame) -> str:
+    """Which groups the signed gap compares (``female − male``), from the table."""
+    if "signed_gap_of" in table and table["signed_gap_of"].notna().any():
+        return str(table["signed_gap_of"].dropna().iloc[0])
+    return "—"
+
+
 def render_robustness(
     table: pd.DataFrame, conditions: pd.DataFrame, *, synthetic: bool, source: str, ci: float
 ) -> str:
@@ -661,11 +670,14 @@ def render_robustness(
     lines = [("**SYNTHETIC DATA** — " if synthetic else "") + f"Robustness: {source}", "",
              f"Change against clean test audio, degraded − clean, in percentage points, with the paired speaker-level "
              f"bootstrap {pct}% CI and the paired permutation p-value (seeds averaged). Gap: |W-F1(female) − "
-             "W-F1(male)|; a positive Δgap means the condition widened it.", ""]  # fmt: skip
+             "W-F1(male)|; a positive Δgap means the condition widened it. Δ(W-F1 female − male) is the change of "
+             "W-F1(female) − W-F1(male): negative when the condition cost women more, positive when it cost men more "
+             "(its p shuffles gender among speakers, as Δgap's).", ""]  # fmt: skip
     for (objective, setting), sub in table.groupby(["objective", "setting"], sort=False):
         lines += [f"### {objective}, setting {setting} ({int(sub['n_seeds'].iloc[0])} seed(s))", "",
-                  "| condition | language | modality | W-F1 clean → degraded | ΔW-F1 | p | gap clean → degraded | Δgap | p |",
-                  "|---|---|---|---|---|---|---|---|---|"]  # fmt: skip
+                  "| condition | language | modality | W-F1 clean → degraded | ΔW-F1 | p | gap clean → degraded | Δgap | p "
+                  f"| Δ(W-F1 {_signed_of(sub)}) | p |",
+                  "|---|---|---|---|---|---|---|---|---|---|---|"]  # fmt: skip
         for _, r in sub.iterrows():
             lines.append(
                 f"| {r['condition']} | {r['language']} | {r['modality']} | "
@@ -674,7 +686,13 @@ def render_robustness(
                 f"{r['delta_weighted_f1_p']:.3f} | "
                 f"{r['weighted_f1_gap_clean'] * 100:.1f} → {r['weighted_f1_gap_degraded'] * 100:.1f} | "
                 f"{_fmt_ci(r['delta_weighted_f1_gap'], r['delta_weighted_f1_gap_ci_low'], r['delta_weighted_f1_gap_ci_high'])} | "
-                f"{r['delta_weighted_f1_gap_p']:.3f} |"
+                f"{r['delta_weighted_f1_gap_p']:.3f} | "
+                + (
+                    f"{_fmt_ci(r['delta_weighted_f1_signed_gap'], r['delta_weighted_f1_signed_gap_ci_low'], r['delta_weighted_f1_signed_gap_ci_high'])} | "
+                    f"{r['delta_weighted_f1_signed_gap_p']:.3f} |"
+                    if "delta_weighted_f1_signed_gap" in r
+                    else "— | — |"
+                )
             )
         lines.append("")
     if not conditions.empty:

@@ -90,7 +90,9 @@ def paired_delta(
     Returns
     -------
     PairedDelta
-        ``summary``: metric (``weighted_f1``, ``uar``, ``weighted_f1_gap``, ``uar_gap``, ``weighted_f1_<value>``
+        ``summary``: metric (``weighted_f1``, ``uar``, ``weighted_f1_gap``, ``uar_gap``, for two groups
+        ``weighted_f1_signed_gap`` (W-F1 of ``values[1]`` minus ``values[0]``; its change tests, with the
+        shuffled-group null, whether the condition costs one group more), ``weighted_f1_<value>``
         per value), clean, degraded,
         delta, ci_low, ci_high, p_value, n_speakers, n; ``per_class``: label, group, recall_clean,
         recall_degraded, delta, ci_low, ci_high, n and, for two groups, ``delta_vs_other`` (this group's recall
@@ -140,6 +142,7 @@ def paired_delta(
                 "weighted_f1": weighted_f1_from_confusion(total).mean(1),
                 "uar": uar_from_confusion(total).mean(1),
                 "weighted_f1_gap": group_gap(weighted_f1_from_confusion(groups)).mean(1),
+                **_signed(weighted_f1_from_confusion(groups), n_groups),
                 "uar_gap": group_gap(uar_from_confusion(groups)).mean(1),
                 "recall": recall_from_confusion(groups).mean(1),  # (R, G, C)
                 **{
@@ -165,7 +168,15 @@ def paired_delta(
     gap_null = _group_changes(shuffled_member, flat_c=flat_c, flat_d=flat_d, shape=(n_seeds, n_groups, c))
     recall_null = gap_null.pop("recall")
     rows = []
-    for metric in ("weighted_f1", "uar", "weighted_f1_gap", "uar_gap", *(f"weighted_f1_{v}" for v in values)):
+    signed = ("weighted_f1_signed_gap",) if n_groups == 2 else ()
+    for metric in (
+        "weighted_f1",
+        "uar",
+        "weighted_f1_gap",
+        "uar_gap",
+        *signed,
+        *(f"weighted_f1_{v}" for v in values),
+    ):
         delta = float(obs_d[metric][0] - obs_c[metric][0])
         low, high = percentile_ci(boot_d[metric] - boot_c[metric], ci=ci)
         null = gap_null[metric] if metric in gap_null else perm_d[metric] - perm_c[metric]
@@ -218,4 +229,16 @@ def _group_changes(
             for name, score in (("weighted_f1", weighted_f1_from_confusion), ("uar", uar_from_confusion))
         }
         out["recall"] = (recall_from_confusion(cm_d) - recall_from_confusion(cm_c)).mean(1)
+        out.update({
+            k: v - _signed(weighted_f1_from_confusion(cm_c), n_groups)[k]
+            for k, v in _signed(weighted_f1_from_confusion(cm_d), n_groups).items()
+        })  # fmt: skip
         return out
+
+
+def _signed(per_group: np.ndarray, n_groups: int) -> dict[str, np.ndarray]:
+    """``weighted_f1_signed_gap``: the second group's W-F1 minus the first's (female − male), seeds averaged,
+    for two groups; its change is the condition × gender interaction with its sign (which gender lost more)."""
+    if n_groups != 2:
+        return {}
+    return {"weighted_f1_signed_gap": (per_group[..., 1] - per_group[..., 0]).mean(1)}

@@ -175,6 +175,10 @@ def robustness_section(path, *, synthetic: bool, source: str, dpi: int = 110):
             "p (Δgap)": [f"{p:.3f}" for p in sub["delta_weighted_f1_gap_p"]],
         }
     )
+    if "delta_weighted_f1_signed_gap" in sub:  # which gender the condition cost more
+        of = sub["signed_gap_of"].dropna().iloc[0] if sub["signed_gap_of"].notna().any() else "2nd − 1st"
+        shown[f"Δ(W-F1 {of}) [CI]"] = [ci(r, "delta_weighted_f1_signed_gap") for _, r in sub.iterrows()]
+        shown[f"p (Δ {of})"] = [f"{p:.3f}" for p in sub["delta_weighted_f1_signed_gap_p"]]
     per_class = pd.read_csv(per_class_file) if per_class_file.is_file() else None
     fig = plot_degradation_curves(table, per_class, synthetic=synthetic)
     figure = ReportFigure(
