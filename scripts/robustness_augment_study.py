@@ -1,6 +1,7 @@
 """The codec-augmentation study (issue 15 item 3, docs/robustness_augmentation.md): run every arm, then compare.
 
-Run:  PYTHONPATH=src .venv/bin/python scripts/robustness_augment_study.py [--seeds 0 1 2] [--compare-only]
+Run:  PYTHONPATH=src .venv/bin/python scripts/robustness_augment_study.py [--seeds 0 1 2] [--objectives erm]
+      [--compare-only] [--feature-shift]
 
 Per arm (configs/robustness_augment/ARM.yaml: none, matched, heldout) it runs ``fairser benchmark`` with the
 chosen seeds (resuming: finished runs are skipped) and ``fairser robustness`` on the arm's results folder
@@ -38,10 +39,13 @@ def fairser(*args: str) -> None:
     subprocess.run([str(exe), *args], check=True)
 
 
-def run_arm(arm: str, *, config_dir: Path, seeds: list[int]) -> Path:
-    """``fairser benchmark`` (the arm's config with ``seeds``) and ``fairser robustness``; the results folder."""
+def run_arm(arm: str, *, config_dir: Path, seeds: list[int], objectives: list[str] | None) -> Path:
+    """``fairser benchmark`` (the arm's config with ``seeds`` and, if given, only the ``objectives`` of these
+    names; run ids do not depend on the list) and ``fairser robustness``; the results folder."""
     data = yaml.safe_load((config_dir / f"{arm}.yaml").read_text())
     data["seeds"] = seeds
+    if objectives:
+        data["objectives"] = [o for o in data["objectives"] if o["name"] in objectives]
     with tempfile.NamedTemporaryFile("w", suffix=".yaml", delete=False) as f:
         yaml.safe_dump(data, f, sort_keys=False)
     fairser("benchmark", "--config", f.name, "-q")
@@ -205,6 +209,9 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--seeds", type=int, nargs="+", default=[0])
     ap.add_argument("--arms", nargs="+", default=list(ARMS), choices=ARMS)
+    ap.add_argument(
+        "--objectives", nargs="+", help="only these objectives (config names, e.g. erm); default: all"
+    )
     ap.add_argument("--config-dir", type=Path, default=Path("configs/robustness_augment"))
     ap.add_argument("--results", type=Path, default=Path("results/robustness_augment"))
     ap.add_argument("--compare-only", action="store_true", help="only write the tables from finished arms")
@@ -216,7 +223,7 @@ def main() -> None:
     args = ap.parse_args()
     if not args.compare_only:
         for arm in args.arms:
-            run_arm(arm, config_dir=args.config_dir, seeds=args.seeds)
+            run_arm(arm, config_dir=args.config_dir, seeds=args.seeds, objectives=args.objectives)
     tables, preds = {}, {}
     for arm in ARMS:
         folder = args.results / arm
