@@ -54,6 +54,25 @@ def run_arm(arm: str, *, config_dir: Path, seeds: list[int], objectives: list[st
     return out
 
 
+def load_arm(folder: Path) -> tuple[pd.DataFrame, pd.DataFrame] | None:
+    """An arm's ``robustness.csv`` and pooled predictions: the folder's own, and those of earlier
+    ``fairser robustness`` calls kept in ``parts/*/`` (e.g. one call per objective); later ones win."""
+    tables, preds = [], []
+    for d in [*sorted((folder / "parts").glob("*/")), folder]:
+        if (d / "robustness.csv").is_file() and (d / "robustness_predictions.csv.gz").is_file():
+            tables.append(pd.read_csv(d / "robustness.csv"))
+            preds.append(pd.read_csv(d / "robustness_predictions.csv.gz", dtype={"speaker": str}))
+    if not tables:
+        return None
+    table = pd.concat(tables, ignore_index=True).drop_duplicates(
+        ["objective", "condition", "language"], keep="last"
+    )
+    pred = pd.concat(preds, ignore_index=True).drop_duplicates(
+        ["objective", "seed", "condition", "id"], keep="last"
+    )
+    return table.reset_index(drop=True), pred.reset_index(drop=True)
+
+
 def pct(v: float) -> str:
     return f"{100 * v:.1f}"
 
@@ -157,7 +176,7 @@ def feature_shift(config_path: Path) -> list[str]:
     """Why augmentation may or may not transfer: how each test condition moves the eGeMAPS vectors.
 
     Per language, the features are z-scored with the clean files' mean and SD; per file the shift is
-    degraded − clean (88 values). The table gives the RMS shift (SD units) per condition and the mean over
+    degraded − clean (88 values). The table gives the median |shift| and the RMS shift (SD units) per condition and the mean over
     files of the cosine between two conditions' shifts of the same file (1: the codecs move a file the same
     way, so training on one should help with the other; 0: unrelated directions).
     """
@@ -188,19 +207,21 @@ def feature_shift(config_path: Path) -> list[str]:
         shifted[label], ok = np.asarray(res.features, dtype=np.float64), ok & res.ok
     labels = list(shifted)
     lines = ["### Feature shift per condition (eGeMAPS, z-scored per language with the clean files)", "",
-             "RMS shift in clean-SD units, and the mean per-file cosine between two conditions' shift vectors.", ""]  # fmt: skip
+             "Median |shift| and RMS shift over files and features in clean-SD units (the RMS is dominated by a few "
+             "features with a small clean SD), and the mean per-file cosine between two conditions' shift vectors.", ""]  # fmt: skip
     for lang in sorted(prepared.manifest["language"].unique()):
         sel = (prepared.manifest["language"] == lang).to_numpy() & ok
         sd = clean[sel].std(0) + 1e-12
         z = {k: (v[sel] - clean[sel]) / sd for k, v in shifted.items()}
         unit = {k: d / (np.linalg.norm(d, axis=1, keepdims=True) + 1e-12) for k, d in z.items()}
         lines += [f"**{LANGUAGE.get(lang, lang)}** ({int(sel.sum())} files)", "",
-                  "| condition | RMS shift | " + " | ".join(f"cos vs {k}" for k in labels) + " |",
-                  "|---|---|" + "---|" * len(labels)]  # fmt: skip
+                  "| condition | median abs shift | RMS shift | " + " | ".join(f"cos vs {k}" for k in labels) + " |",
+                  "|---|---|---|" + "---|" * len(labels)]  # fmt: skip
         for a in labels:
             rms = float(np.sqrt((z[a] ** 2).mean()))
+            med = float(np.median(np.abs(z[a])))
             cos = [float((unit[a] * unit[b]).sum(1).mean()) for b in labels]
-            lines.append(f"| {a} | {rms:.2f} | " + " | ".join(f"{c:.2f}" for c in cos) + " |")
+            lines.append(f"| {a} | {med:.2f} | {rms:.2f} | " + " | ".join(f"{c:.2f}" for c in cos) + " |")
         lines.append("")
     return lines
 
@@ -226,10 +247,9 @@ def main() -> None:
             run_arm(arm, config_dir=args.config_dir, seeds=args.seeds, objectives=args.objectives)
     tables, preds = {}, {}
     for arm in ARMS:
-        folder = args.results / arm
-        if (folder / "robustness.csv").is_file() and (folder / "robustness_predictions.csv.gz").is_file():
-            tables[arm] = pd.read_csv(folder / "robustness.csv")
-            preds[arm] = pd.read_csv(folder / "robustness_predictions.csv.gz", dtype={"speaker": str})
+        found = load_arm(args.results / arm)
+        if found is not None:
+            tables[arm], preds[arm] = found
     if BASE not in tables:
         sys.exit(f"no robustness results of the '{BASE}' arm in {args.results / BASE}: run the study first")
     labels = [c.removeprefix("prob_") for c in preds[BASE].columns if c.startswith("prob_")]
