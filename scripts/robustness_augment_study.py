@@ -172,13 +172,16 @@ def comparison_table(arm: str, frame: pd.DataFrame, *, seen: set[str]) -> list[s
     return [*lines, ""]
 
 
-def feature_shift(config_path: Path) -> list[str]:
+def feature_shift(
+    config_path: Path, *, contrast: tuple[str, str] = ("telephone mulaw", "amr_nb 4.75k")
+) -> list[str]:
     """Why augmentation may or may not transfer: how each test condition moves the eGeMAPS vectors.
 
     Per language, the features are z-scored with the clean files' mean and SD; per file the shift is
-    degraded − clean (88 values). The table gives the median |shift| and the RMS shift (SD units) per condition and the mean over
-    files of the cosine between two conditions' shifts of the same file (1: the codecs move a file the same
-    way, so training on one should help with the other; 0: unrelated directions).
+    degraded − clean (88 values). The table gives the median |shift| and the RMS shift (SD units) per
+    condition and the mean over files of the cosine between two conditions' shifts of the same file (1: they
+    move a file the same way, so training on one should help with the other; 0: unrelated directions). Then
+    the features ``contrast[0]`` moves most beyond ``contrast[1]`` and the mean F0 per gender.
     """
     import numpy as np
 
@@ -194,14 +197,13 @@ def feature_shift(config_path: Path) -> list[str]:
     rows = np.arange(len(prepared.manifest))
     clean = np.asarray(prepared.audio, dtype=np.float64)
     shifted, ok = {}, np.ones(len(rows), dtype=bool)
-    for label, condition in conditions:
-        # raw (not normalised) degraded features, from the cache
-        from fairser.degrade import extract_degraded_features
-        from fairser.features import FeatureCache, build_audio_encoder
+    from fairser.degrade import extract_degraded_features
+    from fairser.features import FeatureCache, build_audio_encoder
 
+    encoder = build_audio_encoder(config.features.audio, **config.features.audio_options)
+    for label, condition in conditions:  # raw (not normalised) degraded features, from the cache
         res = extract_degraded_features(
-            paths=[prepared.paths[i] for i in rows], condition=condition,
-            encoder=build_audio_encoder(config.features.audio, **config.features.audio_options),
+            paths=[prepared.paths[i] for i in rows], condition=condition, encoder=encoder,
             cache=FeatureCache(config.features.cache_dir), seed=rob.seed, n_jobs=1,
         )  # fmt: skip
         shifted[label], ok = np.asarray(res.features, dtype=np.float64), ok & res.ok
@@ -223,6 +225,21 @@ def feature_shift(config_path: Path) -> list[str]:
             cos = [float((unit[a] * unit[b]).sum(1).mean()) for b in labels]
             lines.append(f"| {a} | {med:.2f} | {rms:.2f} | " + " | ".join(f"{c:.2f}" for c in cos) + " |")
         lines.append("")
+        a, b = contrast
+        if a in z and b in z:  # the features condition a moves and condition b does not; mean F0 per gender
+            names = list(getattr(encoder, "feature_names", None) or range(clean.shape[1]))
+            med_a, med_b = np.median(z[a], axis=0), np.median(z[b], axis=0)
+            top = np.argsort(-(np.abs(med_a) - np.abs(med_b)))[:8]
+            lines += [f"Features {a} moves most beyond {b} (median shift, clean SD):", "",
+                      f"| feature | {a} | {b} |", "|---|---|---|"]  # fmt: skip
+            lines += [f"| {names[i]} | {med_a[i]:+.2f} | {med_b[i]:+.2f} |" for i in top]
+            f0 = [i for i, n in enumerate(names) if str(n).startswith("F0semitone") and "amean" in str(n)]
+            for g in ("male", "female"):
+                sg = sel & (prepared.manifest["gender"] == g).to_numpy()
+                for i in f0:
+                    lines.append(f"- {g}: mean {names[i]} clean {clean[sg, i].mean():.2f}, {a} "
+                                 f"{shifted[a][sg, i].mean():.2f}, {b} {shifted[b][sg, i].mean():.2f}")  # fmt: skip
+            lines.append("")
     return lines
 
 
