@@ -122,7 +122,11 @@ def test_robustness_end_to_end_refits_checks_and_caches(tmp_path, corpus):
         assert (out / name).is_file()
     # the pooled predictions of every cell and condition (clean included): 32 test files x 2 seeds x 3 conditions
     stored = pd.read_csv(out / "robustness_predictions.csv.gz")
-    assert len(stored) == 32 * 2 * 3 and set(stored["condition"]) == {"clean", "resample 4kHz", "white noise 0dB"}
+    assert len(stored) == 32 * 2 * 3 and set(stored["condition"]) == {
+        "clean",
+        "resample 4kHz",
+        "white noise 0dB",
+    }
     assert stored.groupby(["condition", "seed"])["id"].nunique().eq(32).all()
     assert "ΔW-F1" in (out / "robustness.md").read_text()
     from fairser.report import build_report

@@ -303,9 +303,9 @@ def evaluate_robustness(
                     class_rows.append({**key, **r.to_dict()})
     timings["evaluation"] = time.perf_counter() - t0
     # every pooled cell's clean and degraded test predictions, e.g. to compare two results folders by speaker
-    pd.concat([p.assign(condition=label, cell=cell) for (cell, label), p in pooled.items()], ignore_index=True).to_csv(
-        results_dir / "robustness_predictions.csv.gz", index=False
-    )
+    pd.concat(
+        [p.assign(condition=label, cell=cell) for (cell, label), p in pooled.items()], ignore_index=True
+    ).to_csv(results_dir / "robustness_predictions.csv.gz", index=False)
     table = pd.DataFrame(table_rows)
     per_class = pd.DataFrame(class_rows)
     runs_frame = pd.DataFrame(run_rows)
