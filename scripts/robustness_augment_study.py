@@ -110,6 +110,8 @@ def between_arms(
         a = arm[
             (arm["objective"] == objective) & (arm["condition"] == condition) & (arm["language"] == language)
         ]
+        if a.empty:  # an objective or condition the augmented arm has not been tested on (yet)
+            continue
         # the files degraded in both arms (the same files: one seed, one cache)
         if condition != "clean":
             ok = set(b.loc[b["degraded_ok"].astype(bool), "id"]) & set(
