@@ -134,6 +134,14 @@ def test_robustness_end_to_end_refits_checks_and_caches(tmp_path, corpus):
     assert len(per_class) == 2 * 2 * len(LABELS)  # conditions x genders x classes
     for name in ("robustness.md", "figures/robustness_curves.png", "figures/robustness_per_class.png"):
         assert (out / name).is_file()
+    # the pooled predictions of every cell and condition (clean included): 32 test files x 2 seeds x 3 conditions
+    stored = pd.read_csv(out / "robustness_predictions.csv.gz")
+    assert len(stored) == 32 * 2 * 3 and set(stored["condition"]) == {
+        "clean",
+        "resample 4kHz",
+        "white noise 0dB",
+    }
+    assert stored.groupby(["condition", "seed"])["id"].nunique().eq(32).all()
     md = (out / "robustness.md").read_text()
     assert "ΔW-F1" in md and "## Which classes lose most recall" in md
     # the ranking: per cell and group, rank 1 is the class whose mean recall change is lowest

@@ -499,6 +499,17 @@ def evaluate_robustness(
     if keep_previous:
         frames, kept = _with_previous(results_dir, frames, new=[label for label, _ in built], settings=settings,
                                       console=console)  # fmt: skip
+    # every pooled cell's clean and degraded test predictions, e.g. to compare two results folders by speaker
+    predictions = pd.concat([pd.concat(parts, ignore_index=True).assign(condition=label, cell=cell)
+                             for (cell, label), parts in preds.items()], ignore_index=True)  # fmt: skip
+    pred_file = results_dir / "robustness_predictions.csv.gz"
+    earlier = set(frames["table"]["condition"]) - {label for label, _ in built} if kept else set()
+    if earlier and pred_file.is_file():
+        old_preds = pd.read_csv(pred_file)
+        predictions = pd.concat(
+            [old_preds[old_preds["condition"].isin(earlier)], predictions], ignore_index=True
+        )
+    predictions.to_csv(pred_file, index=False)
     files = _write(results_dir, table=frames["table"], per_class=frames["per_class"], conditions=frames["conditions"],
                    runs=frames["runs"], config=config, prepared=prepared, ci=ev.ci)  # fmt: skip
     (results_dir / "robustness.json").write_text(json.dumps({
