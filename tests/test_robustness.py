@@ -215,3 +215,25 @@ def test_degrade_augment_replaces_a_seeded_fraction_of_training_features(tmp_pat
     np.testing.assert_array_equal(again.context.train.audio, fitted.context.train.audio)
     with pytest.raises(ValueError, match="degrade_augment"):
         _config(tmp_path, corpus, degrade_augment={"fraction": 0.5, "conditions": []})
+
+
+def test_class_ranking_skips_a_class_a_group_never_has():
+    """EmoDB has no 'surprise': its recall change is NaN for both genders and the ranking leaves it out."""
+    from fairser.report.robustness import class_ranking, render_class_changes
+
+    rows = []
+    for condition, (anger, sad) in {"mp3 16k": (-0.30, -0.10), "opus 6k": (-0.10, -0.20)}.items():
+        for group in ("male", "female"):
+            for label, delta in (("anger", anger), ("sadness", sad), ("surprise", np.nan)):
+                rows.append({"objective": "ERM", "setting": "audio", "language": "de", "modality": "audio",
+                             "condition": condition, "group": group, "label": label, "delta": delta,
+                             "ci_low": delta, "ci_high": delta, "n": 0 if label == "surprise" else 5,
+                             "delta_vs_other": 0.0, "delta_vs_other_ci_low": 0.0, "delta_vs_other_ci_high": 0.0,
+                             "delta_vs_other_p": 1.0})  # fmt: skip
+    ranking = class_ranking(pd.DataFrame(rows)).set_index(["group", "label"])
+    assert "surprise" not in ranking.index.get_level_values("label")
+    # anger: mean(-0.30, -0.10) = -0.20 (worst under mp3); sadness: -0.15: anger ranks first
+    assert ranking.loc[("male", "anger"), "mean_delta"] == pytest.approx(-0.20)
+    assert ranking.loc[("male", "anger"), "rank"] == 1 and ranking.loc[("male", "sadness"), "rank"] == 2
+    assert ranking.loc[("female", "anger"), "worst_condition"] == "mp3 16k"
+    assert "| surprise |" not in render_class_changes(pd.DataFrame(rows)).split("### Recall change")[0]

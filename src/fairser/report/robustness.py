@@ -206,7 +206,8 @@ def class_ranking(per_class: pd.DataFrame, *, alpha: float = 0.05) -> pd.DataFra
     other group's at p < ``alpha`` (``n_worse`` / ``n_better``: this group lost significantly more / less).
     The per-condition changes with their CIs are the rows of ``per_class`` itself."""
     keys = ["objective", "setting", "language", "modality", "group"]
-    frame = per_class.copy()
+    # a class a group has no test utterances of (EmoDB has no surprise) has no recall to change
+    frame = per_class[per_class["delta"].notna()].copy()
     has_inter = "delta_vs_other_p" in frame
     sig = frame["delta_vs_other_p"] < alpha if has_inter else pd.Series(False, index=frame.index)
     frame["worse"] = sig & (frame.get("delta_vs_other", 0) < 0)
