@@ -25,15 +25,21 @@ from fairser.features.base import AudioEncoder, config_fingerprint
 from fairser.features.cache import FeatureCache
 from fairser.progress import progress_bar
 
-__all__ = ["DegradedFeatures", "degrade_file", "degraded_fingerprints", "extract_degraded_features"]
+__all__ = [
+    "DegradedBatch",
+    "DegradedFeatures",
+    "degrade_file",
+    "degraded_fingerprints",
+    "extract_degraded_features",
+]
 
 
-@dataclass(frozen=True)
-class DegradedFeatures:
-    """Features of degraded files, row-aligned with ``paths`` (failed rows: NaN, ``ok`` False)."""
+@dataclass(frozen=True, kw_only=True)
+class DegradedBatch:
+    """What degrading a list of files gave, row-aligned with ``paths``: the measures, which files worked
+    (``ok``), the failures named, and how many were made now (``n_extracted``) or found in the cache."""
 
     paths: tuple[Path, ...]
-    features: np.ndarray
     measures: np.ndarray  # (N, len(MEASURES)) float32
     ok: np.ndarray
     failures: list[tuple[Path, str]] = field(default_factory=list)
@@ -44,6 +50,13 @@ class DegradedFeatures:
     def measure(self, name: str) -> np.ndarray:
         """One measure per file (NaN where it does not apply or the file failed)."""
         return self.measures[:, MEASURES.index(name)]
+
+
+@dataclass(frozen=True, kw_only=True)
+class DegradedFeatures(DegradedBatch):
+    """Features of degraded files, row-aligned with ``paths`` (failed rows: NaN, ``ok`` False)."""
+
+    features: np.ndarray
 
 
 def degraded_fingerprints(*, encoder: AudioEncoder, condition: Condition, seed: int) -> tuple[str, str]:

@@ -23,14 +23,14 @@ import os
 import tempfile
 from collections.abc import Sequence
 from contextlib import ExitStack
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import soundfile as sf
 
 from fairser.degrade.base import MEASURES, Condition, measures_vector
-from fairser.degrade.extract import degrade_file
+from fairser.degrade.extract import DegradedBatch, degrade_file
 from fairser.features.audio import AudioError
 from fairser.features.base import config_fingerprint
 from fairser.features.cache import FeatureCache
@@ -42,24 +42,12 @@ __all__ = ["DegradedAudio", "degraded_audio_fingerprints", "extract_degraded_aud
 _FORMAT = "wav/float32/mono"
 
 
-@dataclass(frozen=True)
-class DegradedAudio:
+@dataclass(frozen=True, kw_only=True)
+class DegradedAudio(DegradedBatch):
     """Degraded audio files, row-aligned with ``paths``: ``files[i]`` is the cached degraded copy of
     ``paths[i]`` (None where it failed, ``ok`` False), with its measures."""
 
-    paths: tuple[Path, ...]
     files: tuple[Path | None, ...]
-    measures: np.ndarray  # (N, len(MEASURES)) float32
-    ok: np.ndarray
-    failures: list[tuple[Path, str]] = field(default_factory=list)
-    #: Files degraded now (``n_extracted``, as for features) and files found in the cache.
-    n_extracted: int = 0
-    n_cached: int = 0
-    fingerprint: str = ""
-
-    def measure(self, name: str) -> np.ndarray:
-        """One measure per file (NaN where it does not apply or the file failed)."""
-        return self.measures[:, MEASURES.index(name)]
 
 
 def degraded_audio_fingerprints(*, condition: Condition, seed: int, sample_rate: int) -> tuple[str, str]:
