@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import multiprocessing
 import os
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -110,6 +110,46 @@ def _one(task: tuple[str, str]):
     return content_hash, vector, mvec, None
 
 
+def rows_by_content(
+    cache: FeatureCache, paths: Sequence[Path]
+) -> tuple[dict[str, list[int]], dict[int, str]]:
+    """The rows of ``paths`` per content hash (a file degrades once, whatever its copies), and the rows whose
+    file cannot be read with the reason."""
+    rows_by_hash: dict[str, list[int]] = {}
+    reasons: dict[int, str] = {}
+    for i, digest in enumerate(cache.file_hashes(paths)):
+        if isinstance(digest, OSError):
+            reasons[i] = f"cannot read: {digest}"
+        else:
+            rows_by_hash.setdefault(digest, []).append(i)
+    return rows_by_hash, reasons
+
+
+def run_tasks(
+    tasks: list, *, worker, initializer, initargs: tuple, n_jobs: int, progress: bool, description: str
+) -> Iterator:
+    """``worker(task)`` for every task, in a pool of ``n_jobs`` processes (each set up once with
+    ``initializer(*initargs)``) or in this process, in completion order, with a progress bar."""
+    with ExitStack() as stack:
+        if n_jobs > 1 and len(tasks) > 1:
+            pool = stack.enter_context(
+                multiprocessing.get_context().Pool(
+                    min(n_jobs, len(tasks)), initializer=initializer, initargs=initargs
+                )
+            )
+            results = pool.imap_unordered(
+                worker, tasks, chunksize=max(1, min(16, len(tasks) // (8 * n_jobs)))
+            )
+        else:
+            initializer(*initargs)
+            results = map(worker, tasks)
+        bar = stack.enter_context(progress_bar(enabled=progress))
+        task = bar.add_task(description, total=len(tasks))
+        for result in results:
+            yield result
+            bar.advance(task)
+
+
 def extract_degraded_features(
     *,
     paths: Sequence[str | os.PathLike],
@@ -131,13 +171,7 @@ def extract_degraded_features(
     features = np.full((n, dim), np.nan, dtype=np.float32)
     measures = np.full((n, len(MEASURES)), np.nan, dtype=np.float32)
     ok = np.zeros(n, dtype=bool)
-    reasons: dict[int, str] = {}
-    rows_by_hash: dict[str, list[int]] = {}
-    for i, digest in enumerate(cache.file_hashes(path_list)):
-        if isinstance(digest, OSError):
-            reasons[i] = f"cannot read: {digest}"
-        else:
-            rows_by_hash.setdefault(digest, []).append(i)
+    rows_by_hash, reasons = rows_by_content(cache, path_list)
     tasks, n_cached = [], 0
     for digest, rows in rows_by_hash.items():
         vector = cache.get(fingerprint=fp, content_hash=digest, dim=dim)
@@ -153,32 +187,16 @@ def extract_degraded_features(
             fingerprint=fp,
             config={"encoder": encoder.config(), "condition": condition.config(), "seed": seed},
         )
-        with ExitStack() as stack:
-            if n_jobs > 1 and len(tasks) > 1:
-                pool = stack.enter_context(
-                    multiprocessing.get_context().Pool(
-                        min(n_jobs, len(tasks)),
-                        initializer=_init,
-                        initargs=(condition, encoder, cache, (fp, mfp), seed),
-                    )
-                )
-                results = pool.imap_unordered(
-                    _one, tasks, chunksize=max(1, min(16, len(tasks) // (8 * n_jobs)))
-                )
+        results = run_tasks(tasks, worker=_one, initializer=_init, initargs=(condition, encoder, cache, (fp, mfp), seed),
+                            n_jobs=n_jobs, progress=progress, description=description or f"{condition.label()} features")  # fmt: skip
+        for digest, vector, mvec, reason in results:
+            rows = rows_by_hash[digest]
+            if reason is None:
+                features[rows], measures[rows], ok[rows] = vector, mvec, True
+                n_extracted += len(rows)
             else:
-                _init(condition, encoder, cache, (fp, mfp), seed)
-                results = map(_one, tasks)
-            bar = stack.enter_context(progress_bar(enabled=progress))
-            task = bar.add_task(description or f"{condition.label()} features", total=len(tasks))
-            for digest, vector, mvec, reason in results:
-                rows = rows_by_hash[digest]
-                if reason is None:
-                    features[rows], measures[rows], ok[rows] = vector, mvec, True
-                    n_extracted += len(rows)
-                else:
-                    for i in rows:
-                        reasons[i] = reason
-                bar.advance(task)
+                for i in rows:
+                    reasons[i] = reason
     return DegradedFeatures(
         paths=path_list,
         features=features,

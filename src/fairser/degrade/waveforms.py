@@ -18,11 +18,9 @@ interrupted run leaves whole files only; a warm re-run degrades nothing.
 from __future__ import annotations
 
 import contextlib
-import multiprocessing
 import os
 import tempfile
 from collections.abc import Sequence
-from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -30,11 +28,10 @@ import numpy as np
 import soundfile as sf
 
 from fairser.degrade.base import MEASURES, Condition, measures_vector
-from fairser.degrade.extract import DegradedBatch, degrade_file
+from fairser.degrade.extract import DegradedBatch, degrade_file, rows_by_content, run_tasks
 from fairser.features.audio import AudioError
 from fairser.features.base import config_fingerprint
 from fairser.features.cache import FeatureCache
-from fairser.progress import progress_bar
 
 __all__ = ["DegradedAudio", "degraded_audio_fingerprints", "extract_degraded_audio"]
 
@@ -134,13 +131,7 @@ def extract_degraded_audio(
     files: list[Path | None] = [None] * n
     measures = np.full((n, len(MEASURES)), np.nan, dtype=np.float32)
     ok = np.zeros(n, dtype=bool)
-    reasons: dict[int, str] = {}
-    rows_by_hash: dict[str, list[int]] = {}
-    for i, digest in enumerate(cache.file_hashes(path_list)):
-        if isinstance(digest, OSError):
-            reasons[i] = f"cannot read: {digest}"
-        else:
-            rows_by_hash.setdefault(digest, []).append(i)
+    rows_by_hash, reasons = rows_by_content(cache, path_list)
 
     def fill(digest: str, mvec: np.ndarray) -> None:
         out = _audio_path(cache, fingerprint=fp, content_hash=digest)
@@ -163,30 +154,15 @@ def extract_degraded_audio(
             config={"condition": condition.config(), "seed": int(seed), "sample_rate": int(sample_rate),
                     "format": _FORMAT, "what": "degraded waveforms (fairser.degrade.waveforms)"},
         )  # fmt: skip
-        initargs = (condition, cache, (fp, mfp), seed, sample_rate)
-        with ExitStack() as stack:
-            if n_jobs > 1 and len(tasks) > 1:
-                pool = stack.enter_context(
-                    multiprocessing.get_context().Pool(
-                        min(n_jobs, len(tasks)), initializer=_init, initargs=initargs
-                    )
-                )
-                results = pool.imap_unordered(
-                    _one, tasks, chunksize=max(1, min(16, len(tasks) // (8 * n_jobs)))
-                )
+        results = run_tasks(tasks, worker=_one, initializer=_init, initargs=(condition, cache, (fp, mfp), seed, sample_rate),
+                            n_jobs=n_jobs, progress=progress, description=description or f"{condition.label()} audio")  # fmt: skip
+        for digest, mvec, reason in results:
+            if reason is None:
+                fill(digest, mvec)
+                n_extracted += len(rows_by_hash[digest])
             else:
-                _init(*initargs)
-                results = map(_one, tasks)
-            bar = stack.enter_context(progress_bar(enabled=progress))
-            task = bar.add_task(description or f"{condition.label()} audio", total=len(tasks))
-            for digest, mvec, reason in results:
-                if reason is None:
-                    fill(digest, mvec)
-                    n_extracted += len(rows_by_hash[digest])
-                else:
-                    for i in rows_by_hash[digest]:
-                        reasons[i] = reason
-                bar.advance(task)
+                for i in rows_by_hash[digest]:
+                    reasons[i] = reason
     return DegradedAudio(
         paths=path_list,
         files=tuple(files),
