@@ -509,3 +509,40 @@ def test_sigkill_during_synthesis_leaves_no_worker(tmp_path):
     )
     n, left = _kill_and_count_survivors(popen, lambda kids: len(kids) >= 2, timeout=60)
     assert n >= 2 and left == 0, f"{left} of {n} synthesis workers survived the SIGKILL"
+
+
+_DEGRADE_SCRIPT = """
+import sys, time
+import numpy as np
+from fairser.degrade import build_condition, extract_degraded_features
+from fairser.features.cache import FeatureCache
+
+class Slow:
+    name, sample_rate, dim = "slow", 16000, 2
+    def encode_signal(self, x, *, sample_rate):
+        time.sleep(30)
+        return np.zeros(2, dtype=np.float32)
+    def config(self):
+        return {"name": "slow"}
+
+extract_degraded_features(paths=sys.argv[2:], condition=build_condition("noise", kind="white", snr_db=10),
+                          encoder=Slow(), cache=FeatureCache(sys.argv[1]), n_jobs=2, progress=False)
+"""
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="process-tree checks use Linux /proc")
+def test_sigkill_during_degraded_extraction_leaves_no_worker(tmp_path, corpus):
+    """The degradation pool (fairser robustness, degrade_augment) dies with its parent, as the clean one does."""
+    pytest.importorskip("psutil")
+    wavs = sorted(str(p) for p in (corpus / "audio").rglob("*.wav"))[:4]
+    env = dict(os.environ, PYTHONPATH=str(REPO / "src"))
+    popen = subprocess.Popen(
+        [sys.executable, "-c", _DEGRADE_SCRIPT, str(tmp_path / "cache"), *wavs],
+        env=env,
+        start_new_session=True,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    n, left = _kill_and_count_survivors(popen, lambda kids: len(kids) >= 2, timeout=60)
+    assert n >= 2 and left == 0, f"{left} of {n} degradation workers survived the SIGKILL"
+    shutil.rmtree(tmp_path / "cache", ignore_errors=True)

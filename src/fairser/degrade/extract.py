@@ -23,6 +23,7 @@ from fairser.degrade.base import MEASURES, Condition, file_rng, measures_vector
 from fairser.features.audio import AudioError, load_audio
 from fairser.features.base import AudioEncoder, config_fingerprint
 from fairser.features.cache import FeatureCache
+from fairser.lifeline import die_with_parent
 from fairser.progress import progress_bar
 
 __all__ = [
@@ -125,16 +126,24 @@ def rows_by_content(
     return rows_by_hash, reasons
 
 
+def _tied_init(parent: int, initializer, *initargs) -> None:
+    """A pool worker that exits when the extracting process dies (:func:`fairser.lifeline.die_with_parent`)."""
+    die_with_parent(parent=parent)
+    initializer(*initargs)
+
+
 def run_tasks(
     tasks: list, *, worker, initializer, initargs: tuple, n_jobs: int, progress: bool, description: str
 ) -> Iterator:
     """``worker(task)`` for every task, in a pool of ``n_jobs`` processes (each set up once with
-    ``initializer(*initargs)``) or in this process, in completion order, with a progress bar."""
+    ``initializer(*initargs)`` and tied to this process's life) or in this process, in completion order, with a progress bar."""
     with ExitStack() as stack:
         if n_jobs > 1 and len(tasks) > 1:
             pool = stack.enter_context(
                 multiprocessing.get_context().Pool(
-                    min(n_jobs, len(tasks)), initializer=initializer, initargs=initargs
+                    min(n_jobs, len(tasks)),
+                    initializer=_tied_init,
+                    initargs=(os.getpid(), initializer, *initargs),
                 )
             )
             results = pool.imap_unordered(
