@@ -173,6 +173,10 @@ def test_robustness_end_to_end_refits_checks_and_caches(tmp_path, corpus):
     assert set(noise_only.runs["condition"]) == {"clean", "resample 4kHz", "white noise 0dB"}
     assert len(noise_only.runs) == len(runs)
     assert "resample 4kHz" in (out / "robustness.md").read_text()
+    import json
+
+    recorded = json.loads((out / "robustness.json").read_text())["conditions"]
+    assert [c["table_label"] for c in recorded] == ["resample 4kHz", "white noise 0dB"]
     other = evaluate_robustness(out, conditions=conditions[1:], n_boot=20, n_perm=30, progress=False)
     assert list(other.table["condition"]) == ["white noise 0dB"]
     fresh = evaluate_robustness(

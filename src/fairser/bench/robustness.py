@@ -513,7 +513,8 @@ def evaluate_robustness(
     files = _write(results_dir, table=frames["table"], per_class=frames["per_class"], conditions=frames["conditions"],
                    runs=frames["runs"], config=config, prepared=prepared, ci=ev.ci)  # fmt: skip
     (results_dir / "robustness.json").write_text(json.dumps({
-        "conditions": kept + [s.model_dump(mode="json") for s in specs], "settings": settings,
+        "conditions": kept + [{**s.model_dump(mode="json"), "table_label": label}
+                                      for s, (label, _) in zip(specs, built, strict=True)], "settings": settings,
         "seed": rob.seed, "n_boot": n_boot, "n_perm": n_perm, "model_source": source.name,
         "model_source_reason": why, "inputs": inputs.kind, "n_runs": len(runs), "timings_s": timings,
     }, indent=2))  # fmt: skip
@@ -566,22 +567,10 @@ def _with_previous(
         if key == "runs":  # the clean rows are re-evaluated by this call
             before = before[before["condition"] != CLEAN]
         out[key] = pd.concat([before, frame], ignore_index=True)
-    specs = [c for c in old.get("conditions", []) if _spec_label(c) in kept_labels]
+    specs = [c for c in old.get("conditions", []) if c.get("table_label") in kept_labels]
     console.print(f"kept the earlier conditions {', '.join(kept_labels)} (same settings); "
                   "`--fresh` starts the tables anew")  # fmt: skip
     return out, specs
-
-
-def _spec_label(spec: dict) -> str:
-    """The table label of a condition spec as recorded in ``robustness.json``."""
-    from fairser.degrade import build_condition, condition_label
-
-    if spec.get("label"):
-        return spec["label"]
-    try:
-        return condition_label(build_condition(spec["name"], **spec.get("params", {})))
-    except ValueError:  # a spec that no longer builds (a UserError) is simply not kept
-        return ""
 
 
 def _evaluate(
@@ -665,18 +654,13 @@ def _fmt_ci(v, lo, hi, *, scale: float = 100.0) -> str:
     return f"{v * scale:+.1f} [{lo * scale:+.1f}, {hi * scale:+.1f}]"
 
 
-def _signed_of(table: pd.DataFrame) -> str:
-    """Which groups the signed gap compares (``female − male``), from the table."""
-    if "signed_gap_of" in table and table["signed_gap_of"].notna().any():
-        return str(table["signed_gap_of"].dropna().iloc[0])
-    return "—"
-
-
 def render_robustness(
     table: pd.DataFrame, conditions: pd.DataFrame, *, synthetic: bool, source: str, ci: float
 ) -> str:
     """The Markdown of ``robustness.md``: per objective and setting, condition x (language, modality):
     W-F1 clean -> degraded, ΔW-F1 and Δgap (percentage points) with the paired CI and p."""
+    from fairser.report.robustness import signed_gap_label
+
     pct = int(round(ci * 100))
     lines = [("**SYNTHETIC DATA** — " if synthetic else "") + f"Robustness: {source}", "",
              f"Change against clean test audio, degraded − clean, in percentage points, with the paired speaker-level "
@@ -687,7 +671,7 @@ def render_robustness(
     for (objective, setting), sub in table.groupby(["objective", "setting"], sort=False):
         lines += [f"### {objective}, setting {setting} ({int(sub['n_seeds'].iloc[0])} seed(s))", "",
                   "| condition | language | modality | W-F1 clean → degraded | ΔW-F1 | p | gap clean → degraded | Δgap | p "
-                  f"| Δ(W-F1 {_signed_of(sub)}) | p |",
+                  f"| Δ(W-F1 {signed_gap_label(sub)}) | p |",
                   "|---|---|---|---|---|---|---|---|---|---|---|"]  # fmt: skip
         for _, r in sub.iterrows():
             lines.append(

@@ -14,6 +14,7 @@ __all__ = [
     "plot_per_class_heatmap",
     "render_class_changes",
     "robustness_section",
+    "signed_gap_label",
 ]
 
 _COLORS = {"male": "#1f77b4", "female": "#d62728"}
@@ -24,6 +25,13 @@ def _first_cell(frame: pd.DataFrame) -> tuple[pd.DataFrame, str]:
     objective, setting = frame["objective"].iloc[0], frame["setting"].iloc[0]
     sub = frame[(frame["objective"] == objective) & (frame["setting"] == setting)]
     return sub, f"{objective}, setting {setting}"
+
+
+def signed_gap_label(table: pd.DataFrame) -> str:
+    """Which groups a robustness table's signed gap compares (``female − male``), or ``—``."""
+    if "signed_gap_of" in table and table["signed_gap_of"].notna().any():
+        return str(table["signed_gap_of"].dropna().iloc[0])
+    return "—"
 
 
 def plot_degradation_curves(
@@ -176,7 +184,7 @@ def robustness_section(path, *, synthetic: bool, source: str, dpi: int = 110):
         }
     )
     if "delta_weighted_f1_signed_gap" in sub:  # which gender the condition cost more
-        of = sub["signed_gap_of"].dropna().iloc[0] if sub["signed_gap_of"].notna().any() else "2nd − 1st"
+        of = signed_gap_label(sub)
         shown[f"Δ(W-F1 {of}) [CI]"] = [ci(r, "delta_weighted_f1_signed_gap") for _, r in sub.iterrows()]
         shown[f"p (Δ {of})"] = [f"{p:.3f}" for p in sub["delta_weighted_f1_signed_gap_p"]]
     per_class = pd.read_csv(per_class_file) if per_class_file.is_file() else None
